@@ -1,0 +1,499 @@
+"""The RBD mirror adapter: one pool on one site, through librbd's mirror API.
+
+Everything the failback needs from Ceph goes through :class:`MirrorPool`: queries (mode, peers,
+daemon health, images, batched statuses, mirror snapshots, watchers) and operations (demote,
+promote, resync, mirror snapshot) on one image or many. No ``rbd`` CLI is involved.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import (
+    CephError,
+    CephOperationError,
+    ImageNotFoundError,
+    MirroringNotEnabledError,
+    NotReadyError,
+)
+from .connection import CephSite, import_bindings, map_ceph_error
+from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
+
+if TYPE_CHECKING:
+    import rados
+
+__all__ = [
+    "MirrorPool",
+    "Peer",
+    "DaemonHealth",
+    "MirrorSnapshot",
+    "OperationResult",
+    "DEFAULT_CONCURRENCY",
+]
+
+log = logging.getLogger(__name__)
+
+#: Like ``rbd_concurrent_management_ops``: how many images a batch operation works on at once.
+DEFAULT_CONCURRENCY = 10
+
+T = TypeVar("T")
+
+_MIRROR_MODES = {0: "disabled", 1: "image", 2: "pool"}
+_IMAGE_MODES = {0: "journal", 1: "snapshot"}
+_IMAGE_STATES = {0: "disabling", 1: "enabled", 2: "disabled"}
+_DIRECTIONS = {0: "rx-only", 1: "tx-only", 2: "rx-tx"}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A mirror peer of the pool."""
+
+    uuid: str
+    site_name: str
+    mirror_uuid: str
+    direction: str
+    client_name: str
+
+
+@dataclass(frozen=True)
+class DaemonHealth:
+    """One rbd-mirror daemon of the site, from the manager's service status.
+
+    Attributes:
+        gid: the daemon's service id.
+        instance_id: its instance id (as images report it).
+        leader: whether it leads for this pool.
+        last_beacon: when it last reported to the manager.
+        reports_pool: whether its status covers the pool.
+        callouts: warnings/errors it raised for the pool.
+        healthy: reports the pool, no error callouts and a recent beacon.
+    """
+
+    gid: str
+    instance_id: str | None
+    leader: bool
+    last_beacon: datetime | None
+    reports_pool: bool
+    callouts: Mapping[str, Any]
+    healthy: bool
+
+
+@dataclass(frozen=True)
+class MirrorSnapshot:
+    """A mirror snapshot of an image (snapshot-based mirroring)."""
+
+    id: int
+    name: str
+    state: str
+    complete: bool
+    primary_mirror_uuid: str
+    primary_snap_id: int | None
+    mirror_peer_uuids: tuple[str, ...]
+    timestamp: datetime | None
+
+    @property
+    def is_primary(self) -> bool:
+        """Taken on this site while it was primary (``primary`` or ``primary-demoted``)."""
+        return self.state.startswith("primary")
+
+    @property
+    def is_demotion(self) -> bool:
+        """Marks a demotion (``primary-demoted`` or ``non-primary-demoted``)."""
+        return self.state.endswith("demoted")
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """The outcome of one image's operation in a batch."""
+
+    image: str
+    ok: bool
+    error: CephError | None = None
+    value: Any = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Ctx:
+    site: str
+    pool: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MirrorPool:
+    """RBD mirroring of one pool on one site.
+
+    Args:
+        site: the connected site.
+        pool: the pool's name; a missing pool raises :class:`PoolNotFoundError` at once.
+        concurrency: default worker count of the ``*_many`` operations.
+    """
+
+    def __init__(self, site: CephSite, pool: str, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        self.site = site
+        self.pool = pool
+        self.concurrency = concurrency
+        self._rados, self._rbd = import_bindings()
+        with self.site.ioctx(pool):
+            pass  # fail early on a missing pool
+        self._peer_names: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"MirrorPool(site={self.site.name!r}, pool={self.pool!r})"
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _where(self, image: str | None = None) -> dict[str, Any]:
+        return {"site": self.site.name, "pool": self.pool, "image": image}
+
+    def _call(self, what: str, fn: Callable[[], T], image: str | None = None) -> T:
+        try:
+            return fn()
+        except (self._rbd.Error, self._rados.Error) as exc:
+            raise map_ceph_error(exc, what, **self._where(image)) from exc
+
+    @contextmanager
+    def _ioctx(self) -> Iterator[rados.Ioctx]:
+        with self.site.ioctx(self.pool) as ioctx:
+            yield ioctx
+
+    @contextmanager
+    def open_image(self, image: str, *, read_only: bool = False) -> Iterator[Any]:
+        """An open ``rbd.Image``; a missing one raises :class:`ImageNotFoundError`."""
+        with self._ioctx() as ioctx:
+            try:
+                handle = self._rbd.Image(ioctx, image, read_only=read_only)
+            except self._rbd.ImageNotFound as exc:
+                raise ImageNotFoundError(
+                    "image does not exist", errno=errno_mod.ENOENT, **self._where(image)
+                ) from exc
+            except (self._rbd.Error, self._rados.Error) as exc:
+                raise map_ceph_error(exc, "opening the image", **self._where(image)) from exc
+            try:
+                yield handle
+            finally:
+                handle.close()
+
+    # -- pool-level queries ------------------------------------------------------------------
+
+    def mode(self) -> str:
+        """The pool's mirror mode: ``disabled``, ``image`` or ``pool``."""
+        with self._ioctx() as ioctx:
+            value = self._call("reading the mirror mode", lambda: self._rbd.RBD().mirror_mode_get(ioctx))
+        return _MIRROR_MODES.get(value, str(value))
+
+    def site_name(self) -> str:
+        """This site's mirror site name (as peers know it)."""
+        return str(self._call("reading the site name",
+                              lambda: self._rbd.RBD().mirror_site_name_get(self.site.rados)))
+
+    def mirror_uuid(self) -> str:
+        """This pool's mirror uuid (what peers' reports and mirror snapshots refer to)."""
+        with self._ioctx() as ioctx:
+            return str(self._call("reading the mirror uuid",
+                                  lambda: self._rbd.RBD().mirror_uuid_get(ioctx)))
+
+    def peers(self) -> list[Peer]:
+        """The pool's mirror peers."""
+        with self._ioctx() as ioctx:
+            raw = self._call("listing peers", lambda: list(self._rbd.RBD().mirror_peer_list(ioctx)))
+        peers = [
+            Peer(
+                uuid=str(p.get("uuid", "")),
+                site_name=str(p.get("site_name") or p.get("cluster_name") or ""),
+                mirror_uuid=str(p.get("mirror_uuid", "")),
+                direction=_DIRECTIONS.get(p.get("direction"), str(p.get("direction"))),
+                client_name=str(p.get("client_name", "")),
+            )
+            for p in raw
+        ]
+        self._peer_names = {p.mirror_uuid: p.site_name for p in peers if p.mirror_uuid}
+        return peers
+
+    def peer_names(self) -> dict[str, str]:
+        """Peer mirror uuid -> peer site name (cached after the first call)."""
+        if self._peer_names is None:
+            self.peers()
+        assert self._peer_names is not None
+        return dict(self._peer_names)
+
+    def require_mirroring(self) -> list[Peer]:
+        """Check the pool is mirrored with at least one peer; return the peers.
+
+        Raises:
+            MirroringNotEnabledError: mirroring disabled, or no peer configured.
+        """
+        mode = self.mode()
+        if mode == "disabled":
+            raise MirroringNotEnabledError(
+                "mirroring is not enabled on this pool", **self._where(),
+                hint="rbd mirror pool enable POOL pool|image, then bootstrap the peers",
+            )
+        peers = self.peers()
+        if not peers:
+            raise MirroringNotEnabledError(
+                "the pool has no mirror peer", **self._where(),
+                hint="rbd mirror pool peer bootstrap create/import",
+            )
+        return peers
+
+    def daemon_health(self, *, beacon_grace: float = 60.0) -> list[DaemonHealth]:
+        """This site's rbd-mirror daemons and how they report this pool (manager service status).
+
+        A daemon counts as healthy when it reports the pool, raised no error callout for it, and
+        its last beacon is at most ``beacon_grace`` seconds old.
+        """
+        status = self.site.mgr_command({"prefix": "service status"}) or {}
+        now = datetime.now(UTC)
+        out = []
+        for gid, info in (status.get("rbd-mirror") or {}).items():
+            raw = ((info or {}).get("status") or {}).get("json")
+            try:
+                pools = json.loads(raw) if raw else {}
+            except ValueError:
+                pools = {}
+            entry: Mapping[str, Any] = next(
+                (p for p in pools.values() if isinstance(p, Mapping) and p.get("name") == self.pool),
+                {},
+            )
+            beacon = _parse_stamp(info.get("last_beacon"))
+            callouts = entry.get("callouts") or {}
+            errors = [c for c in callouts.values()
+                      if isinstance(c, Mapping) and str(c.get("level", "")).lower() == "error"]
+            fresh = beacon is not None and (now - beacon).total_seconds() <= beacon_grace
+            out.append(DaemonHealth(
+                gid=str(gid),
+                instance_id=str(entry["instance_id"]) if "instance_id" in entry else None,
+                leader=bool(entry.get("leader", False)),
+                last_beacon=beacon,
+                reports_pool=bool(entry),
+                callouts=dict(callouts),
+                healthy=bool(entry) and not errors and fresh,
+            ))
+        return out
+
+    # -- images ------------------------------------------------------------------------------
+
+    def images(self) -> dict[str, MirrorImageInfo]:
+        """Every mirror-enabled image of the pool with its info (one batched listing each)."""
+        with self._ioctx() as ioctx:
+            infos = self._call("listing mirror image info",
+                               lambda: dict(self._rbd.RBD().mirror_image_info_list(ioctx)))
+            names = self._call("listing images",
+                               lambda: {i["id"]: i["name"] for i in self._rbd.RBD().list2(ioctx)})
+        out = {}
+        for image_id, info in infos.items():
+            name = names.get(image_id)
+            if name is None:  # removed between the two listings, or in the trash
+                continue
+            out[name] = _image_info(name, info, image_id)
+        return out
+
+    def image_names(self) -> list[str]:
+        """All image names in the pool (mirrored or not)."""
+        with self._ioctx() as ioctx:
+            return sorted(self._call("listing images", lambda: self._rbd.RBD().list(ioctx)))
+
+    def info(self, image: str) -> MirrorImageInfo:
+        """Mirror info of one image (``enabled``/``primary``/global id/mode)."""
+        with self.open_image(image) as handle:
+            info = self._call("reading mirror info", handle.mirror_image_get_info, image)
+            mode = None
+            if info.get("state") == 1:
+                mode = self._call("reading mirror mode", handle.mirror_image_get_mode, image)
+            return _image_info(image, {**info, "mode": mode}, handle.id())
+
+    def status(self, image: str) -> MirrorStatus:
+        """The mirror status of one image (includes whether it is primary here)."""
+        with self.open_image(image) as handle:
+            raw = self._call("reading mirror status", handle.mirror_image_get_status, image)
+        return parse_mirror_status(raw, site=self.site.name, pool=self.pool,
+                                   peer_names=self.peer_names())
+
+    def statuses(self, images: Iterable[str] | None = None) -> dict[str, MirrorStatus]:
+        """Mirror statuses of every mirrored image (or of ``images``), in batched calls.
+
+        The batched listing omits whether each image is primary; it is filled in from the
+        (also batched) image info listing.
+        """
+        wanted = set(images) if images is not None else None
+        peer_names = self.peer_names()
+        with self._ioctx() as ioctx:
+            raw_list = self._call("listing mirror statuses",
+                                  lambda: list(self._rbd.RBD().mirror_image_status_list(ioctx)))
+            infos = self._call("listing mirror image info",
+                               lambda: dict(self._rbd.RBD().mirror_image_info_list(ioctx)))
+        out = {}
+        for raw in raw_list:
+            name = raw.get("name")
+            if name is None or (wanted is not None and name not in wanted):
+                continue
+            info = infos.get(raw.get("id"), {})
+            primary = bool(info["primary"]) if "primary" in info else None
+            out[name] = parse_mirror_status(raw, site=self.site.name, pool=self.pool,
+                                            peer_names=peer_names, primary=primary)
+        return out
+
+    def watchers(self, image: str) -> list[dict[str, Any]]:
+        """Clients watching the image (a running VM, a mapped device...); rbd-mirror's own
+        watch on a non-primary image is included as librbd lists it."""
+        with self.open_image(image, read_only=True) as handle:
+            return [dict(w) for w in self._call("listing watchers", handle.watchers_list, image)]
+
+    def lock_owners(self, image: str) -> list[dict[str, Any]]:
+        """Exclusive-lock owners of the image."""
+        # librbd refuses to list lock owners through a read-only handle (EINVAL).
+        with self.open_image(image) as handle:
+            return [dict(o) for o in self._call("listing lock owners", handle.lock_get_owners, image)]
+
+    def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
+        """The image's mirror snapshots (snapshot-based mirroring), oldest first."""
+        rbd = self._rbd
+        states = {
+            getattr(rbd, "RBD_SNAP_MIRROR_STATE_PRIMARY", 0): "primary",
+            getattr(rbd, "RBD_SNAP_MIRROR_STATE_PRIMARY_DEMOTED", 1): "primary-demoted",
+            getattr(rbd, "RBD_SNAP_MIRROR_STATE_NON_PRIMARY", 2): "non-primary",
+            getattr(rbd, "RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED", 3): "non-primary-demoted",
+        }
+        out = []
+        with self.open_image(image, read_only=True) as handle:
+            for snap in self._call("listing snapshots", lambda: list(handle.list_snaps()), image):
+                if snap.get("namespace") != rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR:
+                    continue
+                mirror = snap.get("mirror") or self._call(
+                    "reading a mirror snapshot", lambda s=snap: handle.snap_get_mirror_namespace(s["id"]),
+                    image)
+                primary_snap = mirror.get("primary_snap_id")
+                out.append(MirrorSnapshot(
+                    id=int(snap["id"]),
+                    name=str(snap.get("name", "")),
+                    state=states.get(mirror.get("state"), str(mirror.get("state"))),
+                    complete=bool(mirror.get("complete", False)),
+                    primary_mirror_uuid=str(mirror.get("primary_mirror_uuid", "")),
+                    primary_snap_id=int(primary_snap) if primary_snap is not None else None,
+                    mirror_peer_uuids=tuple(mirror.get("mirror_peer_uuids") or ()),
+                    timestamp=to_utc(snap.get("timestamp")),
+                ))
+        out.sort(key=lambda s: s.id)
+        return out
+
+    # -- operations on one image --------------------------------------------------------------
+
+    def demote(self, image: str) -> None:
+        """Demote the image on this site (it must be primary here)."""
+        with self.open_image(image) as handle:
+            self._call("demote", handle.mirror_image_demote, image)
+        log.info("%s/%s: demoted on %s", self.pool, image, self.site.name)
+
+    def promote(self, image: str, *, force: bool = False) -> None:
+        """Promote the image on this site.
+
+        Non-forced by default: librbd refuses while the peer's demotion has not been replayed here,
+        which becomes :class:`NotReadyError` (retry later). ``force=True`` promotes even when the
+        peer is still primary: that makes split-brain and is never used by a failback.
+        """
+        with self.open_image(image) as handle:
+            try:
+                handle.mirror_image_promote(force)
+            except (self._rbd.ImageBusy, self._rbd.ReadOnlyImage) as exc:
+                raise NotReadyError(
+                    "promote refused: the peer's demotion has not been replayed here yet",
+                    errno=abs(getattr(exc, "errno", 0) or 0) or None,
+                    hint="retry later", **self._where(image),
+                ) from exc
+            except (self._rbd.Error, self._rados.Error) as exc:
+                raise map_ceph_error(exc, "promote", **self._where(image)) from exc
+        log.info("%s/%s: promoted on %s%s", self.pool, image, self.site.name,
+                 " (FORCED)" if force else "")
+
+    def resync(self, image: str) -> None:
+        """Flag the (non-primary) image for resync: rbd-mirror discards and copies it again."""
+        with self.open_image(image) as handle:
+            self._call("resync", handle.mirror_image_resync, image)
+        log.info("%s/%s: resync requested on %s", self.pool, image, self.site.name)
+
+    def create_mirror_snapshot(self, image: str) -> int:
+        """Take a mirror snapshot (snapshot-based mirroring); returns its snapshot id."""
+        with self.open_image(image) as handle:
+            snap_id = self._call("mirror snapshot", handle.mirror_image_create_snapshot, image)
+        return int(snap_id)
+
+    # -- operations on many images ------------------------------------------------------------
+
+    def run_many(
+        self,
+        images: Iterable[str],
+        operation: Callable[[str], Any],
+        *,
+        concurrency: int | None = None,
+    ) -> dict[str, OperationResult]:
+        """Run ``operation(image)`` for each image on a bounded thread pool.
+
+        One failure never stops the others; each image gets an :class:`OperationResult`.
+        """
+        names = list(dict.fromkeys(images))
+        workers = max(1, min(concurrency or self.concurrency, len(names) or 1))
+
+        def one(name: str) -> OperationResult:
+            start = time.monotonic()
+            try:
+                value = operation(name)
+            except CephError as exc:
+                return OperationResult(name, False, exc, seconds=time.monotonic() - start)
+            except Exception as exc:  # a bug or binding error: report it, keep going
+                err = CephOperationError(f"unexpected error: {exc!r}", **self._where(name))
+                return OperationResult(name, False, err, seconds=time.monotonic() - start)
+            return OperationResult(name, True, None, value, seconds=time.monotonic() - start)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"rbd-{self.site.name}") as ex:
+            results = list(ex.map(one, names))
+        return {r.image: r for r in results}
+
+    def demote_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
+        """:meth:`demote` each image (bounded concurrency, per-image results)."""
+        return self.run_many(images, self.demote, **kw)
+
+    def promote_many(self, images: Iterable[str], *, force: bool = False,
+                     **kw: Any) -> dict[str, OperationResult]:
+        """:meth:`promote` each image (bounded concurrency, per-image results)."""
+        return self.run_many(images, lambda i: self.promote(i, force=force), **kw)
+
+    def resync_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
+        """:meth:`resync` each image (bounded concurrency, per-image results)."""
+        return self.run_many(images, self.resync, **kw)
+
+    def create_mirror_snapshot_many(self, images: Iterable[str],
+                                    **kw: Any) -> dict[str, OperationResult]:
+        """:meth:`create_mirror_snapshot` on each image (bounded concurrency)."""
+        return self.run_many(images, self.create_mirror_snapshot, **kw)
+
+
+def _image_info(name: str, info: Mapping[str, Any], image_id: str | None) -> MirrorImageInfo:
+    mode = info.get("mode")
+    return MirrorImageInfo(
+        name=name,
+        global_id=str(info.get("global_id", "")),
+        enabled=info.get("state") == 1,
+        primary=bool(info["primary"]) if "primary" in info else None,
+        mode=_IMAGE_MODES.get(mode, None if mode is None else str(mode)),
+        image_id=image_id,
+    )
+
+
+def _parse_stamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
