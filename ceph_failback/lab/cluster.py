@@ -382,7 +382,7 @@ admin_socket = {d}/run/$name.asok
         d = self.daemons.get(key)
         return d is not None and _pid_alive(d.pid, str(self.directory))
 
-    def _stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    def _stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
         d = self.daemons.pop(key, None)
         if d is None or not _pid_alive(d.pid, str(self.directory)):
             return

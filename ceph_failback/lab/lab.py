@@ -150,9 +150,9 @@ class Lab:
         # The least-privileged client a failback needs (documented in docs/configuration).
         key = site.admin().mon_command({
             "prefix": "auth get-or-create", "entity": FAILBACK_CLIENT,
-            "caps": ["mon", "profile rbd, allow command \"service dump\"",
+            "caps": ["mon", "profile rbd",
                      "osd", f"profile rbd pool={self.pool}",
-                     "mgr", f"profile rbd pool={self.pool}"],
+                     "mgr", f"profile rbd pool={self.pool}, allow command \"service status\""],
             "format": "plain",
         })
         text = key if isinstance(key, str) else json.dumps(key)
@@ -206,11 +206,14 @@ class Lab:
 
     def down(self) -> None:
         """Stop every lab daemon (by PID) and remove the lab's directory."""
-        for site in self.sites:
+        def stop(site: LabCluster) -> None:
             try:
                 site.stop()
             except Exception as exc:  # keep going: the other site must stop too
                 log.warning("%s: stop failed: %s", site.name, exc)
+
+        with ThreadPoolExecutor(2) as ex:
+            list(ex.map(stop, self.sites))
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def running_pids(self) -> list[int]:

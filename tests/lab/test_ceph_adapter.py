@@ -1,0 +1,301 @@
+"""The mirror adapter against the real two-site lab (journal mode, pool mirror mode)."""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ceph_failback.ceph import CephConfig, CephSite, MirrorPool, MirrorState
+from ceph_failback.errors import (
+    CephConnectionError,
+    CephPermissionError,
+    ConfigurationError,
+    ImageNotFoundError,
+    MirroringNotEnabledError,
+    NotReadyError,
+    PoolNotFoundError,
+)
+from ceph_failback.lab import Lab
+
+from .helpers import pattern, poll
+
+
+@pytest.fixture(scope="module")
+def pools(lab: Lab) -> Iterator[tuple[MirrorPool, MirrorPool]]:
+    with lab.connect("a") as a, lab.connect("b") as b:
+        yield a.pool(lab.pool), b.pool(lab.pool)
+
+
+@pytest.fixture(scope="module")
+def batch(lab: Lab) -> list[str]:
+    """Images created once for this module, replicated A -> B; each test takes its own."""
+    images = [f"adapter-{i}" for i in range(7)]
+    for name in images:
+        lab.create_image(name, size=64 << 20, data=pattern(name))
+    lab.wait_replicated(images, timeout=180)
+    return images
+
+
+def take(batch: list[str]) -> str:
+    return batch.pop()
+
+
+def test_pool_queries(lab: Lab, pools: tuple[MirrorPool, MirrorPool]) -> None:
+    pa, pb = pools
+    assert pa.mode() == "pool" and pb.mode() == "pool"
+    assert pa.site_name() == "site-a" and pb.site_name() == "site-b"
+    (peer_of_a,) = pa.require_mirroring()
+    (peer_of_b,) = pb.require_mirroring()
+    assert peer_of_a.site_name == "site-b" and peer_of_a.direction == "rx-tx"
+    assert peer_of_b.site_name == "site-a" and peer_of_b.direction == "rx-tx"
+    # Each side knows the other's mirror uuid: that is how reports and snapshots name a site.
+    assert peer_of_a.mirror_uuid == pb.mirror_uuid()
+    assert peer_of_b.mirror_uuid == pa.mirror_uuid()
+    for pool in pools:
+        health = pool.daemon_health()
+        assert len(health) == 1
+        assert health[0].healthy and health[0].reports_pool and health[0].leader
+
+
+def test_images_info_and_batched_statuses(
+    lab: Lab, pools: tuple[MirrorPool, MirrorPool], batch: list[str]
+) -> None:
+    pa, pb = pools
+    name = take(batch)
+    on_a, on_b = pa.images()[name], pb.images()[name]
+    assert on_a.primary is True and on_b.primary is False
+    assert on_a.global_id == on_b.global_id and on_a.enabled and on_b.enabled
+    assert pa.info(name).mode == "journal" and pb.info(name).primary is False
+
+    st_b = poll(lambda: (s := pb.statuses([name])[name]).is_caught_up() and s,
+                what="caught-up report on site-b")
+    assert st_b.state is MirrorState.REPLAYING and st_b.local.up and not st_b.is_primary()
+    assert st_b.peer("site-a") is not None
+    st_a = pa.statuses()[name]
+    assert st_a.is_primary() and st_a.local.is_local_primary()
+    assert st_a.state is MirrorState.STOPPED
+    peer = poll(lambda: (p := pa.status(name).peer("site-b")) and p.is_replaying() and p,
+                what="site-b's replaying report on site-a")
+    assert peer.up and peer.last_update is not None and peer.last_update.tzinfo is not None
+    one = pb.status(name)
+    assert one.global_id == st_b.global_id and one.primary is False
+    # The replica is watched by the rbd-mirror daemon that replays it, and by nobody on A.
+    assert len(pb.watchers(name)) >= 1
+    assert pa.watchers(name) == []
+
+
+def test_promote_is_refused_while_the_peer_is_primary(
+    pools: tuple[MirrorPool, MirrorPool], batch: list[str]
+) -> None:
+    pa, pb = pools
+    name = take(batch)
+    with pytest.raises(NotReadyError) as info:
+        pb.promote(name)
+    assert info.value.errno == errno.EBUSY
+    assert "site 'site-b'" in str(info.value) and name in str(info.value)
+    assert pb.info(name).primary is False and pa.info(name).primary is True
+
+
+def test_planned_round_trip_keeps_the_last_writes(
+    lab: Lab, pools: tuple[MirrorPool, MirrorPool], batch: list[str]
+) -> None:
+    pa, pb = pools
+    name = take(batch)
+    pa.demote(name)
+    # B's daemon reports the demotion: unknown state, "remote image demoted"/"is not primary".
+    seen = poll(lambda: (s := pb.status(name)).local.peer_demoted() and s,
+                what="site-b to see the demotion")
+    assert seen.state is MirrorState.UNKNOWN and not seen.is_primary()
+    poll(lambda: _try_promote(pb, name), what="non-forced promote on site-b")
+    assert pb.info(name).primary is True and pa.info(name).primary is False
+    lab.write("b", name, pattern("written-on-b", 4096))
+    expected = lab.checksum("b", name)
+    poll(lambda: pa.status(name).is_caught_up(), what="site-a to replay site-b")
+    pb.demote(name)
+    poll(lambda: _try_promote(pa, name), what="non-forced promote on site-a")
+    assert lab.checksum("a", name) == expected
+    assert pa.info(name).primary is True and pb.info(name).primary is False
+
+
+def test_split_brain_then_resync_restores_the_peer_data(
+    lab: Lab, pools: tuple[MirrorPool, MirrorPool], batch: list[str]
+) -> None:
+    pa, pb = pools
+    name = take(batch)
+    lab.unplanned_disaster([name], new_data=pattern("after-outage", 8 << 20))
+    expected = lab.checksum("b", name)
+    assert pa.info(name).primary and pb.info(name).primary  # both primary: the outage state
+    pa.demote(name)
+    st = poll(lambda: (s := pa.status(name)).is_split_brain() and s,
+              what="split-brain on site-a")
+    assert st.state is MirrorState.ERROR and st.local.up
+    # Resync from B, watching every state A goes through.
+    results = pa.resync_many([name])
+    assert results[name].ok, results[name].error
+    states: list[str] = []
+
+    def replaying() -> bool:
+        try:
+            s = pa.status(name)
+        except ImageNotFoundError:
+            states.append("missing")  # moved to the trash and being recreated
+            return False
+        states.append(s.local.label)
+        return s.is_caught_up()
+
+    poll(replaying, timeout=120, interval=0.1, what="resync of site-a")
+    assert "missing" in states or "down+unknown" in states or any("syncing" in s for s in states)
+    assert lab.checksum("a", name) == expected
+    pb.demote(name)
+    poll(lambda: _try_promote(pa, name), what="non-forced promote on site-a")
+    assert lab.checksum("a", name) == expected
+
+
+def test_batch_operation_reports_each_image(
+    lab: Lab, pools: tuple[MirrorPool, MirrorPool], batch: list[str]
+) -> None:
+    pa, pb = pools
+    first, second = take(batch), take(batch)
+    results = pa.demote_many([first, "no-such-image", second], concurrency=2)
+    assert set(results) == {first, "no-such-image", second}
+    assert results[first].ok and results[second].ok
+    missing = results["no-such-image"]
+    assert not missing.ok and isinstance(missing.error, ImageNotFoundError)
+    assert "no-such-image" in str(missing.error) and "site 'site-a'" in str(missing.error)
+    # Demoting an already demoted image fails for that image only.
+    again = pa.demote_many([first])
+    assert not again[first].ok and again[first].error is not None
+    # Back to A: promote (not forced) succeeds at once, the demotion was A's own.
+    back = pa.promote_many([first, second])
+    assert all(r.ok for r in back.values())
+    assert pa.info(first).primary and pa.info(second).primary
+
+
+def test_resync_of_a_primary_image_is_refused(
+    pools: tuple[MirrorPool, MirrorPool], batch: list[str]
+) -> None:
+    pa, _ = pools
+    name = take(batch)
+    with pytest.raises(Exception) as info:
+        pa.resync(name)
+    assert name in str(info.value) and "site 'site-a'" in str(info.value)
+    assert pa.info(name).primary is True
+
+
+def test_rbd_mirror_stop_and_start(lab: Lab, pools: tuple[MirrorPool, MirrorPool]) -> None:
+    pa, _ = pools
+    lab.stop_rbd_mirror("a")
+    try:
+        assert not lab.site_a.is_running("rbd-mirror")
+        poll(lambda: not any(d.healthy for d in pa.daemon_health()), timeout=30,
+             what="site-a's daemon to drop out")
+        statuses = pa.statuses()
+        assert statuses and all(s.is_stale() for s in statuses.values())
+    finally:
+        lab.start_rbd_mirror("a")
+    poll(lambda: any(d.healthy for d in pa.daemon_health()), timeout=60,
+         what="site-a's daemon back")
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def test_missing_conf_file(tmp_path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        CephSite("site-a", CephConfig(conffile=str(tmp_path / "nope.conf"))).connect()
+    assert "nope.conf" in str(info.value) and "site 'site-a'" in str(info.value)
+
+
+def test_missing_keyring(lab: Lab, tmp_path) -> None:
+    cfg = CephConfig(conffile=str(lab.site_a.conf_path), keyring=str(tmp_path / "k"))
+    with pytest.raises(ConfigurationError, match="keyring"):
+        CephSite("site-a", cfg).connect()
+
+
+def test_wrong_pool(lab: Lab) -> None:
+    with lab.connect("a") as a:
+        with pytest.raises(PoolNotFoundError) as info:
+            a.pool("no-such-pool")
+    assert "pool 'no-such-pool'" in str(info.value) and "site 'site-a'" in str(info.value)
+
+
+def test_pool_without_mirroring(lab: Lab) -> None:
+    admin = lab.site_a.admin()
+    admin.mon_command({"prefix": "osd pool create", "pool": "plain", "pg_num": 8})
+    with lab.connect("a") as a:
+        pool = a.pool("plain")
+        assert pool.mode() == "disabled"
+        with pytest.raises(MirroringNotEnabledError) as info:
+            pool.require_mirroring()
+    assert "pool 'plain'" in str(info.value)
+
+
+def test_unknown_image(pools: tuple[MirrorPool, MirrorPool]) -> None:
+    pa, _ = pools
+    for call in (pa.status, pa.info, pa.demote, pa.promote, pa.resync):
+        with pytest.raises(ImageNotFoundError) as info:
+            call("ghost")
+        assert "image 'ghost'" in str(info.value) and "site 'site-a'" in str(info.value)
+
+
+def test_monitor_not_reachable_fails_within_the_timeout(lab: Lab, tmp_path) -> None:
+    conf = tmp_path / "ceph.conf"
+    conf.write_text("[global]\nmon_host = v2:127.0.0.9:3300\n")
+    cfg = CephConfig(conffile=str(conf), keyring=str(lab.site_a.admin_keyring), mount_timeout=2)
+    start = time.monotonic()
+    with pytest.raises(CephConnectionError) as info:
+        CephSite("site-x", cfg).connect()
+    assert time.monotonic() - start < 6
+    assert "site 'site-x'" in str(info.value)
+
+
+def test_stopped_monitor_fails_within_the_timeout_and_recovers(lab: Lab) -> None:
+    lab.stop_mon("b")
+    try:
+        start = time.monotonic()
+        with pytest.raises(CephConnectionError):
+            lab.connect("b", mount_timeout=2)
+        assert time.monotonic() - start < 6
+    finally:
+        lab.start_mon("b")
+    with lab.connect("b") as b:
+        assert b.pool(lab.pool).mode() == "pool"
+    lab.wait_ready(timeout=60)
+
+
+def test_client_lacking_caps(lab: Lab) -> None:
+    admin = lab.site_a.admin()
+    key = admin.mon_command({"prefix": "auth get-or-create", "entity": "client.weak",
+                             "caps": ["mon", "allow r"], "format": "plain"})
+    lab.site_a.keyring_for("client.weak").write_text(key if key.endswith("\n") else key + "\n")
+    with lab.connect("a", client="client.weak", osd_op_timeout=5) as weak:
+        pool = weak.pool(lab.pool)
+        with pytest.raises(CephPermissionError) as info:
+            pool.statuses()
+    assert "site 'site-a'" in str(info.value) and "pool 'one'" in str(info.value)
+
+
+def test_the_failback_client_can_do_the_whole_job(lab: Lab, names) -> None:
+    (name,) = names()
+    lab.create_image(name, data=pattern(name, 4096))
+    lab.wait_replicated([name])
+    with lab.connect("a", client="client.failback") as a, \
+            lab.connect("b", client="client.failback") as b:
+        pa, pb = a.pool(lab.pool), b.pool(lab.pool)
+        assert pa.daemon_health() and pb.statuses([name])
+        pa.demote(name)
+        poll(lambda: _try_promote(pb, name), what="promote on site-b as client.failback")
+        pb.demote(name)
+        poll(lambda: _try_promote(pa, name), what="promote back on site-a")
+        assert pa.watchers(name) == [] and pa.mirror_snapshots(name) == []
+
+
+def _try_promote(pool: MirrorPool, name: str) -> bool:
+    try:
+        pool.promote(name)
+        return True
+    except NotReadyError:
+        return False
