@@ -132,5 +132,5 @@ def wait_until(
             f"timed out after {timeout:g}s waiting for {what}{reason}",
             last_seen=seen,
             hint=hint,
-            **where,  # type: ignore[arg-type]
+            **where,  # type: ignore[arg-type,unused-ignore]
         ) from None

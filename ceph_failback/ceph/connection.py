@@ -224,7 +224,7 @@ class CephSite:
     # -- pools -------------------------------------------------------------------------------
 
     @contextmanager
-    def ioctx(self, pool: str) -> Iterator[rados.Ioctx]:
+    def ioctx(self, pool: str) -> Iterator[Any]:
         """An I/O context on ``pool``; a missing pool is :class:`PoolNotFoundError`."""
         rados_mod, _ = import_bindings()
         try:

@@ -8,6 +8,7 @@ promote, resync, mirror snapshot) on one image or many. No ``rbd`` CLI is involv
 from __future__ import annotations
 
 import errno as errno_mod
+import functools
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import (
     CephError,
@@ -27,9 +28,6 @@ from ..errors import (
 )
 from .connection import CephSite, import_bindings, map_ceph_error
 from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
-
-if TYPE_CHECKING:
-    import rados
 
 __all__ = [
     "MirrorPool",
@@ -162,7 +160,7 @@ class MirrorPool:
             raise map_ceph_error(exc, what, **self._where(image)) from exc
 
     @contextmanager
-    def _ioctx(self) -> Iterator[rados.Ioctx]:
+    def _ioctx(self) -> Iterator[Any]:
         with self.site.ioctx(self.pool) as ioctx:
             yield ioctx
 
@@ -369,9 +367,9 @@ class MirrorPool:
             for snap in self._call("listing snapshots", lambda: list(handle.list_snaps()), image):
                 if snap.get("namespace") != rbd.RBD_SNAP_NAMESPACE_TYPE_MIRROR:
                     continue
-                mirror = snap.get("mirror") or self._call(
-                    "reading a mirror snapshot", lambda s=snap: handle.snap_get_mirror_namespace(s["id"]),
-                    image)
+                mirror: dict[str, Any] = snap.get("mirror") or self._call(
+                    "reading a mirror snapshot",
+                    functools.partial(handle.snap_get_mirror_namespace, snap["id"]), image)
                 primary_snap = mirror.get("primary_snap_id")
                 out.append(MirrorSnapshot(
                     id=int(snap["id"]),
@@ -484,7 +482,7 @@ def _image_info(name: str, info: Mapping[str, Any], image_id: str | None) -> Mir
         global_id=str(info.get("global_id", "")),
         enabled=info.get("state") == 1,
         primary=bool(info["primary"]) if "primary" in info else None,
-        mode=_IMAGE_MODES.get(mode, None if mode is None else str(mode)),
+        mode=None if mode is None else _IMAGE_MODES.get(mode, str(mode)),
         image_id=image_id,
     )
 

@@ -8,6 +8,7 @@ daemons are this process's children started in their own session, recorded by PI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -399,13 +400,30 @@ admin_socket = {d}/run/$name.asok
             time.sleep(0.05)
         _reap(d.pid)
 
-    def stop(self) -> None:
-        """Stop every daemon of this cluster, by PID (rbd-mirror first, the monitor last)."""
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop every daemon of this cluster, by PID: SIGTERM to all, SIGKILL to any still
+        alive after ``timeout`` seconds (the lab is disposable)."""
         self._close_admin()
-        for key in ("rbd-mirror", "osd", "mgr", "mon"):
-            self._stop(key)
-        for key in list(self.daemons):
-            self._stop(key)
+        marker = str(self.directory)
+        daemons = [d for d in self.daemons.values() if _pid_alive(d.pid, marker)]
+        self.daemons.clear()
+        for d in daemons:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(d.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while True:
+            for d in daemons:
+                _reap(d.pid)
+            alive = [d for d in daemons if _pid_alive(d.pid, marker)]
+            if not alive:
+                return
+            if time.monotonic() > deadline:
+                for d in alive:
+                    log.debug("%s: %s ignored SIGTERM, killing it", self.name, d.name)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(d.pid, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
 
     def running_pids(self) -> list[int]:
         """PIDs of this cluster's daemons that are still alive."""

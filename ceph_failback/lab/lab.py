@@ -312,11 +312,22 @@ class Lab:
     def write(self, site: str, name: str, data: bytes, offset: int = 0) -> None:
         """Write ``data`` to the (primary) image; in snapshot mode also take a mirror snapshot,
         as a snapshot schedule would, so the write gets mirrored."""
-        with self._image(site, name) as image:
-            image.write(data, offset)
-            image.flush()
-            if self.mode == "snapshot":
-                image.mirror_image_create_snapshot()
+        _, rbd = import_bindings()
+        deadline = time.monotonic() + 30
+        while True:
+            # Right after a promotion the image can stay read-only for a moment, until
+            # rbd-mirror has released it.
+            try:
+                with self._image(site, name) as image:
+                    image.write(data, offset)
+                    image.flush()
+                    if self.mode == "snapshot":
+                        image.mirror_image_create_snapshot()
+                return
+            except rbd.ReadOnlyImage:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def checksum(self, site: str, name: str, chunk: int = 4 << 20) -> str:
         """SHA-256 of the image's whole content on ``site``."""

@@ -387,7 +387,8 @@ class OnedStandIn:
         self._host = host
         self._port = port
         self._ssl_context = ssl_context
-        self._delete_rbd_image = delete_rbd_image
+        #: The deletion hook (see ``delete_rbd_image`` above); may be replaced at any time.
+        self.delete_rbd_image = delete_rbd_image
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._delays = delays or Delays()
@@ -408,7 +409,8 @@ class OnedStandIn:
         self._closing = False
         #: ``(pool, image)`` of every RBD image deleted by a terminate, in order.
         self.deleted_images: list[tuple[str, str]] = []
-        #: ``(vm_id, action, accepted)`` of every ``one.vm.action`` call.
+        #: ``(vm_id, action, accepted)`` of every action oned accepted, or refused for the VM's
+        #: state (refusals for a missing VM, rights or an unknown action are not listed).
         self.actions: list[tuple[int, str, bool]] = []
         #: The XML-RPC methods called, in order (``"one.vm.info"``...).
         self.calls: list[str] = []
@@ -562,7 +564,15 @@ class OnedStandIn:
         ceph_pool: str | None = "one",
         datastore_id: int | None = None,
     ) -> int:
-        """Add a ceph datastore (``ceph_pool=None`` for a non-ceph fs/ssh one). Returns its id."""
+        """Add a datastore. Returns its id.
+
+        Args:
+            name: its name.
+            system: a system datastore (VM disks live there) rather than an image one.
+            ceph_pool: its ``POOL_NAME``; ``""`` for a ceph datastore without one (the drivers
+                then use pool ``one``); ``None`` for a non-ceph (fs/ssh) datastore.
+            datastore_id: force the id (default: the next one).
+        """
         with self._lock:
             ds_id = datastore_id if datastore_id is not None else max(self._datastores) + 1
             if ds_id in self._datastores:
@@ -612,7 +622,8 @@ class OnedStandIn:
             self._next_image = max(self._next_image, img_id + 1)
             if source is None:
                 if ds.is_ceph:
-                    source = f"{ds.template['POOL_NAME']}/one-{img_id}"
+                    # The ceph drivers fall back to pool "one" when POOL_NAME is not set.
+                    source = f"{ds.template.get('POOL_NAME') or 'one'}/one-{img_id}"
                 else:
                     source = f"/var/lib/one//datastores/{ds.id}/{uuid.uuid4().hex}"
             self._images[img_id] = _Image(
@@ -822,9 +833,9 @@ class OnedStandIn:
                 pool = attrs.get("POOL_NAME") or "one"
                 image = f"one-sys-{vm.id}-{disk.disk_id}"
             log.info("%s: VM %d epilog: deleting RBD image %s/%s", self.name, vm.id, pool, image)
-            if self._delete_rbd_image is not None:
+            if self.delete_rbd_image is not None:
                 try:
-                    self._delete_rbd_image(pool, image)
+                    self.delete_rbd_image(pool, image)
                 except Exception:
                     log.exception("%s: VM %d: deleting %s/%s failed", self.name, vm.id, pool, image)
                     return False

@@ -1,0 +1,64 @@
+"""Developer sessions: ``nox -s unit|tests|lint|typecheck|docs|demo``.
+
+Every session runs in a virtual environment made from Debian's ``/usr/bin/python3`` with the
+system site packages visible, because the Ceph bindings (python3-rados, python3-rbd) exist only
+as Debian packages built for that interpreter. ``bash .ci/nox ...`` installs everything first.
+"""
+
+from __future__ import annotations
+
+import nox
+
+PYTHON = "/usr/bin/python3"
+VENV = {"python": PYTHON, "venv_backend": "venv", "venv_params": ["--system-site-packages"]}
+
+nox.options.sessions = ["lint", "typecheck", "unit"]
+nox.options.error_on_missing_interpreters = True
+
+TEST_DEPS = ["pytest>=7", "pytest-timeout"]
+
+
+def _install(session: nox.Session, *extra: str) -> None:
+    session.install("-e", ".", *extra)
+
+
+@nox.session(**VENV)
+def tests(session: nox.Session) -> None:
+    """The whole suite: unit tests and the real two-site lab tests."""
+    _install(session, *TEST_DEPS)
+    session.run("pytest", "--durations=15", *session.posargs)
+
+
+@nox.session(**VENV)
+def unit(session: nox.Session) -> None:
+    """The fast unit suite (no lab)."""
+    _install(session, *TEST_DEPS)
+    session.run("pytest", "-m", "not lab", *session.posargs)
+
+
+@nox.session(**VENV)
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", "ceph_failback", "tests", "noxfile.py")
+
+
+@nox.session(**VENV)
+def typecheck(session: nox.Session) -> None:
+    """mypy on the package."""
+    _install(session, "mypy", "types-requests")
+    session.run("mypy", "ceph_failback")
+
+
+@nox.session(**VENV)
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs; warnings are errors."""
+    _install(session, "sphinx>=7")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(**VENV)
+def demo(session: nox.Session) -> None:
+    """The main job on the local lab: bring it up, run the scenario, report, tear down."""
+    _install(session)
+    session.run("python", "-m", "ceph_failback.demo", *session.posargs)
