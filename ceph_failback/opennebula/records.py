@@ -1,0 +1,238 @@
+"""Typed records of what an OpenNebula site reports: VMs, images, datastores.
+
+The adapter turns pyone's generated bindings into these small frozen objects, so that nothing else
+in the library parses XML-RPC replies or compares state numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyone
+
+from .naming import DEFAULT_POOL, Disk, disks_of
+
+__all__ = [
+    "VM",
+    "Image",
+    "Datastore",
+    "vm_state_name",
+    "lcm_state_name",
+    "SAFELY_STOPPED_STATES",
+]
+
+# LCM states newer than pyone's table (OpenNebula 7 include/VirtualMachine.h).
+_EXTRA_LCM_STATES = {69: "BACKUP", 70: "BACKUP_POWEROFF", 71: "RESTORE"}
+
+#: VM states in which the guest is shut down and its disks are not written, and whose resume
+#: boots from the disks instead of restoring saved memory (see :attr:`VM.is_safely_stopped`).
+SAFELY_STOPPED_STATES = frozenset({"POWEROFF", "UNDEPLOYED"})
+
+
+def vm_state_name(value: int) -> str:
+    """The name of a VM ``STATE`` number (``8`` -> ``"POWEROFF"``), per ``pyone.VM_STATE``."""
+    try:
+        return pyone.VM_STATE(int(value)).name
+    except ValueError:
+        return f"STATE_{value}"
+
+
+def lcm_state_name(value: int) -> str:
+    """The name of an ``LCM_STATE`` number (``12`` -> ``"SHUTDOWN"``), per ``pyone.LCM_STATE``."""
+    value = int(value)
+    if value in _EXTRA_LCM_STATES:
+        return _EXTRA_LCM_STATES[value]
+    try:
+        return pyone.LCM_STATE(value).name
+    except ValueError:
+        return f"LCM_STATE_{value}"
+
+
+@dataclass(frozen=True)
+class VM:
+    """A VM as one site reports it.
+
+    Attributes:
+        id: the VM id at that site (ids differ between sites).
+        name: the VM's name.
+        state: the VM state name (``"ACTIVE"``, ``"POWEROFF"``, ``"DONE"``...).
+        lcm_state: the LCM state name (``"RUNNING"``, ``"SHUTDOWN"``; ``"LCM_INIT"`` when the VM
+            is not ACTIVE).
+        disks: its Ceph disks, in ``DISK_ID`` order (other disks are left out); any sequence
+            may be given, it is kept as a tuple.
+    """
+
+    id: int
+    name: str
+    state: str
+    lcm_state: str = "LCM_INIT"
+    disks: Sequence[Disk] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Accept any iterable (a list is the natural thing to pass) but keep the record immutable.
+        object.__setattr__(self, "disks", tuple(self.disks))
+
+    @property
+    def state_str(self) -> str:
+        """The state as oned words it: the LCM state for an ACTIVE VM, else the VM state."""
+        return self.lcm_state if self.state == "ACTIVE" else self.state
+
+    @property
+    def status(self) -> str:
+        """``STATE/LCM_STATE`` (``"ACTIVE/RUNNING"``), or the state alone when not ACTIVE."""
+        return f"{self.state}/{self.lcm_state}" if self.state == "ACTIVE" else self.state
+
+    @property
+    def is_done(self) -> bool:
+        """True once the VM is terminated (state DONE)."""
+        return self.state == "DONE"
+
+    @property
+    def is_running(self) -> bool:
+        """True when the VM is ACTIVE and RUNNING."""
+        return self.state == "ACTIVE" and self.lcm_state == "RUNNING"
+
+    @property
+    def is_safely_stopped(self) -> bool:
+        """True when the guest is shut down (POWEROFF, UNDEPLOYED).
+
+        SUSPENDED and STOPPED VMs are not: their resume restores the saved memory of the guest,
+        which would not match disks that changed on the other site meanwhile.
+        """
+        return self.state in SAFELY_STOPPED_STATES
+
+    def disks_in(self, pool: str) -> tuple[Disk, ...]:
+        """The disks whose RBD image lives in ``pool``."""
+        return tuple(d for d in self.disks if d.pool == pool)
+
+    def images_in(self, pool: str) -> tuple[str, ...]:
+        """The RBD image names (without pool) of the disks in ``pool``."""
+        return tuple(d.image for d in self.disks_in(pool))
+
+    def __str__(self) -> str:
+        return f"VM {self.id} ({self.name}, {self.status})"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An OpenNebula image record (``one.image.info``).
+
+    Attributes:
+        id: the image id.
+        name: the image name.
+        source: ``SOURCE`` (``pool/one-<id>`` for a ceph image).
+        persistent: True for a persistent image.
+        datastore_id: the image datastore holding it.
+        state: the image state name (``"READY"``, ``"USED"``, ``"USED_PERS"``...).
+        vm_ids: the VMs using it.
+    """
+
+    id: int
+    name: str
+    source: str
+    persistent: bool
+    datastore_id: int
+    state: str
+    vm_ids: tuple[int, ...] = ()
+
+    @property
+    def pool(self) -> str:
+        """The RBD pool in ``source`` (the default pool when ``source`` names no pool)."""
+        pool, sep, _ = self.source.partition("/")
+        return pool if sep else DEFAULT_POOL
+
+    @property
+    def rbd_image(self) -> str:
+        """The RBD image name in ``source``, without the pool."""
+        return self.source.partition("/")[2] or self.source
+
+
+@dataclass(frozen=True)
+class Datastore:
+    """An OpenNebula datastore record (``one.datastore.info``); secrets are left out.
+
+    Attributes:
+        id: the datastore id.
+        name: its name.
+        type: ``"IMAGE"``, ``"SYSTEM"`` or ``"FILE"``.
+        ds_mad: the datastore driver (``"ceph"``; ``"-"`` for a system datastore).
+        tm_mad: the transfer driver (``"ceph"``).
+        pool_name: ``POOL_NAME`` from its template, if any.
+        ceph_host: ``CEPH_HOST`` (monitors), if any.
+        ceph_user: ``CEPH_USER``, if any.
+    """
+
+    id: int
+    name: str
+    type: str
+    ds_mad: str
+    tm_mad: str
+    pool_name: str | None = None
+    ceph_host: str | None = None
+    ceph_user: str | None = None
+
+    @property
+    def is_ceph(self) -> bool:
+        """True when the ceph transfer driver manages it."""
+        return self.tm_mad.lower() == "ceph"
+
+
+# --- from pyone bindings ----------------------------------------------------------------------
+
+
+def _opt(template: Any, key: str) -> str | None:
+    if not template:
+        return None
+    value = template.get(key)
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def vm_from_binding(obj: Any) -> VM:
+    """Build a :class:`VM` from a pyone ``VM`` binding (``one.vm.info`` or a pool entry)."""
+    vm_id = int(obj.ID)
+    return VM(
+        id=vm_id,
+        name=str(obj.NAME),
+        state=vm_state_name(obj.STATE),
+        lcm_state=lcm_state_name(obj.LCM_STATE),
+        disks=tuple(disks_of(vm_id, obj.TEMPLATE)),
+    )
+
+
+def image_from_binding(obj: Any) -> Image:
+    """Build an :class:`Image` from a pyone ``IMAGE`` binding."""
+    try:
+        state = pyone.IMAGE_STATES(int(obj.STATE)).name
+    except ValueError:
+        state = f"STATE_{obj.STATE}"
+    vms: Iterable[Any] = obj.VMS.ID if obj.VMS is not None else ()
+    return Image(
+        id=int(obj.ID),
+        name=str(obj.NAME),
+        source=str(obj.SOURCE or ""),
+        persistent=bool(int(obj.PERSISTENT)),
+        datastore_id=int(obj.DATASTORE_ID),
+        state=state,
+        vm_ids=tuple(int(v) for v in vms),
+    )
+
+
+def datastore_from_binding(obj: Any) -> Datastore:
+    """Build a :class:`Datastore` from a pyone ``DATASTORE`` binding."""
+    try:
+        ds_type = pyone.DATASTORE_TYPES(int(obj.TYPE)).name
+    except ValueError:
+        ds_type = f"TYPE_{obj.TYPE}"
+    return Datastore(
+        id=int(obj.ID),
+        name=str(obj.NAME),
+        type=ds_type,
+        ds_mad=str(obj.DS_MAD or ""),
+        tm_mad=str(obj.TM_MAD or ""),
+        pool_name=_opt(obj.TEMPLATE, "POOL_NAME"),
+        ceph_host=_opt(obj.TEMPLATE, "CEPH_HOST"),
+        ceph_user=_opt(obj.TEMPLATE, "CEPH_USER"),
+    )

@@ -1,0 +1,479 @@
+"""One OpenNebula site: queries and VM actions over oned's XML-RPC API (through pyone).
+
+Actions in OpenNebula are asynchronous: ``one.vm.action`` only says that oned accepted the
+request, and the VM then walks through intermediate LCM states (``SHUTDOWN``, ``EPILOG``,
+``BOOT_POWEROFF``...).
+Each action here is therefore "request, then wait" with :func:`~ceph_failback.waiting.wait_until`:
+it returns once the VM is in the wanted state, fails at once when OpenNebula reports a failure or
+the VM goes somewhere that does not lead there, and times out saying the last state seen.
+
+Actions are safe to repeat: a VM already in (or on its way to) the wanted state is not asked again,
+so an interrupted failback can simply be run once more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import pyone
+
+from ..errors import (
+    ConfigurationError,
+    OpenNebulaConnectionError,
+    OpenNebulaError,
+    VMActionError,
+    WaitFailedError,
+    WaitTimeoutError,
+)
+from ..waiting import Judgement, Verdict, wait_until
+from ._client import make_client, translate_error
+from .config import Credentials, resolve_credentials, resolve_endpoint
+from .naming import DiskNamingError
+from .records import (
+    VM,
+    Datastore,
+    Image,
+    datastore_from_binding,
+    image_from_binding,
+    vm_from_binding,
+)
+
+__all__ = ["OpenNebulaSite"]
+
+log = logging.getLogger(__name__)
+
+# one.vmpool.info* state filter values (include/VirtualMachinePool.h: ALL_VM, NOT_DONE).
+_ALL_BUT_DONE = -1
+_ALL = -2
+
+# LCM states (of an ACTIVE VM) on the way to each goal. Being in one means the action is already
+# under way: it is not requested again (oned would refuse it anyway), only waited for.
+_TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
+_POWERING_OFF = frozenset({"SHUTDOWN_POWEROFF"})
+_RESUMING = frozenset(
+    {
+        "PROLOG",
+        "PROLOG_RESUME",
+        "PROLOG_UNDEPLOY",
+        "BOOT",
+        "BOOT_POWEROFF",
+        "BOOT_SUSPENDED",
+        "BOOT_STOPPED",
+        "BOOT_UNDEPLOY",
+        "BOOT_UNKNOWN",
+    }
+)
+# Where terminate-hard is accepted (DispatchManager::terminate): the guest may still be running.
+_HARD_TERMINABLE = frozenset({"RUNNING", "UNKNOWN", "SHUTDOWN"})
+
+
+def _active_in(vm: VM, lcm_states: Collection[str]) -> bool:
+    return vm.state == "ACTIVE" and vm.lcm_state in lcm_states
+
+
+def _vm_id(vm: int | VM) -> int:
+    return vm.id if isinstance(vm, VM) else int(vm)
+
+
+class OpenNebulaSite:
+    """One OpenNebula endpoint, i.e. one site ("site-a", "site-b") of the failback.
+
+    Args:
+        name: the site's name, used in every log line and error.
+        endpoint: oned's XML-RPC URL (``https://host:2633/RPC2``); default ``$ONE_XMLRPC``.
+            Must start with ``http://`` or ``https://``.
+        credentials: ``"user:password"`` (or a :class:`Credentials`); default the file named by
+            ``$ONE_AUTH``, else ``~/.one/one_auth``.
+        verify: https certificate verification: True (default), False (logs a warning), or the
+            path of a CA bundle to verify against.
+        timeout: seconds each XML-RPC call may take to connect and between bytes of the answer.
+            It applies to this site's calls only: the process-wide socket default is untouched.
+        poll_interval: seconds between two state reads while waiting for a VM.
+
+    Raises:
+        ConfigurationError: no or bad endpoint, no or malformed credentials, bad numbers.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoint: str | None = None,
+        *,
+        credentials: str | Credentials | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if not name:
+            raise ConfigurationError("a site needs a name (e.g. 'site-b')")
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout must be positive, not {timeout!r}", site=name)
+        if poll_interval <= 0:
+            raise ConfigurationError(
+                f"poll_interval must be positive, not {poll_interval!r}", site=name
+            )
+        self._name = name
+        self._endpoint = resolve_endpoint(endpoint, site=name)
+        self._credentials = resolve_credentials(credentials, site=name)
+        self._timeout = float(timeout)
+        self._poll_interval = float(poll_interval)
+        if verify is False:
+            log.warning(
+                "%s: TLS certificate verification is turned OFF for %s: anyone on the path "
+                "can impersonate oned and read the credentials",
+                name,
+                self._endpoint,
+            )
+        self._client = make_client(
+            self._endpoint, self._credentials.session, verify=verify, timeout=self._timeout
+        )
+
+    @property
+    def name(self) -> str:
+        """The site's name."""
+        return self._name
+
+    @property
+    def endpoint(self) -> str:
+        """oned's XML-RPC URL."""
+        return self._endpoint
+
+    @property
+    def user(self) -> str:
+        """The OpenNebula user this site acts as."""
+        return self._credentials.user
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed per XML-RPC call."""
+        return self._timeout
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenNebulaSite(name={self._name!r}, endpoint={self._endpoint!r}, "
+            f"user={self._credentials.user!r})"
+        )
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def _call(self, method: str, *params: Any, what: str, vm: int | None = None) -> Any:
+        """Call ``one.<method>`` and map any failure to the library's errors."""
+        func: Any = self._client
+        for part in method.split("."):
+            func = getattr(func, part)
+        log.debug("%s: one.%s%r", self._name, method, params)
+        try:
+            return func(*params)
+        except Exception as exc:
+            error = translate_error(
+                exc,
+                site=self._name,
+                endpoint=self._endpoint,
+                what=what,
+                timeout=self._timeout,
+                vm=vm,
+                user=self._credentials.user,
+            )
+            if error is None:
+                raise
+            raise error from exc
+
+    def _parse_vm(self, binding: Any) -> VM:
+        try:
+            return vm_from_binding(binding)
+        except DiskNamingError as exc:
+            raise OpenNebulaError(
+                f"cannot tell which RBD images back the VM's disks: {exc}",
+                site=self._name,
+                vm=int(binding.ID),
+            ) from exc
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """oned's version (``one.system.version``), e.g. ``"7.4.0"``."""
+        return str(self._call("system.version", what="read oned's version"))
+
+    def vms(self, *, state: str | None = None, include_done: bool = False) -> list[VM]:
+        """The VMs of the site with their disks (``one.vmpool.infoextended``), newest first.
+
+        Args:
+            state: only VMs in this state (a ``pyone.VM_STATE`` name, e.g. ``"POWEROFF"``).
+            include_done: also list terminated (DONE) VMs; by default they are left out, as
+                oned does with filter -1. Ignored when ``state`` is given.
+
+        The short ``one.vmpool.info`` is not used: it drops ``SOURCE`` and ``POOL_NAME`` from
+        disks, without which the RBD images cannot be named.
+        """
+        if state is not None:
+            try:
+                state_filter = int(pyone.VM_STATE[state.upper()])
+            except KeyError:
+                raise ConfigurationError(
+                    f"unknown VM state {state!r}; use one of "
+                    + ", ".join(s.name for s in pyone.VM_STATE),
+                    site=self._name,
+                ) from None
+        else:
+            state_filter = _ALL if include_done else _ALL_BUT_DONE
+        # filter -2: every VM the user may see; start/end -1: no id range.
+        pool = self._call("vmpool.infoextended", -2, -1, -1, state_filter, what="list the VMs")
+        return [self._parse_vm(binding) for binding in pool.VM]
+
+    def vm(self, vm_id: int | VM) -> VM:
+        """One VM (``one.vm.info``); DONE VMs are still readable.
+
+        Raises:
+            VMNotFoundError: no VM with that id at this site.
+        """
+        vm_id = _vm_id(vm_id)
+        binding = self._call("vm.info", vm_id, what=f"read VM {vm_id}", vm=vm_id)
+        return self._parse_vm(binding)
+
+    def image(self, image_id: int) -> Image:
+        """One image record (``one.image.info``).
+
+        Raises:
+            VMNotFoundError: no image with that id at this site.
+        """
+        binding = self._call("image.info", int(image_id), what=f"read image {image_id}")
+        return image_from_binding(binding)
+
+    def datastore(self, datastore_id: int) -> Datastore:
+        """One datastore record (``one.datastore.info``).
+
+        Raises:
+            VMNotFoundError: no datastore with that id at this site.
+        """
+        binding = self._call(
+            "datastore.info", int(datastore_id), what=f"read datastore {datastore_id}"
+        )
+        return datastore_from_binding(binding)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _action(self, vm: VM, action: str) -> None:
+        """Request ``action`` on ``vm``; oned answers the VM id, which is 0 (falsy) for VM 0."""
+        log.info("%s: VM %d (%s): requesting %s", self._name, vm.id, vm.status, action)
+        try:
+            self._call("vm.action", action, vm.id, what=f"{action} VM {vm.id}", vm=vm.id)
+        except VMActionError as err:
+            # The state oned refused in is the one worth reporting, not the one read before.
+            try:
+                status = self.vm(vm.id).status
+            except OpenNebulaError:
+                status = f"{vm.status} (last read)"
+            cause = err.__cause__ if err.__cause__ is not None else err
+            raise VMActionError(
+                f"oned refused to {action} VM {vm.id} while it is {status}: {cause}",
+                code=err.code,
+                site=self._name,
+                vm=vm.id,
+                hint=f"see 'onevm show {vm.id}' at {self._name}; an action in progress must "
+                "end first",
+            ) from cause
+
+    def _wait(
+        self,
+        vm_id: int,
+        *,
+        goal: str,
+        reached: Callable[[VM], bool],
+        on_the_way: Callable[[VM], bool],
+        origin: VM,
+        timeout: float,
+        hint: str,
+        seen: list[VM] | None = None,
+    ) -> VM:
+        """Poll the VM until ``reached``; see the module docstring for the rules."""
+        progressed = False
+        last_status = origin.status
+
+        def judge(vm: VM) -> Judgement[VM]:
+            nonlocal progressed
+            if reached(vm):
+                return Judgement(Verdict.DONE, f"VM {vm.id} is {vm.status}")
+            if on_the_way(vm):
+                progressed = True
+                return Judgement(Verdict.RETRY, f"VM {vm.id} is {vm.status}")
+            back_at_origin = (vm.state, vm.lcm_state) == (origin.state, origin.lcm_state)
+            if back_at_origin and not progressed:
+                # oned dispatches the action asynchronously: the old state lingers a moment
+                # (even a *_FAILURE state, which terminate cleans up).
+                return Judgement(Verdict.RETRY, f"VM {vm.id} still {vm.status}")
+            if vm.state == "FAILED" or vm.lcm_state.endswith("_FAILURE"):
+                return Judgement(Verdict.FAIL, f"OpenNebula reports a failure: {vm.status}")
+            if back_at_origin:
+                return Judgement(
+                    Verdict.FAIL, f"VM {vm.id} went back to {vm.status}: the action failed"
+                )
+            return Judgement(
+                Verdict.FAIL, f"VM {vm.id} went to {vm.status}, which does not lead to {goal}"
+            )
+
+        def observed(vm: VM, judgement: Judgement[VM]) -> None:
+            nonlocal last_status
+            if seen is not None:
+                seen.append(vm)
+            if vm.status != last_status:
+                log.info("%s: VM %d is now %s", self._name, vm.id, vm.status)
+                last_status = vm.status
+
+        return wait_until(
+            lambda: self.vm(vm_id),
+            judge,
+            what=f"VM {vm_id} to reach {goal}",
+            timeout=timeout,
+            interval=self._poll_interval,
+            describe=lambda vm: {f"VM {vm.id}": vm.status},
+            retry_on=(OpenNebulaConnectionError,),
+            on_observation=observed,
+            where={"site": self._name, "vm": vm_id},
+            hint=hint,
+        )
+
+    def terminate(
+        self, vm: int | VM, *, hard_after: float | None = None, timeout: float = 600.0
+    ) -> VM:
+        """Terminate a VM gracefully (ACPI shutdown, then epilog) and wait until it is DONE.
+
+        WARNING: at DONE, OpenNebula's ceph driver deletes the RBD images of the VM's
+        non-persistent (clone) and volatile disks. Check :attr:`Disk.is_persistent` first.
+
+        Args:
+            vm: the VM (id or record).
+            hard_after: opt-in fallback: if the VM is not DONE after this many seconds (or the
+                guest's shutdown failed), request ``terminate-hard`` (power cut) and keep waiting.
+                ``None`` (default) never forces.
+            timeout: seconds to wait in all, the fallback included.
+
+        Returns:
+            The VM as last read (state DONE). A VM already DONE is returned at once.
+
+        Raises:
+            VMActionError: oned refused (e.g. the VM is booting, or busy with another action).
+            WaitFailedError: OpenNebula reported a failure (e.g. EPILOG_FAILURE) or the VM went
+                to a state that does not lead to DONE (shutdown failed, without ``hard_after``).
+            WaitTimeoutError: not DONE in time; the error says the last state seen.
+        """
+        vm_id = _vm_id(vm)
+        if hard_after is not None and not 0 <= hard_after < timeout:
+            raise ConfigurationError(
+                f"hard_after ({hard_after}s) must be >= 0 and less than timeout ({timeout}s)",
+                site=self._name,
+                vm=vm_id,
+            )
+        deadline = time.monotonic() + timeout
+        current = self.vm(vm_id)
+        if current.is_done:
+            log.info("%s: VM %d is already DONE", self._name, vm_id)
+            return current
+        if not _active_in(current, _TERMINATING):
+            self._action(current, "terminate")
+
+        def wait(origin: VM, seconds: float, seen: list[VM] | None = None) -> VM:
+            return self._wait(
+                vm_id,
+                goal="DONE",
+                reached=lambda v: v.is_done,
+                on_the_way=lambda v: _active_in(v, _TERMINATING),
+                origin=origin,
+                timeout=seconds,
+                seen=seen,
+                hint="the guest may ignore the ACPI shutdown: pass hard_after= to force "
+                f"terminate-hard, or run 'onevm terminate --hard {vm_id}' at {self._name}",
+            )
+
+        if hard_after is None:
+            return wait(current, timeout)
+        seen: list[VM] = []
+        try:
+            return wait(current, hard_after, seen)
+        except WaitTimeoutError:
+            pass
+        except WaitFailedError:
+            # A failed guest shutdown puts the VM back to RUNNING: what the fallback is for.
+            # Any other failure (EPILOG_FAILURE...) needs an operator, not a harder terminate.
+            if not seen or not _active_in(seen[-1], _HARD_TERMINABLE):
+                raise
+        latest = self.vm(vm_id)
+        if latest.is_done:
+            return latest
+        if _active_in(latest, _HARD_TERMINABLE):
+            log.warning(
+                "%s: VM %d is still %s after %gs: forcing terminate-hard",
+                self._name,
+                vm_id,
+                latest.status,
+                hard_after,
+            )
+            self._action(latest, "terminate-hard")
+        return wait(latest, max(deadline - time.monotonic(), 0.0))
+
+    def resume(self, vm: int | VM, *, timeout: float = 600.0) -> VM:
+        """Resume a VM (from POWEROFF, SUSPENDED, STOPPED, UNDEPLOYED or UNKNOWN) and wait
+        until it is RUNNING.
+
+        From STOPPED or UNDEPLOYED the VM goes back to PENDING and must be scheduled on a host
+        first; a VM that stays PENDING times out with that state in the error.
+
+        Returns:
+            The VM as last read (ACTIVE/RUNNING). A VM already RUNNING is returned at once.
+
+        Raises:
+            VMActionError: oned refused (the VM is in a state resume does not apply to).
+            WaitFailedError: the boot failed (e.g. back to POWEROFF, or BOOT_FAILURE).
+            WaitTimeoutError: not RUNNING in time; the error says the last state seen.
+        """
+        vm_id = _vm_id(vm)
+        current = self.vm(vm_id)
+        if current.is_running:
+            log.info("%s: VM %d is already RUNNING", self._name, vm_id)
+            return current
+
+        def resuming(v: VM) -> bool:
+            return v.state == "PENDING" or _active_in(v, _RESUMING)
+
+        if not resuming(current):
+            self._action(current, "resume")
+        return self._wait(
+            vm_id,
+            goal="RUNNING",
+            reached=lambda v: v.is_running,
+            on_the_way=resuming,
+            origin=current,
+            timeout=timeout,
+            hint=f"see 'onevm show {vm_id}' at {self._name} (a PENDING VM waits for a host)",
+        )
+
+    def poweroff(self, vm: int | VM, *, timeout: float = 300.0) -> VM:
+        """Power a VM off gracefully (ACPI) and wait until it is POWEROFF.
+
+        Returns:
+            The VM as last read (POWEROFF). A VM already POWEROFF is returned at once.
+
+        Raises:
+            VMActionError: oned refused (the VM is not RUNNING or UNKNOWN).
+            WaitFailedError: the guest did not shut down (the VM went back to RUNNING).
+            WaitTimeoutError: not POWEROFF in time; the error says the last state seen.
+        """
+        vm_id = _vm_id(vm)
+        current = self.vm(vm_id)
+        if current.state == "POWEROFF":
+            log.info("%s: VM %d is already POWEROFF", self._name, vm_id)
+            return current
+        if not _active_in(current, _POWERING_OFF):
+            self._action(current, "poweroff")
+        return self._wait(
+            vm_id,
+            goal="POWEROFF",
+            reached=lambda v: v.state == "POWEROFF",
+            on_the_way=lambda v: _active_in(v, _POWERING_OFF),
+            origin=current,
+            timeout=timeout,
+            hint=f"the guest may ignore the ACPI shutdown: 'onevm poweroff --hard {vm_id}' "
+            f"at {self._name}",
+        )

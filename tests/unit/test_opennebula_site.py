@@ -1,0 +1,634 @@
+"""OpenNebulaSite with the real pyone client against the oned stand-in on 127.0.0.1: queries,
+actions and their waits, error mapping, configuration, timeouts, TLS, and secrets."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ceph_failback.errors import (
+    ConfigurationError,
+    OpenNebulaAuthenticationError,
+    OpenNebulaAuthorizationError,
+    OpenNebulaConnectionError,
+    OpenNebulaError,
+    VMActionError,
+    VMNotFoundError,
+    WaitFailedError,
+    WaitTimeoutError,
+)
+from ceph_failback.lab.oned import Delays, OnedStandIn, VolatileDisk
+from ceph_failback.opennebula import Credentials, Disk, DiskKind, OpenNebulaSite
+
+STEP = 0.03
+PASSWORD = "s3cr3t-Pa55word"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The developer's own ONE_* settings and ~/.one must not leak into these tests.
+    monkeypatch.delenv("ONE_XMLRPC", raising=False)
+    monkeypatch.delenv("ONE_AUTH", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def oned() -> Iterator[OnedStandIn]:
+    with OnedStandIn(
+        name="site-b", users={"oneadmin": PASSWORD}, delays=Delays.uniform(STEP)
+    ) as server:
+        yield server
+
+
+def make_site(oned: OnedStandIn, **kwargs: object) -> OpenNebulaSite:
+    options: dict[str, object] = {
+        "credentials": oned.session,
+        "timeout": 5.0,
+        "poll_interval": 0.01,
+    }
+    options.update(kwargs)
+    return OpenNebulaSite("site-b", oned.endpoint, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def site(oned: OnedStandIn) -> OpenNebulaSite:
+    return make_site(oned)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_endpoint_and_credentials_from_arguments(oned):
+    site = OpenNebulaSite("site-b", oned.endpoint, credentials=f"oneadmin:{PASSWORD}")
+    assert (site.name, site.endpoint, site.user) == ("site-b", oned.endpoint, "oneadmin")
+    assert site.version() == "7.4.0"
+
+
+def test_endpoint_from_one_xmlrpc_and_argument_wins(oned, monkeypatch):
+    monkeypatch.setenv("ONE_XMLRPC", oned.endpoint)
+    assert OpenNebulaSite("site-b", credentials=oned.session).endpoint == oned.endpoint
+    other = "http://127.0.0.1:1/RPC2"
+    assert OpenNebulaSite("site-b", other, credentials=oned.session).endpoint == other
+
+
+def test_no_endpoint_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="ONE_XMLRPC") as err:
+        OpenNebulaSite("site-a", credentials="u:p")
+    assert err.value.site == "site-a"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["127.0.0.1:2633/RPC2", "localhost:2634", "grpc://host:2634", "https://", "ftp://h/"],
+)
+def test_endpoint_without_http_scheme_is_refused(endpoint):
+    # pyone would pick its gRPC client for these.
+    with pytest.raises(ConfigurationError, match="not an http:// or https:// URL"):
+        OpenNebulaSite("site-a", endpoint, credentials="u:p")
+
+
+def test_endpoint_with_credentials_is_refused_without_showing_them():
+    with pytest.raises(ConfigurationError) as err:
+        OpenNebulaSite("site-a", f"http://oneadmin:{PASSWORD}@host:2633/RPC2", credentials="u:p")
+    assert PASSWORD not in str(err.value)
+    assert "ONE_AUTH" in str(err.value)
+
+
+def test_credentials_from_one_auth_file(oned, tmp_path, monkeypatch):
+    auth = tmp_path / "auth"
+    auth.write_text(f"\noneadmin:{PASSWORD}\n")
+    monkeypatch.setenv("ONE_AUTH", str(auth))
+    site = OpenNebulaSite("site-b", oned.endpoint)
+    assert site.user == "oneadmin"
+    assert site.version() == "7.4.0"
+
+
+def test_credentials_from_default_one_auth(oned, tmp_path):
+    default = tmp_path / "home" / ".one" / "one_auth"
+    default.parent.mkdir(parents=True)
+    default.write_text(f"oneadmin:{PASSWORD}")
+    assert OpenNebulaSite("site-b", oned.endpoint).version() == "7.4.0"
+
+
+def test_credentials_argument_wins_over_one_auth(oned, tmp_path, monkeypatch):
+    auth = tmp_path / "auth"
+    auth.write_text("someone:else")
+    monkeypatch.setenv("ONE_AUTH", str(auth))
+    assert make_site(oned).user == "oneadmin"
+
+
+def test_missing_one_auth_file_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONE_AUTH", str(tmp_path / "nope"))
+    with pytest.raises(ConfigurationError, match="nope.*does not exist"):
+        OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2")
+    monkeypatch.delenv("ONE_AUTH")
+    with pytest.raises(ConfigurationError, match=r"\.one/one_auth does not exist"):
+        OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2")
+
+
+def test_malformed_credentials_are_not_quoted(tmp_path, monkeypatch):
+    auth = tmp_path / "auth"
+    auth.write_text(PASSWORD)  # no "user:" part
+    monkeypatch.setenv("ONE_AUTH", str(auth))
+    with pytest.raises(ConfigurationError, match="user:password") as err:
+        OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2")
+    assert PASSWORD not in str(err.value)
+    with pytest.raises(ConfigurationError) as err:
+        OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2", credentials=f"{PASSWORD}:")
+    assert PASSWORD not in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs", [{"timeout": 0}, {"poll_interval": -1}])
+def test_bad_numbers_are_configuration_errors(oned, kwargs):
+    with pytest.raises(ConfigurationError):
+        make_site(oned, **kwargs)
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_secrets_never_in_repr_logs_or_errors(oned, caplog):
+    caplog.set_level(logging.DEBUG)
+    site = make_site(oned)
+    vm = oned.add_vm(disks=[oned.add_image(persistent=True)])
+    assert PASSWORD not in repr(site) and "oneadmin" in repr(site)
+    creds = Credentials("oneadmin", PASSWORD)
+    assert PASSWORD not in repr(creds) and PASSWORD not in str(creds)
+    site.vms()
+    site.terminate(vm, timeout=5)
+    errors: list[BaseException] = []
+    oned.reject_credentials()
+    with pytest.raises(OpenNebulaAuthenticationError) as auth:
+        site.vm(vm)
+    errors.append(auth.value)
+    oned.reject_credentials(False)
+    oned.refuse_connections()
+    with pytest.raises(OpenNebulaConnectionError) as refused:
+        site.vms()
+    errors.append(refused.value)
+    for error in errors:
+        chain = [error, error.__cause__, error.__context__]
+        assert all(PASSWORD not in str(e) and PASSWORD not in repr(e) for e in chain)
+    logged = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    assert PASSWORD not in logged
+    assert "terminate" in caplog.text  # the logs were captured at all
+
+
+# --- timeouts and connection errors ------------------------------------------------------------
+
+
+def test_calls_leave_the_process_socket_timeout_alone(oned):
+    before = socket.getdefaulttimeout()
+    site = make_site(oned, timeout=2.5)
+    site.vms()
+    site.version()
+    assert socket.getdefaulttimeout() == before
+
+
+def test_the_per_call_timeout_applies(oned):
+    site = make_site(oned, timeout=0.2)
+    oned.set_call_delay(1.0)
+    started = time.monotonic()
+    with pytest.raises(OpenNebulaConnectionError, match="did not answer within 0.2s") as err:
+        site.version()
+    assert time.monotonic() - started < 0.9
+    assert err.value.site == "site-b"
+    assert socket.getdefaulttimeout() is None
+
+
+def test_refused_connection(oned, site):
+    oned.refuse_connections()
+    with pytest.raises(OpenNebulaConnectionError, match="Connection refused") as err:
+        site.vm(3)
+    assert "site 'site-b'" in str(err.value) and "VM 3" in str(err.value)
+    assert oned.endpoint in str(err.value)
+
+
+def test_wrong_path_is_a_connection_error_that_says_so(oned):
+    site = OpenNebulaSite(
+        "site-b", oned.endpoint.replace("/RPC2", "/nope"), credentials=oned.session
+    )
+    with pytest.raises(OpenNebulaConnectionError, match="HTTP 404.*RPC2"):
+        site.version()
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oned stand-in")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_oned(tls_files) -> Iterator[OnedStandIn]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    with OnedStandIn(name="site-b", ssl_context=context) as server:
+        yield server
+
+
+def test_https_verifies_certificates_by_default(tls_oned):
+    site = OpenNebulaSite("site-b", tls_oned.endpoint, credentials=tls_oned.session, timeout=5)
+    assert tls_oned.endpoint.startswith("https://")
+    with pytest.raises(OpenNebulaConnectionError) as err:
+        site.version()
+    text = str(err.value)
+    assert "certificate" in text and "verification" in text and "site 'site-b'" in text
+
+
+def test_https_with_the_site_ca_bundle(tls_oned, tls_files):
+    site = OpenNebulaSite(
+        "site-b", tls_oned.endpoint, credentials=tls_oned.session, verify=str(tls_files[0])
+    )
+    assert site.version() == "7.4.0"
+
+
+def test_turning_verification_off_is_explicit_and_logged(tls_oned, caplog):
+    with caplog.at_level(logging.WARNING):
+        site = OpenNebulaSite(
+            "site-b", tls_oned.endpoint, credentials=tls_oned.session, verify=False
+        )
+    assert any(
+        r.levelno == logging.WARNING and "verification is turned OFF" in r.getMessage()
+        for r in caplog.records
+    )
+    with pytest.warns(Warning):  # urllib3's InsecureRequestWarning, on every call
+        assert site.version() == "7.4.0"
+
+
+# --- error codes ------------------------------------------------------------------------------
+
+
+def test_authentication_error(oned):
+    site = make_site(oned, credentials="oneadmin:wrong")
+    with pytest.raises(OpenNebulaAuthenticationError) as err:
+        site.vms()
+    assert err.value.code == 0x100
+    assert "site 'site-b'" in str(err.value) and "'oneadmin'" in str(err.value)
+
+
+def test_authorization_error(oned):
+    oned.add_user("viewer", "pw", admin=False)
+    vm = oned.add_vm(state="RUNNING")
+    site = make_site(oned, credentials="viewer:pw")
+    assert site.vm(vm).is_running  # reading is allowed
+    with pytest.raises(OpenNebulaAuthorizationError) as err:
+        site.terminate(vm, timeout=1)
+    assert err.value.code == 0x200 and err.value.vm == vm
+    assert "'viewer'" in str(err.value) and "terminate" in str(err.value)
+    assert oned.vm_state(vm) == ("ACTIVE", "RUNNING")
+
+
+def test_missing_objects(site):
+    with pytest.raises(VMNotFoundError) as err:
+        site.vm(42)
+    assert (err.value.code, err.value.vm, err.value.site) == (0x400, 42, "site-b")
+    assert "Error getting virtual machine [42]" in str(err.value)
+    with pytest.raises(VMNotFoundError, match=r"image \[5\]"):
+        site.image(5)
+    with pytest.raises(VMNotFoundError, match=r"datastore \[77\]"):
+        site.datastore(77)
+    with pytest.raises(VMNotFoundError):
+        site.terminate(42)
+
+
+def test_refused_action_names_vm_state_and_action(oned, site):
+    vm = oned.add_vm(state="BOOT")
+    with pytest.raises(VMActionError) as err:
+        site.terminate(vm, timeout=1)
+    text = str(err.value)
+    assert err.value.code == 0x800 and err.value.vm == vm and err.value.site == "site-b"
+    assert f"terminate VM {vm}" in text and "ACTIVE/BOOT" in text
+    assert f"Could not terminate VM {vm}, wrong state BOOT." in text
+
+
+def test_resume_on_a_done_vm_is_refused(oned, site):
+    vm = oned.add_vm(state="DONE")
+    with pytest.raises(VMActionError, match="resume.*DONE.*not available for state DONE"):
+        site.resume(vm, timeout=1)
+
+
+def test_internal_and_unexpected_errors_are_opennebula_errors(oned, site, monkeypatch):
+    # The stand-in answers 0x2000 for an action it does not model: still an OpenNebulaError.
+    vm = oned.add_vm(state="RUNNING")
+    with pytest.raises(OpenNebulaError, match="does not model") as err:
+        site._call("vm.action", "reboot", vm, what=f"reboot VM {vm}", vm=vm)
+    assert err.value.code == 0x2000
+    with pytest.raises(OpenNebulaError, match="not defined"):
+        site._call("vm.nothing", vm, what="call a missing method")
+    with pytest.raises(OpenNebulaError, match="Incorrect state filter 99") as err:
+        site._call("vmpool.info", -2, -1, -1, 99, what="list the VMs")
+    assert err.value.code == 0x1000
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+
+def test_vms_are_typed_newest_first_done_excluded_by_default(oned, site):
+    clone = oned.add_image(persistent=False)
+    data = oned.add_image(persistent=True)
+    one_disk = oned.add_vm("single", disks=[data])
+    multi = oned.add_vm("multi", disks=[clone, VolatileDisk(), oned.add_image(persistent=True)])
+    done = oned.add_vm("old", disks=[clone], state="DONE")
+    off = oned.add_vm("off", state="POWEROFF")
+    vms = site.vms()
+    assert [v.id for v in vms] == [off, multi, one_disk]
+    by_id = {v.id: v for v in vms}
+    assert by_id[one_disk].disks == (Disk(0, data, "one", f"one-{data}", DiskKind.PERSISTENT),)
+    assert [(d.image, d.kind) for d in by_id[multi].disks] == [
+        (f"one-{clone}-{multi}-0", DiskKind.CLONE),
+        (f"one-sys-{multi}-1", DiskKind.VOLATILE),
+        (f"one-{data + 1}", DiskKind.PERSISTENT),
+    ]
+    assert (by_id[off].state, by_id[off].lcm_state, by_id[off].disks) == (
+        "POWEROFF",
+        "LCM_INIT",
+        (),
+    )
+    assert by_id[multi].status == "ACTIVE/RUNNING"
+    assert [v.id for v in site.vms(include_done=True)] == [off, done, multi, one_disk]
+    assert [v.id for v in site.vms(state="POWEROFF")] == [off]
+    assert [v.id for v in site.vms(state="done")] == [done]
+    with pytest.raises(ConfigurationError, match="unknown VM state"):
+        site.vms(state="SLEEPING")
+
+
+def test_vm_reads_single_and_multi_disk_vms(oned, site):
+    data = oned.add_image(persistent=True, source="one/one-77")  # as registered on site B
+    single = site.vm(oned.add_vm(disks=[data]))
+    assert [d.spec for d in single.disks] == ["one/one-77"]
+    multi = site.vm(oned.add_vm(disks=[oned.add_image(persistent=False), VolatileDisk()]))
+    assert len(multi.disks) == 2
+
+
+def test_non_ceph_disks_and_ssh_mode_clones_are_left_out(oned, site):
+    local = oned.add_image(persistent=False, datastore_id=1)
+    ceph_clone = oned.add_image(persistent=False)
+    ceph_data = oned.add_image(persistent=True)
+    vm = site.vm(oned.add_vm(disks=[local, ceph_clone, ceph_data], system_datastore_id=0))
+    assert [d.spec for d in vm.disks] == [f"one/one-{ceph_data}"]
+
+
+def test_other_pool_names():
+    with OnedStandIn(ceph_pool="rbdpool") as other:
+        vm = other.add_vm(disks=[VolatileDisk(), other.add_image(persistent=True)])
+        disks = make_site(other).vm(vm).disks
+        assert [d.spec for d in disks] == [f"rbdpool/one-sys-{vm}-0", "rbdpool/one-0"]
+    deleted: list[tuple[str, str]] = []
+    with OnedStandIn(ceph_pool="", delays=Delays.uniform(STEP)) as unnamed:
+        unnamed.delete_rbd_image = lambda pool, image: deleted.append((pool, image))
+        vm = unnamed.add_vm(disks=[VolatileDisk(), unnamed.add_image(persistent=False)])
+        unnamed_site = make_site(unnamed)
+        assert [d.spec for d in unnamed_site.vm(vm).disks] == [
+            f"one/one-sys-{vm}-0",
+            f"one/one-0-{vm}-1",
+        ]
+        unnamed_site.terminate(vm, timeout=5)
+        assert deleted == [("one", f"one-sys-{vm}-0"), ("one", f"one-0-{vm}-1")]
+
+
+def test_image_and_datastore_records(oned, site):
+    data = oned.add_image("data", persistent=True)
+    vm = oned.add_vm(disks=[data])
+    image = site.image(data)
+    assert (image.name, image.source, image.persistent, image.state, image.vm_ids) == (
+        "data",
+        f"one/one-{data}",
+        True,
+        "USED_PERS",
+        (vm,),
+    )
+    ds = site.datastore(101)
+    assert (ds.name, ds.type, ds.tm_mad, ds.pool_name, ds.is_ceph) == (
+        "ceph_sys",
+        "SYSTEM",
+        "ceph",
+        "one",
+        True,
+    )
+    assert site.datastore(1).is_ceph is False
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+def test_terminate_running_vm_waits_for_done_and_ceph_deletes_the_clones(oned, site):
+    clone = oned.add_image(persistent=False)
+    data = oned.add_image(persistent=True)
+    vm = oned.add_vm(disks=[clone, data, VolatileDisk()])
+    result = site.terminate(vm, timeout=5)
+    assert result.is_done and result.id == vm
+    assert oned.transitions(vm) == ["RUNNING", "SHUTDOWN", "EPILOG", "DONE"]
+    assert oned.deleted_images == [("one", f"one-{clone}-{vm}-0"), ("one", f"one-sys-{vm}-2")]
+
+
+def test_vm_0_answers_0_and_is_not_a_failure(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    assert vm == 0
+    assert site.terminate(0, timeout=5).is_done
+    assert oned.actions == [(0, "terminate", True)]
+
+
+@pytest.mark.parametrize("state", ["POWEROFF", "SUSPENDED", "UNDEPLOYED", "PENDING", "HOLD"])
+def test_terminate_from_other_states(oned, site, state):
+    oned.set_scheduler(False)
+    vm = oned.add_vm(state=state)
+    assert site.terminate(vm, timeout=5).is_done
+
+
+def earlier_run(oned: OnedStandIn, action: str, vm: int) -> None:
+    """An action requested before (e.g. by an interrupted run), straight over XML-RPC."""
+    reply: list = xmlrpc.client.ServerProxy(oned.endpoint).one.vm.action(  # type: ignore[assignment]
+        oned.session, action, vm
+    )
+    assert reply[0] is True
+
+
+def test_terminate_is_safe_to_repeat(oned, site):
+    vm = oned.add_vm(state="DONE")
+    assert site.terminate(vm).is_done
+    assert oned.actions == []  # a DONE VM is not asked again
+    oned.set_delays(shutdown=0.3)
+    again = oned.add_vm(state="RUNNING")
+    earlier_run(oned, "terminate", again)
+    assert oned.vm_state(again) == ("ACTIVE", "SHUTDOWN")
+    # oned would refuse a second terminate during SHUTDOWN: the rerun only waits.
+    assert site.terminate(again, timeout=5).is_done
+    assert oned.actions == [(again, "terminate", True)]
+
+
+def test_terminate_tolerates_oned_dispatch_lag(oned, site):
+    oned.set_delays(dispatch=0.1)
+    vm = oned.add_vm(state="RUNNING")
+    assert site.terminate(vm, timeout=5).is_done
+
+
+def test_stuck_shutdown_times_out_saying_the_last_state(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm)
+    with pytest.raises(WaitTimeoutError) as err:
+        site.terminate(vm, timeout=0.3)
+    assert err.value.last_seen == {f"VM {vm}": "ACTIVE/SHUTDOWN"}
+    assert err.value.site == "site-b" and err.value.vm == vm
+    assert "hard_after" in str(err.value)
+    assert [a[1] for a in oned.actions] == ["terminate"]  # never forced without opt-in
+
+
+def test_hard_fallback_after_a_stuck_shutdown(oned, site, caplog):
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm)
+    with caplog.at_level(logging.WARNING):
+        assert site.terminate(vm, hard_after=0.1, timeout=5).is_done
+    assert [a[1] for a in oned.actions] == ["terminate", "terminate-hard"]
+    assert "forcing terminate-hard" in caplog.text
+
+
+def test_failed_guest_shutdown_fails_fast_without_fallback(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm, fail_after=0.05)
+    started = time.monotonic()
+    with pytest.raises(WaitFailedError, match="went back to ACTIVE/RUNNING: the action failed"):
+        site.terminate(vm, timeout=5)
+    assert time.monotonic() - started < 2
+
+
+def test_failed_guest_shutdown_with_fallback_forces(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm, fail_after=0.05)
+    assert site.terminate(vm, hard_after=3, timeout=5).is_done
+    assert [a[1] for a in oned.actions] == ["terminate", "terminate-hard"]
+
+
+def test_epilog_failure_ends_the_wait_at_once():
+    def refuse(pool: str, image: str) -> None:
+        raise RuntimeError("rbd rm failed")
+
+    with OnedStandIn(delays=Delays.uniform(STEP), delete_rbd_image=refuse) as oned:
+        vm = oned.add_vm(disks=[oned.add_image(persistent=False)])
+        site = make_site(oned)
+        with pytest.raises(WaitFailedError, match="EPILOG_FAILURE") as err:
+            site.terminate(vm, hard_after=2, timeout=5)  # no forcing on a real failure
+        assert err.value.vm == vm
+        assert [a[1] for a in oned.actions] == ["terminate"]
+
+
+def test_terminate_cleans_up_a_vm_in_a_failure_state(oned, site):
+    oned.set_delays(dispatch=0.05)  # the failure state lingers after the accepted call
+    vm = oned.add_vm(state="BOOT_FAILURE", disks=[oned.add_image(persistent=False)])
+    assert site.terminate(vm, timeout=5).is_done
+    assert oned.transitions(vm) == ["BOOT_FAILURE", "CLEANUP_DELETE", "DONE"]
+    assert oned.deleted_images == [("one", f"one-0-{vm}-0")]
+
+
+def test_hard_after_must_fit_in_timeout(oned, site):
+    with pytest.raises(ConfigurationError, match="hard_after"):
+        site.terminate(oned.add_vm(), hard_after=10, timeout=5)
+
+
+@pytest.mark.parametrize("state", ["POWEROFF", "SUSPENDED", "STOPPED", "UNDEPLOYED", "UNKNOWN"])
+def test_resume_waits_for_running(oned, site, state):
+    vm = oned.add_vm(state=state)
+    result = site.resume(vm, timeout=5)
+    assert result.is_running
+    assert oned.transitions(vm)[-1] == "RUNNING"
+
+
+def test_resume_of_a_running_vm_does_nothing(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    assert site.resume(vm).is_running
+    assert oned.actions == []
+
+
+def test_resume_pending_forever_times_out_saying_pending(oned, site):
+    oned.set_scheduler(False)
+    vm = oned.add_vm(state="UNDEPLOYED")
+    with pytest.raises(WaitTimeoutError) as err:
+        site.resume(vm, timeout=0.2)
+    assert err.value.last_seen == {f"VM {vm}": "PENDING"}
+
+
+def test_poweroff_waits_for_poweroff(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    assert site.poweroff(vm, timeout=5).state == "POWEROFF"
+    assert oned.transitions(vm) == ["RUNNING", "SHUTDOWN_POWEROFF", "POWEROFF"]
+    assert site.poweroff(vm).state == "POWEROFF"
+    assert [a[1] for a in oned.actions] == ["poweroff"]
+
+
+def test_poweroff_of_a_guest_that_ignores_it(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm, fail_after=0.05)
+    with pytest.raises(WaitFailedError, match="RUNNING"):
+        site.poweroff(vm, timeout=5)
+    stuck = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(stuck)
+    with pytest.raises(WaitTimeoutError) as err:
+        site.poweroff(stuck, timeout=0.2)
+    assert err.value.last_seen == {f"VM {stuck}": "ACTIVE/SHUTDOWN_POWEROFF"}
+
+
+def test_a_wait_survives_a_short_connection_loss(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.set_delays(shutdown=0.4)
+    drop = threading.Timer(0.1, oned.refuse_connections)
+    back = threading.Timer(0.2, oned.accept_connections)
+    drop.start()
+    back.start()
+    assert site.terminate(vm, timeout=5).is_done
+    drop.join()
+    back.join()
+
+
+def test_a_wait_that_never_reconnects_times_out_with_the_error(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.set_delays(shutdown=5)
+    earlier_run(oned, "terminate", vm)
+    timer = threading.Timer(0.1, oned.refuse_connections)
+    timer.start()
+    with pytest.raises(WaitTimeoutError) as err:
+        site.terminate(vm, timeout=0.5)
+    timer.join()
+    assert "Connection refused" in err.value.last_seen["error"]
