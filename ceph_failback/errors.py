@@ -30,6 +30,8 @@ __all__ = [
     "WaitTimeoutError",
     "WaitFailedError",
     "SafetyError",
+    "StepFailedError",
+    "LockedError",
     "LabError",
     "CephNotInstalledError",
 ]
@@ -227,6 +229,30 @@ class WaitFailedError(FailbackError):
 
 class SafetyError(FailbackError):
     """The library refused to act because acting could lose data. The message says which rule."""
+
+
+class StepFailedError(FailbackError):
+    """A failback step finished with some images or VMs failed. ``failures`` maps each failed
+    target (``image:one-3``, ``vm:site-b:12``) to its error; the others completed. Fix the cause
+    and run the step (or ``run()``) again: what is done is skipped."""
+
+    def __init__(
+        self, message: str, *, failures: dict[str, str] | None = None, **kwargs: object
+    ) -> None:
+        self.failures = dict(failures or {})
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+    def _details(self) -> str:
+        if not self.failures:
+            return ""
+        return "; " + "; ".join(f"{k}: {v}" for k, v in self.failures.items())
+
+    def _extra_state(self) -> dict[str, object]:
+        return {"failures": self.failures}
+
+
+class LockedError(FailbackError):
+    """Another failback holds the pool's lock (its holder and start time are in the message)."""
 
 
 # --- Lab --------------------------------------------------------------------------------------

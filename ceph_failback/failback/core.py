@@ -1,0 +1,1054 @@
+"""The ``Failback`` orchestrator: OpenNebula's failback procedure, one method per step."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..ceph.connection import CephSite
+from ..ceph.mirror import DEFAULT_CONCURRENCY, MirrorPool
+from ..ceph.status import MirrorImageInfo, MirrorStatus
+from ..errors import (
+    CephError,
+    FailbackError,
+    ImageNotFoundError,
+    MirroringNotEnabledError,
+    NotReadyError,
+    SafetyError,
+    StepFailedError,
+    WaitFailedError,
+)
+from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
+from ..opennebula.site import OpenNebulaSite
+from ..waiting import Judgement, Verdict, wait_until
+from .events import Emitter, EventKind, Listener
+from .journal import Journal
+from .plan import STEP_TITLES, Action, Blocker, ImagePlan, Plan, VMPlan, image_target, unique, vm_target
+from .report import Report, build_report
+
+__all__ = ["Site", "Timeouts", "StepResult", "Failback", "WAIVABLE"]
+
+log = logging.getLogger("ceph_failback.failback")
+
+#: Blocker kinds that may be waived: proceeding despite them cannot lose data.
+WAIVABLE = frozenset({
+    FindingKind.PARTIAL_PAIR.value,
+    FindingKind.EXPLICIT_PAIR.value,
+    "daemon-health-unknown",
+})
+
+
+@dataclass
+class Site:
+    """One site: its Ceph cluster and its OpenNebula endpoint.
+
+    Attributes:
+        name: the site's name (``site-a``), used in messages, the journal and reports.
+        ceph: the site's Ceph connection.
+        one: the site's OpenNebula endpoint.
+    """
+
+    name: str
+    ceph: CephSite
+    one: OpenNebulaSite
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long each wait may take, in seconds. Production rbd-mirror intervals are slow (status
+    reports every ~30 s); the defaults leave room for them.
+
+    Attributes:
+        settle: after demoting site A, how long to wait for a status that says whether an image
+            already replays cleanly from B (else it is resynced).
+        resync: until a resynced image replays from B (a full copy: size-dependent).
+        mirror: after a VM stopped on B, until its images are mirrored to A.
+        promote: retrying a non-forced promote on A until librbd accepts it.
+        terminate: until a VM on B is DONE.
+        resume: until a VM on A is RUNNING.
+        poll: seconds between polls.
+        daemon_beacon_grace: an rbd-mirror daemon whose last beacon is older is considered down.
+    """
+
+    settle: float = 120.0
+    resync: float = 3600.0
+    mirror: float = 900.0
+    promote: float = 300.0
+    terminate: float = 600.0
+    resume: float = 600.0
+    poll: float = 1.0
+    daemon_beacon_grace: float = 30.0
+
+
+@dataclass
+class StepResult:
+    """What one step call did: per target, ``done``, ``skipped`` or ``failed``, with the reason."""
+
+    step: str
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, target: str, outcome: str, reason: str = "") -> None:
+        """Record one target's outcome."""
+        self.outcomes[target] = (outcome, reason)
+
+    @property
+    def done(self) -> list[str]:
+        """Targets acted on."""
+        return [t for t, (o, _) in self.outcomes.items() if o == "done"]
+
+    @property
+    def skipped(self) -> list[str]:
+        """Targets left alone (already in the wanted state)."""
+        return [t for t, (o, _) in self.outcomes.items() if o == "skipped"]
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Targets that failed, with the error."""
+        return {t: r for t, (o, r) in self.outcomes.items() if o == "failed"}
+
+    def __str__(self) -> str:
+        return (f"{self.step}: {len(self.done)} done, {len(self.skipped)} skipped, "
+                f"{len(self.failed)} failed in {self.seconds:.1f}s")
+
+
+@dataclass(frozen=True)
+class _Scope:
+    pairs: tuple[Pair, ...]
+    images: tuple[str, ...]
+    mapping: Mapping | None
+
+
+class Failback:
+    """Fail a pool's VMs and images back from site B to site A.
+
+    Each documented step is a method that can be called alone (cell by cell in Jupyter): it
+    looks at the present state first, skips what is already done, acts on the rest, waits until
+    the action took effect, and writes every action to the journal. :meth:`run` calls them all,
+    in order, per VM as soon as its images are ready (``pipeline=True``).
+
+    Args:
+        site_a: the home site (the VMs come back here).
+        site_b: the site the VMs run on now.
+        pool: the mirrored RBD pool.
+        images: restrict the scope to these images (and the VMs that use them).
+        vms: restrict the scope to these VMs on site B (ids).
+        pairs: an explicit mapping ``{vm_b_id: vm_a_id}`` that overrides or completes the one
+            read from the disks.
+        journal: the journal file (resumption reads it); default
+            ``failback-<site_a>-<site_b>-<pool>.jsonl`` in the working directory.
+        timeouts: wait limits.
+        concurrency: images worked on at once (like ``rbd_concurrent_management_ops``).
+        vm_concurrency: VMs moved through steps 3-6 at once in :meth:`run`.
+        hard_terminate_after: opt-in: ``terminate-hard`` a VM on B still not DONE after this many
+            seconds. ``None`` (default) never forces.
+        waive: blocker kinds to waive (only those in :data:`WAIVABLE` can be).
+        listeners: progress callbacks (see :mod:`ceph_failback.failback.events`).
+    """
+
+    def __init__(
+        self,
+        site_a: Site,
+        site_b: Site,
+        pool: str,
+        *,
+        images: Iterable[str] | None = None,
+        vms: Iterable[int] | None = None,
+        pairs: dict[int, int] | None = None,
+        journal: str | Path | Journal | None = None,
+        timeouts: Timeouts | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        vm_concurrency: int = DEFAULT_CONCURRENCY,
+        hard_terminate_after: float | None = None,
+        waive: Iterable[str] = (),
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        if site_a.name == site_b.name:
+            raise FailbackError("site A and site B must have different names", site=site_a.name)
+        self.site_a = site_a
+        self.site_b = site_b
+        self.pool = pool
+        self.image_filter = tuple(images) if images is not None else None
+        self.vm_filter = tuple(int(v) for v in vms) if vms is not None else None
+        self.explicit_pairs = dict(pairs or {})
+        if isinstance(journal, Journal):
+            self.journal = journal
+        else:
+            self.journal = Journal(journal or f"failback-{site_a.name}-{site_b.name}-{pool}.jsonl")
+        self.timeouts = timeouts or Timeouts()
+        self.concurrency = concurrency
+        self.vm_concurrency = vm_concurrency
+        self.hard_terminate_after = hard_terminate_after
+        self.waive = frozenset(waive)
+        bad = self.waive - WAIVABLE
+        if bad:
+            raise FailbackError(f"these blockers cannot be waived: {sorted(bad)}; "
+                                f"waivable: {sorted(WAIVABLE)}", pool=pool)
+        self.events = Emitter()
+        for listener in listeners:
+            self.events.subscribe(listener)
+        self._scope_cache: _Scope | None = None
+        self._pools: dict[str, MirrorPool] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"Failback({self.site_b.name!r} -> {self.site_a.name!r}, pool={self.pool!r}, "
+                f"journal={str(self.journal.path)!r})")
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def pool_a(self) -> MirrorPool:
+        """Site A's mirror adapter for the pool."""
+        return self._pool(self.site_a)
+
+    def pool_b(self) -> MirrorPool:
+        """Site B's mirror adapter for the pool."""
+        return self._pool(self.site_b)
+
+    def _pool(self, site: Site) -> MirrorPool:
+        with self._lock:
+            if site.name not in self._pools:
+                self._pools[site.name] = MirrorPool(site.ceph, self.pool,
+                                                    concurrency=self.concurrency)
+            return self._pools[site.name]
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a progress listener; returns a function that removes it."""
+        return self.events.subscribe(listener)
+
+    def _vm_t(self, site: Site, vm_id: int) -> str:
+        return vm_target(site.name, vm_id)
+
+    # -- scope ---------------------------------------------------------------------------------
+
+    def mapping(self) -> Mapping:
+        """The cross-site VM/image mapping as OpenNebula shows it now."""
+        vms_a = self.site_a.one.vms()
+        vms_b = self.site_b.one.vms(include_done=True)
+        return map_sites(vms_a, vms_b, self.pool, pairs=self.explicit_pairs or None,
+                         site_a=self.site_a.name, site_b=self.site_b.name)
+
+    def _scope(self) -> _Scope:
+        """The pairs and images this failback works on. Fixed at the first call and written to
+        the journal, so that a resumed failback works on the same set even after the VMs on B
+        are DONE."""
+        if self._scope_cache is not None:
+            return self._scope_cache
+        recorded = self.journal.last(step="run", event="scope")
+        if recorded is not None:
+            pairs = []
+            for p in recorded.data.get("pairs", []):
+                vm_a = self.site_a.one.vm(int(p["vm_a"]))
+                vm_b = self.site_b.one.vm(int(p["vm_b"]))
+                pairs.append(Pair(vm_a, vm_b, tuple(p["images"]), bool(p.get("explicit"))))
+            self._scope_cache = _Scope(tuple(pairs), tuple(recorded.data.get("images", [])), None)
+            return self._scope_cache
+        mapping = self.mapping()
+        mirrored = set(self.pool_b().images())
+        pairs = []
+        for pair in mapping.pairs:
+            if self.vm_filter is not None and pair.vm_b.id not in self.vm_filter:
+                continue
+            if self.image_filter is not None and not set(pair.images) & set(self.image_filter):
+                continue
+            if self.image_filter is None and self.vm_filter is None and not (
+                    set(pair.images) & mirrored):
+                continue  # not a mirrored VM: not ours
+            pairs.append(pair)
+        images = unique(i for p in pairs for i in p.images)
+        if self.image_filter is not None:
+            images = unique([*images, *self.image_filter])
+        self._scope_cache = _Scope(tuple(pairs), tuple(images), mapping)
+        return self._scope_cache
+
+    def _record_scope(self) -> None:
+        if self.journal.last(step="run", event="scope") is not None:
+            return
+        scope = self._scope()
+        self.journal.write("run", "scope", pool=self.pool, images=list(scope.images),
+                           pairs=[{"vm_a": p.vm_a.id, "vm_b": p.vm_b.id,
+                                   "images": list(p.images), "explicit": p.explicit}
+                                  for p in scope.pairs])
+
+    @property
+    def images(self) -> list[str]:
+        """The images in scope."""
+        return list(self._scope().images)
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """The VM pairs in scope (VM on B -> VM on A)."""
+        return list(self._scope().pairs)
+
+    def _select_images(self, images: Iterable[str] | None) -> list[str]:
+        scope = self._scope()
+        if images is None:
+            return list(scope.images)
+        chosen = unique(images)
+        unknown = [i for i in chosen if i not in scope.images]
+        if unknown:
+            raise FailbackError(f"images not in this failback's scope: {unknown}",
+                                pool=self.pool, site=self.site_a.name)
+        return chosen
+
+    def _select_pairs(self, vms: Iterable[int] | None) -> list[Pair]:
+        scope = self._scope()
+        if vms is None:
+            return list(scope.pairs)
+        wanted = [int(v) for v in vms]
+        chosen = [p for p in scope.pairs if p.vm_b.id in wanted]
+        missing = set(wanted) - {p.vm_b.id for p in chosen}
+        if missing:
+            raise FailbackError(f"VMs on site B not in this failback's scope: {sorted(missing)}",
+                                site=self.site_b.name, pool=self.pool)
+        return chosen
+
+    # -- plan ----------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """The state of every image and VM in scope on both sites, what each step will do or
+        skip, and every blocker. Changes nothing."""
+        blockers: list[Blocker] = []
+        warnings: list[str] = []
+        pa, pb = self.pool_a(), self.pool_b()
+        for site, pool in ((self.site_a, pa), (self.site_b, pb)):
+            try:
+                pool.require_mirroring()
+            except MirroringNotEnabledError as exc:
+                blockers.append(Blocker("mirroring-not-enabled", f"pool@{site.name}", str(exc)))
+        scope = self._scope()
+        if scope.mapping is not None:
+            for f in scope.mapping.findings:
+                relevant = f.image is None or f.image in scope.images or (
+                    f.vm is not None and any(f.vm in (p.vm_a.id, p.vm_b.id) for p in scope.pairs))
+                if not relevant:
+                    continue
+                target = (image_target(f.image) if f.image else
+                          vm_target(f.site, f.vm) if f.vm is not None else "pool")
+                if f.severity is Severity.BLOCKER:
+                    blockers.append(Blocker(f.kind.value, target, f.message,
+                                            waivable=f.kind.value in WAIVABLE))
+                else:
+                    warnings.append(str(f))
+        if not scope.images:
+            warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")
+        infos_a, infos_b = pa.images(), pb.images()
+        stat_a = pa.statuses(scope.images)
+        stat_b = pb.statuses(scope.images)
+        try:
+            healthy = [d for d in pa.daemon_health(beacon_grace=self.timeouts.daemon_beacon_grace)
+                       if d.healthy]
+            if not healthy:
+                blockers.append(Blocker(
+                    "rbd-mirror-down", f"rbd-mirror@{self.site_a.name}",
+                    f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool "
+                    f"{self.pool!r}: images cannot resync or replay from {self.site_b.name}"))
+        except CephError as exc:
+            blockers.append(Blocker("daemon-health-unknown", f"rbd-mirror@{self.site_a.name}",
+                                    f"cannot read the rbd-mirror service status: {exc}",
+                                    waivable=True))
+        image_plans = [self._plan_image(n, infos_a.get(n), infos_b.get(n), stat_a.get(n),
+                                        stat_b.get(n), blockers) for n in scope.images]
+        vm_plans = [self._plan_vm(p, blockers) for p in scope.pairs]
+        return Plan(self.pool, self.site_a.name, self.site_b.name, tuple(image_plans),
+                    tuple(vm_plans), tuple(blockers), tuple(warnings), self.waive)
+
+    def _plan_image(self, name: str, ia: MirrorImageInfo | None, ib: MirrorImageInfo | None,
+                    sa: MirrorStatus | None, sb: MirrorStatus | None,
+                    blockers: list[Blocker]) -> ImagePlan:
+        t = image_target(name)
+        known = ia or ib
+        mode = known.mode if known is not None else None
+        acts: list[Action] = []
+        if ia is None or ib is None:
+            missing = [s.name for s, i in ((self.site_a, ia), (self.site_b, ib)) if i is None]
+            blockers.append(Blocker("image-missing", t, f"not a mirrored image on "
+                                    f"{' and '.join(missing)} (missing, or mirroring disabled)"))
+            return ImagePlan(name, mode, sa, sb, ())
+        a_primary, b_primary = bool(ia.primary), bool(ib.primary)
+        b_demoted_by_us = self.journal.has(step="demote_b", event="done", target=t)
+        if a_primary and not b_primary:
+            for step in ("demote_a", "resync_a", "demote_b", "promote_a"):
+                acts.append(Action(step, t, False, f"done: primary on {self.site_a.name}"))
+            return ImagePlan(name, mode, sa, sb, tuple(acts))
+        if not a_primary and not b_primary and not b_demoted_by_us:
+            blockers.append(Blocker("no-primary", t, f"primary on neither site; this failback "
+                                    f"did not demote it on {self.site_b.name}, so which copy is "
+                                    "current is unknown: promote the right one by hand first"))
+        if sb is not None and b_primary and sb.local.is_split_brain():
+            blockers.append(Blocker("split-brain-on-b", t, f"split-brain on {self.site_b.name}, "
+                                    "which must hold the current copy"))
+        acts.append(Action("demote_a", t, a_primary, "primary on A" if a_primary
+                           else "already non-primary on A"))
+        if self.journal.has(step="resync_a", event="done", target=t):
+            acts.append(Action("resync_a", t, False, "resync already requested by this failback"))
+        elif a_primary:
+            acts.append(Action("resync_a", t, True, "A was primary (diverged): resync from B"))
+        elif sa is not None and sa.is_split_brain():
+            acts.append(Action("resync_a", t, True, "split-brain on A: resync from B"))
+        elif sa is not None and sa.local.up and sa.local.is_replaying():
+            acts.append(Action("resync_a", t, False, "already replaying from B"))
+        else:
+            acts.append(Action("resync_a", t, True,
+                               f"not replaying from B ({sa.local.label if sa else 'no status'}): "
+                               "resync unless it starts replaying"))
+        acts.append(Action("demote_b", t, b_primary, "primary on B" if b_primary
+                           else "already non-primary on B"))
+        acts.append(Action("promote_a", t, True, "non-forced, after proving A replayed B"))
+        return ImagePlan(name, mode, sa, sb, tuple(acts))
+
+    def _plan_vm(self, pair: Pair, blockers: list[Blocker]) -> VMPlan:
+        tb, ta = self._vm_t(self.site_b, pair.vm_b.id), self._vm_t(self.site_a, pair.vm_a.id)
+        unsafe = [d for d in pair.vm_b.disks_in(self.pool) if not d.is_persistent]
+        if unsafe and not pair.vm_b.is_done:
+            blockers.append(Blocker(
+                FindingKind.NON_PERSISTENT_DISK.value, tb,
+                f"disks {[d.image for d in unsafe]} are not persistent: terminating the VM makes "
+                "OpenNebula delete them and rbd-mirror would delete the copies on A"))
+        acts = [
+            Action("terminate_b", tb, not pair.vm_b.is_done,
+                   "already DONE" if pair.vm_b.is_done else f"{pair.vm_b.status} on B"),
+            Action("resume_a", ta, not pair.vm_a.is_running,
+                   "already RUNNING" if pair.vm_a.is_running else f"{pair.vm_a.status} on A"),
+        ]
+        return VMPlan(pair.vm_b, pair.vm_a, pair.images, tuple(acts))
+
+    def check(self) -> Plan:
+        """:meth:`plan`, raising :class:`SafetyError` if any blocker is not waived."""
+        plan = self.plan()
+        if not plan.ok:
+            raise SafetyError(
+                f"{len(plan.unwaived)} blocker(s): " + "; ".join(str(b) for b in plan.unwaived),
+                pool=self.pool,
+                hint="fix them (see plan()); waivable kinds: " + ", ".join(sorted(WAIVABLE)))
+        return plan
+
+    # -- step helpers --------------------------------------------------------------------------
+
+    def _step(self, step: str) -> StepResult:
+        self._record_scope()
+        self.events.emit(EventKind.STEP_STARTED, STEP_TITLES[step], step=step)
+        self.journal.write(step, "started")
+        return StepResult(step)
+
+    def _finish(self, result: StepResult, started: float) -> StepResult:
+        result.seconds = time.monotonic() - started
+        self.journal.write(result.step, "finished", done=result.done, skipped=result.skipped,
+                           failed=result.failed)
+        self.events.emit(EventKind.STEP_FINISHED, str(result), step=result.step,
+                         done=result.done, skipped=result.skipped, failed=result.failed)
+        if result.failed:
+            raise StepFailedError(
+                f"step {result.step} failed for {len(result.failed)} target(s)",
+                failures=result.failed, pool=self.pool,
+                hint="fix the cause and call the step (or run()) again: finished work is skipped")
+        return result
+
+    def _skip(self, result: StepResult, target: str, reason: str) -> None:
+        result.add(target, "skipped", reason)
+        self.journal.write(result.step, "skipped", target, reason=reason)
+        self.events.emit(EventKind.ACTION, f"{target}: skipped ({reason})", step=result.step,
+                         target=target, outcome="skipped")
+
+    def _done(self, result: StepResult, target: str, reason: str = "", **data: Any) -> None:
+        result.add(target, "done", reason)
+        self.journal.write(result.step, "done", target, reason=reason, **data)
+        self.events.emit(EventKind.ACTION, f"{target}: {reason or 'done'}", step=result.step,
+                         target=target, outcome="done")
+
+    def _fail(self, result: StepResult, target: str, exc: BaseException) -> None:
+        result.add(target, "failed", str(exc))
+        self.journal.write(result.step, "failed", target, error=str(exc),
+                           error_type=type(exc).__name__)
+        self.events.emit(EventKind.WARNING, f"{target}: FAILED: {exc}", step=result.step,
+                         target=target, outcome="failed")
+
+    def _parallel(self, items: Sequence[Any], fn: Callable[[Any], None], workers: int) -> None:
+        if not items:
+            return
+        with ThreadPoolExecutor(max(1, min(workers, len(items))),
+                                thread_name_prefix="failback") as ex:
+            for future in [ex.submit(fn, i) for i in items]:
+                future.result()
+
+    def _daemon_a_ok(self) -> bool:
+        try:
+            return any(d.healthy for d in self.pool_a().daemon_health(
+                beacon_grace=self.timeouts.daemon_beacon_grace))
+        except CephError:
+            return True  # cannot tell (caps): do not fail on that alone
+
+    def _require_daemon_a(self, what: str) -> None:
+        if not self._daemon_a_ok():
+            raise WaitFailedError(
+                f"no healthy rbd-mirror daemon on {self.site_a.name}: {what} cannot progress",
+                site=self.site_a.name, pool=self.pool,
+                hint=f"start rbd-mirror on {self.site_a.name}, then run again (finished work is "
+                     "skipped)")
+
+    # -- step 1 --------------------------------------------------------------------------------
+
+    def demote_site_a(self, images: Iterable[str] | None = None) -> StepResult:
+        """Step 1: demote the images on site A that are primary there.
+
+        An image already non-primary on A (a DR test demotes A before failing over) is skipped.
+        """
+        started = time.monotonic()
+        result = self._step("demote_a")
+        names = self._select_images(images)
+        infos = self.pool_a().images()
+        todo = []
+        for name in names:
+            t = image_target(name)
+            info = infos.get(name)
+            if info is None:
+                self._fail(result, t, ImageNotFoundError(
+                    "not a mirrored image", site=self.site_a.name, pool=self.pool, image=name))
+            elif not info.primary:
+                self._skip(result, t, "already non-primary on A")
+            else:
+                todo.append(name)
+        for name in todo:
+            self.journal.write("demote_a", "intent", image_target(name), before="primary")
+        for name, r in self.pool_a().demote_many(todo).items():
+            if r.ok:
+                self._done(result, image_target(name), "demoted on A", was_primary=True)
+            else:
+                assert r.error is not None
+                self._fail(result, image_target(name), r.error)
+        return self._finish(result, started)
+
+    # -- step 2 --------------------------------------------------------------------------------
+
+    def resync_site_a(self, images: Iterable[str] | None = None, *, wait: bool = True
+                      ) -> StepResult:
+        """Step 2: flag the images on site A for resync, and wait until they replay from B.
+
+        Only images that need it are resynced: those that were primary on A (they diverged from
+        B) and those that are split-brained or do not start replaying from B within
+        ``timeouts.settle``. An image already replaying cleanly from B is left alone (a DR test
+        resyncs nothing). Before any resync the step checks that B holds the primary (never
+        resync the only current copy) and that A's rbd-mirror daemon is up. A resync already
+        requested by this failback (journal) is never requested again.
+        """
+        started = time.monotonic()
+        result = self._step("resync_a")
+        names = self._select_images(images)
+        pa, pb = self.pool_a(), self.pool_b()
+        infos_a, infos_b = pa.images(), pb.images()
+        self._require_daemon_a("resync")
+        to_resync: list[str] = []
+        to_settle: list[str] = []
+        waiting: dict[str, float] = {}  # image -> resync request time (or 0: no resync)
+        for name in names:
+            t = image_target(name)
+            ia, ib = infos_a.get(name), infos_b.get(name)
+            if ia is None or ib is None:
+                self._fail(result, t, ImageNotFoundError(
+                    f"not a mirrored image on {self.site_a.name if ia is None else self.site_b.name}",
+                    pool=self.pool, image=name))
+                continue
+            requested = self.journal.last(step="resync_a", event="done", target=t)
+            if requested is not None:
+                waiting[name] = requested.time
+                continue
+            if self.journal.has(step="resync_a", event="intent", target=t):
+                # Interrupted around the request: whether it reached librbd is unknown. Let the
+                # status decide (a resync under way replays; one never requested stays
+                # split-brained), so a resync is never requested twice.
+                to_settle.append(name)
+                continue
+            if ia.primary:
+                self._fail(result, t, SafetyError(
+                    "still primary on A: demote it first (step 1)", site=self.site_a.name,
+                    pool=self.pool, image=name))
+                continue
+            if not ib.primary:
+                if self.journal.has(step="demote_b", event="done", target=t):
+                    self._skip(result, t, "B already demoted by this failback")
+                else:
+                    self._fail(result, t, SafetyError(
+                        f"not primary on {self.site_b.name}: resyncing A now could discard the "
+                        "only current copy", site=self.site_b.name, pool=self.pool, image=name))
+                continue
+            if self.journal.has(step="demote_a", event="done", target=t):
+                to_resync.append(name)  # A was primary: diverged from B, the documented resync
+            else:
+                to_settle.append(name)
+        if to_settle:
+            settled = self._settle(to_settle, result)
+            to_resync.extend(n for n, needs in settled.items() if needs)
+            for name, needs in settled.items():
+                if not needs:
+                    self._skip(result, image_target(name), "already replaying from B")
+                    self._prove(name, "replaying from B before the failback")
+        now = time.time()
+        for name in to_resync:
+            self.journal.write("resync_a", "intent", image_target(name))
+        for name, r in pa.resync_many(to_resync).items():
+            if r.ok:
+                self._done(result, image_target(name), "resync requested on A")
+                waiting[name] = now
+            else:
+                assert r.error is not None
+                self._fail(result, image_target(name), r.error)
+        if wait and waiting:
+            self._wait_resynced(waiting, result)
+        return self._finish(result, started)
+
+    def _settle(self, names: list[str], result: StepResult) -> dict[str, bool]:
+        """For images non-primary on A that this failback did not demote: wait for a status that
+        says replaying (no resync needed) or split-brain (resync); undecided after
+        ``timeouts.settle``: resync (B is primary, so that is safe)."""
+        pa = self.pool_a()
+        decided: dict[str, bool] = {}
+
+        def observe() -> dict[str, MirrorStatus]:
+            return pa.statuses([n for n in names if n not in decided])
+
+        def judge(st: dict[str, MirrorStatus]) -> Judgement[dict[str, MirrorStatus]]:
+            for name, s in st.items():
+                if s.is_split_brain():
+                    decided[name] = True
+                elif s.local.up and s.local.is_replaying():
+                    decided[name] = False
+            return Judgement(Verdict.DONE if len(decided) == len(names) else Verdict.RETRY)
+
+        try:
+            wait_until(observe, judge, what="site A to report how it replays",
+                       timeout=self.timeouts.settle, interval=self.timeouts.poll)
+        except FailbackError:
+            pass
+        for name in names:
+            decided.setdefault(name, True)
+        return decided
+
+    def _prove(self, name: str, how: str) -> None:
+        """Record that A was seen replaying from B: such an image is no orphan of its own
+        demotion, so a non-forced promote that librbd accepts after B's demotion is safe."""
+        self.journal.write("resync_a", "observed", image_target(name), proof=how)
+
+    def _proven(self, name: str) -> bool:
+        t = image_target(name)
+        proof = self.journal.last(event="observed", target=t)
+        resync = self.journal.last(step="resync_a", event="done", target=t)
+        return proof is not None and (resync is None or proof.time >= resync.time)
+
+    def _wait_resynced(self, waiting: dict[str, float], result: StepResult) -> None:
+        pa = self.pool_a()
+        pending = dict(waiting)
+        last: dict[str, str] = {}
+
+        def observe() -> dict[str, MirrorStatus]:
+            if not self._daemon_a_ok():
+                raise WaitFailedError(
+                    f"no healthy rbd-mirror daemon on {self.site_a.name} while resyncing",
+                    site=self.site_a.name, pool=self.pool,
+                    hint="start rbd-mirror on site A, then run again: requested resyncs are "
+                         "not repeated")
+            return pa.statuses(list(pending))
+
+        def judge(st: dict[str, MirrorStatus]) -> Judgement[dict[str, MirrorStatus]]:
+            for name, since in list(pending.items()):
+                s = st.get(name)
+                last[name] = s.local.summary() if s else "being recreated (not listed)"
+                if s is None:
+                    continue
+                if s.local.bootstrap_percent is not None or (
+                        s.local.replay and s.local.replay.syncing_percent is not None):
+                    pct = s.local.bootstrap_percent
+                    if pct is None and s.local.replay is not None:
+                        pct = s.local.replay.syncing_percent
+                    self.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: {last[name]}",
+                                     step="resync_a", target=image_target(name), percent=pct)
+                fresh = s.local.last_update is not None and s.local.last_update.timestamp() >= since
+                if fresh and s.is_split_brain():
+                    return Judgement(Verdict.FAIL, f"{name} is split-brained after resync")
+                if fresh and s.local.up and s.local.is_replaying():
+                    self._prove(name, "resynced from B")
+                    self.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: replaying from B",
+                                     step="resync_a", target=image_target(name), percent=100)
+                    del pending[name]
+            return Judgement(Verdict.DONE if not pending else Verdict.RETRY,
+                             f"{len(pending)} image(s) not replaying yet")
+
+        try:
+            wait_until(observe, judge, what="the resynced images on site A to replay from B",
+                       timeout=self.timeouts.resync, interval=self.timeouts.poll,
+                       describe=lambda _: {n: last.get(n, "?") for n in pending},
+                       where={"site": self.site_a.name, "pool": self.pool},
+                       hint="the resync goes on in rbd-mirror; run again later to keep waiting "
+                            "(resyncs are not requested twice)")
+        except FailbackError as exc:
+            for name in list(pending):
+                self._fail(result, image_target(name), exc)
+
+    # -- step 3 --------------------------------------------------------------------------------
+
+    def terminate_site_b(self, vms: Iterable[int] | None = None) -> StepResult:
+        """Step 3: terminate the VMs on site B and wait until their images are mirrored to A.
+
+        A VM with a non-persistent (clone) or volatile disk in the pool is refused: OpenNebula
+        would delete those images and rbd-mirror the copies on A. A VM already DONE is not
+        terminated again. Mirrored means, after the VM stopped: in journal mode a status on A
+        newer than the stop, replaying with nothing behind; in snapshot mode, a mirror snapshot
+        taken on B after the stop is completely copied to A.
+        """
+        started = time.monotonic()
+        result = self._step("terminate_b")
+        pairs = self._select_pairs(vms)
+        self._parallel(pairs, lambda p: self._terminate_one(p, result), self.vm_concurrency)
+        return self._finish(result, started)
+
+    def _terminate_one(self, pair: Pair, result: StepResult) -> None:
+        t = self._vm_t(self.site_b, pair.vm_b.id)
+        one_b = self.site_b.one
+        try:
+            vm = one_b.vm(pair.vm_b.id)
+            if vm.is_done:
+                self._skip(result, t, "already DONE")
+            else:
+                unsafe = [d.image for d in vm.disks_in(self.pool) if not d.is_persistent]
+                if unsafe:
+                    raise SafetyError(
+                        f"disks {unsafe} are not persistent: terminating would delete them "
+                        "(and rbd-mirror the copies on A)", site=self.site_b.name, vm=vm.id,
+                        hint="make the images persistent, or fail this VM back by hand")
+                self.journal.write("terminate_b", "intent", t, state=vm.status)
+                self.events.emit(EventKind.VM_STATE, f"{t}: terminating ({vm.status})",
+                                 step="terminate_b", target=t)
+                final = one_b.terminate(vm, hard_after=self.hard_terminate_after,
+                                        timeout=self.timeouts.terminate)
+                self._done(result, t, "terminated", state=final.status)
+            self._wait_mirrored(pair)
+        except FailbackError as exc:
+            self._fail(result, t, exc)
+
+    def _wait_mirrored(self, pair: Pair) -> None:
+        """After the VM on B stopped: wait until its images are mirrored to A."""
+        t = self._vm_t(self.site_b, pair.vm_b.id)
+        pa, pb = self.pool_a(), self.pool_b()
+        infos = pb.images()
+        journal_mode = [i for i in pair.images if (infos.get(i) and infos[i].mode != "snapshot")]
+        snap_mode = [i for i in pair.images if i not in journal_mode]
+        if self.journal.has(step="terminate_b", event="mirrored", target=t):
+            return
+        # Snapshot mode: one mirror snapshot on B after the stop (still primary there).
+        snaps: dict[str, int] = {}
+        for name in snap_mode:
+            if infos.get(name) is not None and infos[name].primary:
+                snaps[name] = pb.create_mirror_snapshot(name)
+        b_uuid = pb.mirror_uuid() if snap_mode else ""
+        last: dict[str, str] = {}
+
+        def observe() -> dict[str, bool]:
+            self._require_daemon_a("mirroring")
+            st = pa.statuses(journal_mode) if journal_mode else {}
+            ok: dict[str, bool] = {}
+            for name in journal_mode:
+                s = st.get(name)
+                last[name] = s.local.summary() if s else "no status"
+                if s is not None and s.is_split_brain():
+                    raise WaitFailedError("split-brain on A", site=self.site_a.name,
+                                          pool=self.pool, image=name)
+                # Caught up as of the latest report. rbd-mirror only reports when something
+                # changes, so no report newer than the stop may ever come; what guarantees that
+                # A has every write is librbd's non-forced promote (step 5), which it accepts
+                # only once A has replayed B's demotion, the last entry of B's journal.
+                ok[name] = bool(s and s.local.up and s.is_caught_up())
+            for name in snap_mode:
+                if name not in snaps:
+                    ok[name] = True  # B already demoted: promote_a checks the demotion snapshot
+                    continue
+                newest = pa.mirror_snapshots(name)
+                top = newest[-1] if newest else None
+                last[name] = (f"newest mirror snapshot {top.state} "
+                              f"{'complete' if top.complete else 'copying'}") if top else "none"
+                ok[name] = bool(top and top.complete and top.primary_mirror_uuid == b_uuid
+                                and top.primary_snap_id == snaps[name])
+            return ok
+
+        wait_until(observe, lambda ok: Judgement(Verdict.DONE if all(ok.values())
+                                                 else Verdict.RETRY),
+                   what=f"the images of {t} to be mirrored to {self.site_a.name}",
+                   timeout=self.timeouts.mirror, interval=self.timeouts.poll,
+                   describe=lambda ok: {n: last.get(n, "?") for n, v in ok.items() if not v},
+                   where={"site": self.site_a.name, "pool": self.pool},
+                   hint="run again to keep waiting (the VM is not terminated twice)")
+        for name in pair.images:
+            if name in journal_mode:
+                self._prove(name, "replaying from B, caught up after the VM stopped")
+        self.journal.write("terminate_b", "mirrored", t, images=list(pair.images))
+
+    # -- step 4 --------------------------------------------------------------------------------
+
+    def demote_site_b(self, images: Iterable[str] | None = None) -> StepResult:
+        """Step 4: demote the images on site B.
+
+        Refused for an image that a VM on B not yet DONE uses, or that any client still watches
+        (a running VM, a mapped device): demoting under a writer loses its last writes.
+        """
+        started = time.monotonic()
+        result = self._step("demote_b")
+        names = self._select_images(images)
+        pb = self.pool_b()
+        infos = pb.images()
+        users: dict[str, list[Pair]] = {}
+        for p in self._scope().pairs:
+            for i in p.images:
+                users.setdefault(i, []).append(p)
+        todo = []
+        for name in names:
+            t = image_target(name)
+            try:
+                info = infos.get(name)
+                if info is None:
+                    raise ImageNotFoundError("not a mirrored image", site=self.site_b.name,
+                                             pool=self.pool, image=name)
+                if not info.primary:
+                    self._skip(result, t, "already non-primary on B")
+                    continue
+                for p in users.get(name, []):
+                    vm = self.site_b.one.vm(p.vm_b.id)
+                    if not vm.is_done:
+                        raise SafetyError(f"VM {vm.id} on B still uses it ({vm.status})",
+                                          site=self.site_b.name, pool=self.pool, image=name,
+                                          hint="terminate the VM first (step 3)")
+                watchers = pb.watchers(name)
+                if watchers:
+                    raise SafetyError(
+                        f"still in use: {len(watchers)} watcher(s) "
+                        f"{[w.get('addr') for w in watchers]}", site=self.site_b.name,
+                        pool=self.pool, image=name, hint="stop the client that has it open")
+                todo.append(name)
+            except FailbackError as exc:
+                self._fail(result, t, exc)
+        for name in todo:
+            self.journal.write("demote_b", "intent", image_target(name))
+        for name, r in pb.demote_many(todo).items():
+            if r.ok:
+                self._done(result, image_target(name), "demoted on B")
+            else:
+                assert r.error is not None
+                self._fail(result, image_target(name), r.error)
+        return self._finish(result, started)
+
+    # -- step 5 --------------------------------------------------------------------------------
+
+    def promote_site_a(self, images: Iterable[str] | None = None) -> StepResult:
+        """Step 5: promote the images on site A, never forced.
+
+        Before promoting, the image must be demoted on B and proven to have replayed from B
+        during this failback (resynced from B, or seen replaying from B): an image on A whose
+        last event is its own demotion would accept a non-forced promote with stale data (the
+        stale-promote trap), so without that proof the promote is refused. In snapshot mode,
+        A's newest mirror snapshot must also be the complete copy of B's demotion snapshot.
+        Then the non-forced promote is retried while librbd says the demotion has not arrived.
+        """
+        started = time.monotonic()
+        result = self._step("promote_a")
+        names = self._select_images(images)
+        self._parallel(names, lambda n: self._promote_one(n, result), self.concurrency)
+        return self._finish(result, started)
+
+    def _promote_one(self, name: str, result: StepResult) -> None:
+        t = image_target(name)
+        pa, pb = self.pool_a(), self.pool_b()
+        try:
+            ia, ib = pa.info(name), pb.info(name)
+            if ia.primary and not ib.primary:
+                self._skip(result, t, "already primary on A")
+                return
+            if ib.primary:
+                raise SafetyError(f"still primary on {self.site_b.name}: demote it there first "
+                                  "(step 4)", site=self.site_a.name, pool=self.pool, image=name)
+            if ia.primary:
+                raise SafetyError("primary on A and B demoted?", site=self.site_a.name,
+                                  pool=self.pool, image=name)
+            if not self._proven(name):
+                raise SafetyError(
+                    f"no proof that A replayed {self.site_b.name}'s copy during this failback "
+                    "(never resynced from B, never seen replaying from B): a non-forced promote "
+                    "could succeed with stale data (the stale-promote trap)",
+                    site=self.site_a.name, pool=self.pool, image=name,
+                    hint="run resync_site_a() (step 2) for it; never force-promote")
+            status = pa.status(name)
+            if status.is_split_brain():
+                raise SafetyError("split-brain on A", site=self.site_a.name, pool=self.pool,
+                                  image=name, hint="resync A from B (step 2)")
+            if ia.mode == "snapshot":
+                self._wait_demotion_copied(name)
+            self.journal.write("promote_a", "intent", t)
+            attempts = [0]
+
+            def attempt() -> bool:
+                attempts[0] += 1
+                pa.promote(name)  # never forced
+                return True
+
+            wait_until(attempt, lambda _: Judgement(Verdict.DONE),
+                       what=f"a non-forced promote of {name} to be accepted",
+                       timeout=self.timeouts.promote, interval=min(0.25, self.timeouts.poll),
+                       retry_on=(NotReadyError,),
+                       where={"site": self.site_a.name, "pool": self.pool, "image": name},
+                       hint="rbd-mirror on A has not replayed B's demotion yet; run again")
+            self._done(result, t, "promoted on A (not forced)", attempts=attempts[0], force=False)
+        except FailbackError as exc:
+            self._fail(result, t, exc)
+
+    def _wait_demotion_copied(self, name: str) -> None:
+        pa, pb = self.pool_a(), self.pool_b()
+        b_uuid = pb.mirror_uuid()
+        b_snaps = pb.mirror_snapshots(name)
+        if not b_snaps or b_snaps[-1].state != "primary-demoted":
+            raise SafetyError("B's newest mirror snapshot is not its demotion",
+                              site=self.site_b.name, pool=self.pool, image=name)
+        demotion = b_snaps[-1].id
+
+        def observe() -> bool:
+            snaps = pa.mirror_snapshots(name)
+            top = snaps[-1] if snaps else None
+            return bool(top and top.state == "non-primary-demoted" and top.complete
+                        and top.primary_mirror_uuid == b_uuid and top.primary_snap_id == demotion)
+
+        wait_until(observe, lambda ok: Judgement(Verdict.DONE if ok else Verdict.RETRY),
+                   what=f"B's demotion snapshot of {name} to be copied to A",
+                   timeout=self.timeouts.promote, interval=min(0.5, self.timeouts.poll),
+                   where={"site": self.site_a.name, "pool": self.pool, "image": name})
+
+    # -- step 6 --------------------------------------------------------------------------------
+
+    def resume_site_a(self, vms: Iterable[int] | None = None) -> StepResult:
+        """Step 6: resume the VMs on site A and wait until they run.
+
+        ``vms`` are ids of VMs on **site B** (the scope's key); their partners on A are resumed.
+        A VM whose images are not all primary on A is refused.
+        """
+        started = time.monotonic()
+        result = self._step("resume_a")
+        pairs = self._select_pairs(vms)
+        self._parallel(pairs, lambda p: self._resume_one(p, result), self.vm_concurrency)
+        return self._finish(result, started)
+
+    def _resume_one(self, pair: Pair, result: StepResult) -> None:
+        t = self._vm_t(self.site_a, pair.vm_a.id)
+        try:
+            vm = self.site_a.one.vm(pair.vm_a.id)
+            if vm.is_running:
+                self._skip(result, t, "already RUNNING")
+                return
+            infos = self.pool_a().images()
+            not_primary = [i for i in pair.images if not (infos.get(i) and infos[i].primary)]
+            if not_primary:
+                raise SafetyError(f"images {not_primary} are not primary on A yet",
+                                  site=self.site_a.name, vm=vm.id,
+                                  hint="promote them first (step 5)")
+            self.journal.write("resume_a", "intent", t, state=vm.status)
+            final = self.site_a.one.resume(vm, timeout=self.timeouts.resume)
+            self._done(result, t, "running on A", state=final.status, vm_b=pair.vm_b.id)
+        except FailbackError as exc:
+            self._fail(result, t, exc)
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def run(self, *, pipeline: bool = True) -> Report:
+        """Every step in order, after :meth:`check`. Safe to call again after an interruption:
+        finished work is skipped (nothing is resynced or terminated twice).
+
+        With ``pipeline`` (default), steps 3-6 run per VM: each VM is terminated, mirrored,
+        demoted, promoted and resumed as soon as its own images are ready, ``vm_concurrency``
+        VMs at a time, so one slow image does not keep every VM down.
+
+        Returns:
+            The :class:`Report`. Raises :class:`StepFailedError` if anything failed (the
+            journal and :meth:`report` say what).
+        """
+        self.check()
+        self._record_scope()
+        self.journal.write("run", "started", pipeline=pipeline)
+        failures: dict[str, str] = {}
+        try:
+            self.demote_site_a()
+            self.resync_site_a()
+            if pipeline:
+                def one_vm(pair: Pair) -> None:
+                    try:
+                        self.terminate_site_b(vms=[pair.vm_b.id])
+                        self.demote_site_b(images=pair.images)
+                        self.promote_site_a(images=pair.images)
+                        self.resume_site_a(vms=[pair.vm_b.id])
+                    except StepFailedError as exc:
+                        with self._lock:
+                            failures.update(exc.failures)
+
+                self._parallel(self.pairs, one_vm, self.vm_concurrency)
+                leftover = [i for i in self.images
+                            if not any(i in p.images for p in self.pairs)]
+                if leftover:
+                    self.demote_site_b(images=leftover)
+                    self.promote_site_a(images=leftover)
+                if failures:
+                    raise StepFailedError(f"{len(failures)} target(s) failed", failures=failures,
+                                          pool=self.pool, hint="fix the cause and run again")
+            else:
+                self.terminate_site_b()
+                self.demote_site_b()
+                self.promote_site_a()
+                self.resume_site_a()
+        except FailbackError as exc:
+            self.journal.write("run", "failed", error=str(exc))
+            raise
+        self.journal.write("run", "finished")
+        return self.report()
+
+    def resume(self) -> Report:
+        """Finish an interrupted failback (same as :meth:`run`: every step skips what is done)."""
+        return self.run()
+
+    # -- status and report ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Both sites side by side for the scope: per image the role and status on A and B,
+        per VM pair the states on B and A."""
+        pa, pb = self.pool_a(), self.pool_b()
+        scope = self._scope()
+        ia, ib = pa.images(), pb.images()
+        sa, sb = pa.statuses(scope.images), pb.statuses(scope.images)
+        images = {}
+        for name in scope.images:
+            images[name] = {
+                self.site_a.name: _image_cell(ia.get(name), sa.get(name)),
+                self.site_b.name: _image_cell(ib.get(name), sb.get(name)),
+            }
+        vms = {}
+        for p in scope.pairs:
+            vms[f"{p.vm_b.id}->{p.vm_a.id}"] = {
+                self.site_b.name: self.site_b.one.vm(p.vm_b.id).status,
+                self.site_a.name: self.site_a.one.vm(p.vm_a.id).status,
+                "images": list(p.images),
+            }
+        return {"images": images, "vms": vms}
+
+    def report(self) -> Report:
+        """What this failback did, from the journal: per image outcome, per VM downtime."""
+        return build_report(self.journal, self._scope().pairs, list(self._scope().images),
+                            site_a=self.site_a.name, site_b=self.site_b.name, pool=self.pool)
+
+
+def _image_cell(info: MirrorImageInfo | None, status: MirrorStatus | None) -> str:
+    if info is None:
+        return "missing"
+    role = "primary" if info.primary else "non-primary"
+    return f"{role} {status.local.summary() if status else '(no status)'}"
+
+
+def utcnow() -> datetime:
+    """Now, aware UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,143 @@
+"""The append-only journal of a failback: one JSON object per line, one line per action.
+
+Every change the orchestrator makes is written down *before* it is made (``intent``) and *after*
+(``done`` or ``failed``), with the state seen before and after. A failback interrupted anywhere
+(Ctrl-C, SIGKILL, a lost site) can then be resumed by a new process: each step checks the present
+state first, and the journal tells it the facts the state cannot show (a resync already requested,
+a terminate already sent, an image already proven to replay from site B, when each VM went down).
+
+Lines are flushed and fsynced one by one; a torn last line (a crash mid-write) is ignored on read.
+Secrets never reach the journal: records hold names, ids, states and timestamps only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Journal", "Record"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One journal line.
+
+    Attributes:
+        ts: when it was written (UTC, ISO 8601).
+        run: the id of the process run that wrote it (a resumed failback has several).
+        step: the documented step (``demote_a``, ``resync_a``, ``terminate_b``, ``demote_b``,
+            ``promote_a``, ``resume_a``) or ``run`` for run-level records.
+        event: ``intent``, ``done``, ``failed``, ``skipped``, ``observed``, ``started``,
+            ``finished``.
+        target: what it is about (``image:one-3``, ``vm:site-b:12``), or empty.
+        data: details: states before/after, reasons, timings.
+    """
+
+    ts: str
+    run: str
+    step: str
+    event: str
+    target: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def time(self) -> float:
+        """``ts`` as epoch seconds."""
+        return datetime.fromisoformat(self.ts).timestamp()
+
+
+class Journal:
+    """An append-only JSON-lines journal at ``path`` (created on first write).
+
+    Thread-safe: the orchestrator's workers append concurrently.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, run: str | None = None) -> None:
+        self.path = Path(path)
+        self.run = run or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+        self._lock = threading.Lock()
+        self._records: list[Record] = list(self._read())
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r}, records={len(self._records)})"
+
+    def _read(self) -> Iterator[Record]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                yield Record(obj["ts"], obj["run"], obj["step"], obj["event"],
+                             obj.get("target", ""), obj.get("data", {}))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line from a crash mid-write
+
+    def write(self, step: str, event: str, target: str = "", **data: Any) -> Record:
+        """Append one record and make it durable before returning."""
+        record = Record(datetime.now(UTC).isoformat(timespec="microseconds"), self.run, step,
+                        event, target, _jsonable(data))
+        line = json.dumps({"ts": record.ts, "run": record.run, "step": step, "event": event,
+                           "target": target, "data": record.data}, sort_keys=True)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._records.append(record)
+        return record
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record, oldest first (this run's and earlier runs')."""
+        with self._lock:
+            return list(self._records)
+
+    def find(self, *, step: str | None = None, event: str | None = None,
+             target: str | None = None) -> list[Record]:
+        """Records matching every given field, oldest first."""
+        return [r for r in self.records
+                if (step is None or r.step == step) and (event is None or r.event == event)
+                and (target is None or r.target == target)]
+
+    def last(self, *, step: str | None = None, event: str | None = None,
+             target: str | None = None) -> Record | None:
+        """The newest record matching, if any."""
+        found = self.find(step=step, event=event, target=target)
+        return found[-1] if found else None
+
+    def has(self, *, step: str, event: str, target: str) -> bool:
+        """Whether such a record exists (from any run)."""
+        return self.last(step=step, event=event, target=target) is not None
+
+    def runs(self) -> list[str]:
+        """The run ids in order of first appearance."""
+        return list(dict.fromkeys(r.run for r in self.records))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def now() -> float:
+    """Wall-clock seconds (journal timestamps are wall-clock, to be meaningful across runs)."""
+    return time.time()

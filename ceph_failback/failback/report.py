@@ -1,0 +1,164 @@
+"""The final report of a failback, built from its journal (so it survives resumption)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..opennebula.mapping import Pair
+from .journal import Journal
+from .plan import image_target, vm_target
+
+__all__ = ["ImageOutcome", "VMOutcome", "Report", "build_report"]
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What happened to one image.
+
+    Attributes:
+        name: the image.
+        demoted_a: demoted on A by this failback.
+        resynced: resync requested by this failback.
+        demoted_b: demoted on B by this failback.
+        promoted: promoted on A by this failback (never forced).
+        promote_attempts: non-forced promote attempts until librbd accepted.
+        error: the last error recorded for it, if it did not finish.
+    """
+
+    name: str
+    demoted_a: bool
+    resynced: bool
+    demoted_b: bool
+    promoted: bool
+    promote_attempts: int | None
+    error: str | None
+
+    @property
+    def outcome(self) -> str:
+        """``failed back``, ``failed`` or ``in progress``."""
+        if self.error:
+            return "failed"
+        return "failed back" if self.promoted else "in progress"
+
+
+@dataclass(frozen=True)
+class VMOutcome:
+    """What happened to one VM pair; ``downtime`` runs from the terminate request on B to the
+    VM running on A (``None`` while unknown)."""
+
+    vm_b: int
+    vm_a: int
+    images: tuple[str, ...]
+    terminated: bool
+    resumed: bool
+    downtime: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """A failback's outcome: per image, per VM (with downtime), and the runs it took."""
+
+    pool: str
+    site_a: str
+    site_b: str
+    images: tuple[ImageOutcome, ...]
+    vms: tuple[VMOutcome, ...]
+    runs: int
+    wall_time: float | None
+
+    @property
+    def complete(self) -> bool:
+        """Every image promoted on A and every VM running on A."""
+        return all(i.promoted for i in self.images) and all(v.resumed for v in self.vms)
+
+    def downtimes(self) -> list[float]:
+        """Per-VM downtimes known, in seconds."""
+        return [v.downtime for v in self.vms if v.downtime is not None]
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-able form."""
+        d = self.downtimes()
+        return {
+            "pool": self.pool, "site_a": self.site_a, "site_b": self.site_b,
+            "complete": self.complete, "runs": self.runs, "wall_time": self.wall_time,
+            "downtime": {"median": statistics.median(d) if d else None,
+                         "max": max(d) if d else None},
+            "images": [{"name": i.name, "outcome": i.outcome, "resynced": i.resynced,
+                        "promote_attempts": i.promote_attempts, "error": i.error}
+                       for i in self.images],
+            "vms": [{"vm_b": v.vm_b, "vm_a": v.vm_a, "images": list(v.images),
+                     "resumed": v.resumed, "downtime": v.downtime, "error": v.error}
+                    for v in self.vms],
+        }
+
+    def __str__(self) -> str:
+        lines = [f"Failback of pool {self.pool!r} {self.site_b} -> {self.site_a}: "
+                 f"{'COMPLETE' if self.complete else 'NOT complete'} "
+                 f"({self.runs} run(s)"
+                 + (f", {self.wall_time:.1f}s" if self.wall_time is not None else "") + ")"]
+        lines.append(f"  {'image':<24} {'outcome':<12} {'resynced':<9} promote attempts")
+        for i in self.images:
+            lines.append(f"  {i.name:<24} {i.outcome:<12} {'yes' if i.resynced else 'no':<9} "
+                         f"{i.promote_attempts if i.promote_attempts is not None else '-'}"
+                         + (f"  error: {i.error}" if i.error else ""))
+        lines.append(f"  {'VM on B -> VM on A':<24} {'running':<12} downtime")
+        for v in self.vms:
+            dt = f"{v.downtime:.1f}s" if v.downtime is not None else "-"
+            lines.append(f"  {f'{v.vm_b} -> {v.vm_a}':<24} {'yes' if v.resumed else 'no':<12} "
+                         f"{dt}" + (f"  error: {v.error}" if v.error else ""))
+        d = self.downtimes()
+        if d:
+            lines.append(f"  downtime: median {statistics.median(d):.1f}s, max {max(d):.1f}s")
+        return "\n".join(lines)
+
+
+def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str], *,
+                 site_a: str, site_b: str, pool: str) -> Report:
+    """Build the report from ``journal`` for the given scope."""
+    def last_error(target: str) -> str | None:
+        failed = journal.last(event="failed", target=target)
+        if failed is None:
+            return None
+        later_done = [r for r in journal.find(event="done", target=target)
+                      if r.time > failed.time]
+        later_skip = [r for r in journal.find(event="skipped", target=target)
+                      if r.time > failed.time]
+        return None if (later_done or later_skip) else str(failed.data.get("error"))
+
+    image_outcomes = []
+    for name in images:
+        t = image_target(name)
+        promoted = journal.last(step="promote_a", event="done", target=t)
+        skipped = journal.last(step="promote_a", event="skipped", target=t)
+        image_outcomes.append(ImageOutcome(
+            name=name,
+            demoted_a=journal.has(step="demote_a", event="done", target=t),
+            resynced=journal.has(step="resync_a", event="done", target=t),
+            demoted_b=journal.has(step="demote_b", event="done", target=t),
+            promoted=promoted is not None or skipped is not None,
+            promote_attempts=int(promoted.data.get("attempts", 0)) if promoted else None,
+            error=last_error(t),
+        ))
+    vm_outcomes = []
+    for p in pairs:
+        tb, ta = vm_target(site_b, p.vm_b.id), vm_target(site_a, p.vm_a.id)
+        intents = journal.find(step="terminate_b", event="intent", target=tb)
+        resumed = journal.last(step="resume_a", event="done", target=ta)
+        resumed_skip = journal.last(step="resume_a", event="skipped", target=ta)
+        downtime = (resumed.time - intents[0].time) if (intents and resumed) else None
+        vm_outcomes.append(VMOutcome(
+            vm_b=p.vm_b.id, vm_a=p.vm_a.id, images=tuple(p.images),
+            terminated=journal.has(step="terminate_b", event="done", target=tb) or bool(
+                journal.last(step="terminate_b", event="skipped", target=tb)),
+            resumed=resumed is not None or resumed_skip is not None,
+            downtime=downtime,
+            error=last_error(tb) or last_error(ta),
+        ))
+    runs = journal.find(step="run", event="started")
+    finished = journal.last(step="run", event="finished")
+    wall = (finished.time - runs[0].time) if (runs and finished) else None
+    return Report(pool, site_a, site_b, tuple(image_outcomes), tuple(vm_outcomes),
+                  len(journal.runs()), wall)

@@ -1,0 +1,155 @@
+"""A whole two-site world for tests, demos and rehearsals: the Ceph lab plus one oned stand-in
+per site, wired so that OpenNebula's side effects hit the real pools.
+
+VMs are created the way OpenNebula's DR guide leaves them: on site A, persistent images
+(``one-<IMAGE_ID>``) in the mirrored pool and the VMs that use them; after a disaster, on site B,
+the mirrored images registered as persistent images and VMs created from them, running, while
+the VMs on A are powered off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from ..ceph.connection import CephSite
+from ..errors import LabError
+from ..failback.core import Site
+from ..opennebula.site import OpenNebulaSite
+from .lab import FAILBACK_CLIENT, Lab
+from .oned import Delays, OnedStandIn
+
+__all__ = ["World", "VMPair"]
+
+log = logging.getLogger(__name__)
+
+Disaster = Literal["unplanned", "planned"]
+
+
+@dataclass(frozen=True)
+class VMPair:
+    """A VM of the world: its id on A, its id on B (after the disaster), and its images."""
+
+    name: str
+    vm_a: int
+    vm_b: int | None
+    images: tuple[str, ...]
+
+
+class World:
+    """A :class:`Lab` with an oned stand-in per site.
+
+    Args:
+        lab: a lab that is up.
+        delays: the stand-ins' state-transition delays.
+        client: the Ceph client the failback sites connect as (default: the least-privileged
+            ``client.failback`` the lab creates).
+    """
+
+    def __init__(self, lab: Lab, *, delays: Delays | None = None,
+                 client: str = FAILBACK_CLIENT) -> None:
+        self.lab = lab
+        self.client = client
+        self.oned_a = OnedStandIn(name=lab.site_a.name, delays=delays, ceph_pool=lab.pool,
+                                  delete_rbd_image=self._deleter("a"))
+        self.oned_b = OnedStandIn(name=lab.site_b.name, delays=delays, ceph_pool=lab.pool,
+                                  delete_rbd_image=self._deleter("b"))
+        self.vms: list[VMPair] = []
+        self._sites: list[Site] = []
+
+    def _deleter(self, which: str):  # type: ignore[no-untyped-def]
+        def delete(pool: str, image: str) -> None:
+            if pool != self.lab.pool:
+                raise LabError(f"the lab has no pool {pool!r}")
+            log.info("oned %s: deleting RBD image %s/%s", which, pool, image)
+            self.lab.remove_image(image, site=which)
+        return delete
+
+    def start(self) -> World:
+        """Start both stand-ins."""
+        self.oned_a.start()
+        self.oned_b.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop both stand-ins and close the site connections handed out."""
+        for site in self._sites:
+            site.ceph.close()
+        self._sites.clear()
+        self.oned_a.stop()
+        self.oned_b.stop()
+
+    def __enter__(self) -> World:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def site(self, which: str, *, timeout: float = 10.0) -> Site:
+        """A failback :class:`~ceph_failback.failback.Site` for ``a`` or ``b`` (new connections,
+        closed by :meth:`stop`)."""
+        cluster = self.lab.site(which)
+        oned = self.oned_a if cluster is self.lab.site_a else self.oned_b
+        ceph = CephSite(cluster.name, cluster.ceph_config(self.client)).connect()
+        one = OpenNebulaSite(cluster.name, oned.endpoint, credentials=oned.session,
+                             timeout=timeout, poll_interval=0.1)
+        site = Site(cluster.name, ceph, one)
+        self._sites.append(site)
+        return site
+
+    # -- building the world ----------------------------------------------------------------
+
+    def add_vm(self, name: str, *, disks: int = 1, size: int = 4 << 20,
+               data: bytes | None = None, state_a: str = "RUNNING") -> VMPair:
+        """Create, on site A, ``disks`` persistent images with data and a VM using them."""
+        ids = []
+        images = []
+        for _ in range(disks):
+            image_id = self.oned_a.add_image(f"{name}-disk", persistent=True)
+            rbd_name = f"one-{image_id}"
+            self.lab.create_image(rbd_name, size, data=data or f"{name}:{rbd_name}\n".encode())
+            ids.append(image_id)
+            images.append(rbd_name)
+        vm_a = self.oned_a.add_vm(name, disks=ids, state=state_a)
+        pair = VMPair(name, vm_a, None, tuple(images))
+        self.vms.append(pair)
+        return pair
+
+    def all_images(self) -> list[str]:
+        """Every image of every VM."""
+        return [i for p in self.vms for i in p.images]
+
+    def wait_replicated(self, timeout: float = 180.0) -> None:
+        """Wait until every image is mirrored to B."""
+        self.lab.wait_replicated(self.all_images(), timeout=timeout)
+
+    def disaster(self, kind: Disaster = "unplanned", *, new_data: bytes | None = None,
+                 vms: Iterable[VMPair] | None = None, persistent_on_b: bool = True) -> None:
+        """Fail over: A's VMs go to POWEROFF, the images become primary on B (forced for an
+        unplanned disaster, after A's demotion for a planned one), B's copies are registered in
+        B's OpenNebula and VMs created from them run there; ``new_data`` is written on B.
+
+        ``persistent_on_b=False`` registers them as non-persistent images (a VM on B then uses
+        clones: the dangerous setup failback must refuse).
+        """
+        chosen = list(vms) if vms is not None else list(self.vms)
+        images = [i for p in chosen for i in p.images]
+        one_a = OpenNebulaSite(self.lab.site_a.name, self.oned_a.endpoint,
+                               credentials=self.oned_a.session, poll_interval=0.05)
+        for p in chosen:
+            one_a.poweroff(p.vm_a)
+        if kind == "unplanned":
+            self.lab.unplanned_disaster(images, new_data=new_data)
+        else:
+            self.lab.planned_disaster(images, new_data=new_data)
+        for p in chosen:
+            ids = [self.oned_b.add_image(f"{p.name}-{img}", persistent=persistent_on_b,
+                                         source=f"{self.lab.pool}/{img}") for img in p.images]
+            vm_b = self.oned_b.add_vm(p.name, disks=ids, state="RUNNING")
+            self.vms[self.vms.index(p)] = VMPair(p.name, p.vm_a, vm_b, p.images)
+
+    def expected_checksums(self) -> dict[str, str]:
+        """Each image's checksum on B (where the VMs wrote last)."""
+        return {i: self.lab.checksum("b", i) for i in self.all_images()}
