@@ -45,6 +45,10 @@ WAIVABLE = frozenset({
 })
 
 
+# LCM states of a VM whose terminate is under way.
+_TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
+
+
 @dataclass
 class Site:
     """One site: its Ceph cluster and its OpenNebula endpoint.
@@ -248,7 +252,8 @@ class Failback:
                 vm_a = self.site_a.one.vm(int(p["vm_a"]))
                 vm_b = self.site_b.one.vm(int(p["vm_b"]))
                 pairs.append(Pair(vm_a, vm_b, tuple(p["images"]), bool(p.get("explicit"))))
-            self._scope_cache = _Scope(tuple(pairs), tuple(recorded.data.get("images", [])), None)
+            self._scope_cache = _Scope(tuple(pairs), tuple(recorded.data.get("images", [])),
+                                       self.mapping())
             return self._scope_cache
         mapping = self.mapping()
         mirrored = set(self.pool_b().images())
@@ -332,6 +337,10 @@ class Failback:
                     continue
                 target = (image_target(f.image) if f.image else
                           vm_target(f.site, f.vm) if f.vm is not None else "pool")
+                if f.kind is FindingKind.VM_NOT_STOPPED and f.vm is not None and (
+                        self.journal.has(step="resume_a", event="done",
+                                         target=vm_target(f.site, f.vm))):
+                    continue  # running on A because this failback resumed it: done, not unsafe
                 if f.severity is Severity.BLOCKER:
                     blockers.append(Blocker(f.kind.value, target, f.message,
                                             waivable=f.kind.value in WAIVABLE))
@@ -357,6 +366,7 @@ class Failback:
         image_plans = [self._plan_image(n, infos_a.get(n), infos_b.get(n), stat_a.get(n),
                                         stat_b.get(n), blockers) for n in scope.images]
         vm_plans = [self._plan_vm(p, blockers) for p in scope.pairs]
+        blockers = list({(b.kind, b.target): b for b in blockers}.values())
         return Plan(self.pool, self.site_a.name, self.site_b.name, tuple(image_plans),
                     tuple(vm_plans), tuple(blockers), tuple(warnings), self.waive)
 
@@ -367,6 +377,16 @@ class Failback:
         known = ia or ib
         mode = known.mode if known is not None else None
         acts: list[Action] = []
+        if ia is None and ib is not None and (
+                self.journal.has(step="resync_a", event="done", target=t)
+                or self.journal.has(step="resync_a", event="intent", target=t)):
+            # rbd-mirror is recreating it for the resync this failback requested.
+            acts = [Action("demote_a", t, False, "already demoted"),
+                    Action("resync_a", t, False, "resync under way (image being recreated)"),
+                    Action("demote_b", t, bool(ib.primary), "primary on B" if ib.primary
+                           else "already non-primary on B"),
+                    Action("promote_a", t, True, "non-forced, after proving A replayed B")]
+            return ImagePlan(name, ib.mode, sa, sb, tuple(acts))
         if ia is None or ib is None:
             missing = [s.name for s, i in ((self.site_a, ia), (self.site_b, ib)) if i is None]
             blockers.append(Blocker("image-missing", t, f"not a mirrored image on "
@@ -406,6 +426,8 @@ class Failback:
 
     def _plan_vm(self, pair: Pair, blockers: list[Blocker]) -> VMPlan:
         tb, ta = self._vm_t(self.site_b, pair.vm_b.id), self._vm_t(self.site_a, pair.vm_a.id)
+        pair = Pair(self.site_a.one.vm(pair.vm_a.id), self.site_b.one.vm(pair.vm_b.id),
+                    pair.images, pair.explicit)  # the present states
         unsafe = [d for d in pair.vm_b.disks_in(self.pool) if not d.is_persistent]
         if unsafe and not pair.vm_b.is_done:
             blockers.append(Blocker(
@@ -503,16 +525,24 @@ class Failback:
         started = time.monotonic()
         result = self._step("demote_a")
         names = self._select_images(images)
-        infos = self.pool_a().images()
+        infos, infos_b = self.pool_a().images(), self.pool_b().images()
         todo = []
         for name in names:
             t = image_target(name)
-            info = infos.get(name)
-            if info is None:
+            info, info_b = infos.get(name), infos_b.get(name)
+            if info is None and info_b is not None and self.journal.has(
+                    step="resync_a", event="done", target=t):
+                self._skip(result, t, "being recreated by this failback's resync")
+            elif info is None or info_b is None:
+                where = self.site_a if info is None else self.site_b
                 self._fail(result, t, ImageNotFoundError(
-                    "not a mirrored image", site=self.site_a.name, pool=self.pool, image=name))
+                    "not a mirrored image", site=where.name, pool=self.pool, image=name))
             elif not info.primary:
                 self._skip(result, t, "already non-primary on A")
+            elif not info_b.primary:
+                # Demoting A now would leave no primary: the image is home (failed back, or it
+                # never failed over).
+                self._skip(result, t, "primary on A and not on B: already home")
             else:
                 todo.append(name)
         for name in todo:
@@ -550,14 +580,23 @@ class Failback:
         for name in names:
             t = image_target(name)
             ia, ib = infos_a.get(name), infos_b.get(name)
+            requested = self.journal.last(step="resync_a", event="done", target=t)
+            if ia is None and ib is not None and requested is not None:
+                waiting[name] = requested.time  # being recreated by the resync we requested
+                continue
             if ia is None or ib is None:
                 self._fail(result, t, ImageNotFoundError(
                     f"not a mirrored image on {self.site_a.name if ia is None else self.site_b.name}",
                     pool=self.pool, image=name))
                 continue
-            requested = self.journal.last(step="resync_a", event="done", target=t)
+            if ia.primary and not ib.primary:
+                self._skip(result, t, "primary on A and not on B: already home")
+                continue
             if requested is not None:
-                waiting[name] = requested.time
+                if self._proven(name):
+                    self._skip(result, t, "resynced by this failback, replaying from B")
+                else:
+                    waiting[name] = requested.time
                 continue
             if self.journal.has(step="resync_a", event="intent", target=t):
                 # Interrupted around the request: whether it reached librbd is unknown. Let the
@@ -721,7 +760,11 @@ class Failback:
                         f"disks {unsafe} are not persistent: terminating would delete them "
                         "(and rbd-mirror the copies on A)", site=self.site_b.name, vm=vm.id,
                         hint="make the images persistent, or fail this VM back by hand")
-                self.journal.write("terminate_b", "intent", t, state=vm.status)
+                if vm.state == "ACTIVE" and vm.lcm_state in _TERMINATING:
+                    # A terminate sent by an interrupted run: wait for it, do not send another.
+                    self.journal.write("terminate_b", "observed", t, state=vm.status)
+                else:
+                    self.journal.write("terminate_b", "intent", t, state=vm.status)
                 self.events.emit(EventKind.VM_STATE, f"{t}: terminating ({vm.status})",
                                  step="terminate_b", target=t)
                 final = one_b.terminate(vm, hard_after=self.hard_terminate_after,

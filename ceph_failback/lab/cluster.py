@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -180,6 +181,8 @@ class LabCluster:
 
     def _write_conf(self) -> None:
         d = self.directory
+        debug = ("debug_rbd_mirror = 15\ndebug_rbd = 10\ndebug_journaler = 10\n"
+                 if os.environ.get("CEPH_FAILBACK_LAB_DEBUG") else "")
         knobs = "".join(f"{k} = {v}\n" for k, v in TEST_SPEED_SETTINGS.items()) if (
             self.test_speed
         ) else ""
@@ -230,6 +233,7 @@ admin_socket = {d}/run/$name.asok
 
 [{self.mirror_client}]
 keyring = {self.keyring_for(self.mirror_client)}
+{debug}
 log_file = {d}/log/$name.log
 admin_socket = {d}/run/$name.asok
 
@@ -276,6 +280,11 @@ admin_socket = {d}/run/$name.asok
         check_installed()
         if self.directory.exists() and any(self.directory.iterdir()):
             raise LabError(f"lab directory {self.directory} is not empty", site=self.name)
+        if _port_in_use(self.ip, 3300):
+            raise LabError(
+                f"{self.ip}:3300 is already in use: another lab (or a monitor) runs on this "
+                "address", site=self.name,
+                hint="stop it (python -m ceph_failback.lab down --dir DIR) or choose other ips")
         for sub in ("mon", "mgr", "osd", "log", "run"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         self.fsid = str(uuid.uuid4())
@@ -428,6 +437,12 @@ admin_socket = {d}/run/$name.asok
     def running_pids(self) -> list[int]:
         """PIDs of this cluster's daemons that are still alive."""
         return [d.pid for d in self.daemons.values() if _pid_alive(d.pid, str(self.directory))]
+
+
+def _port_in_use(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((ip, port)) == 0
 
 
 def _reap(pid: int) -> None:

@@ -9,6 +9,7 @@ the VMs on A are powered off.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,11 +22,15 @@ from ..opennebula.site import OpenNebulaSite
 from .lab import FAILBACK_CLIENT, Lab
 from .oned import Delays, OnedStandIn
 
-__all__ = ["World", "VMPair"]
+__all__ = ["World", "VMPair", "Disaster"]
 
 log = logging.getLogger(__name__)
 
 Disaster = Literal["unplanned", "planned"]
+
+# Image ids are unique across the worlds of one process, so that worlds sharing a lab never
+# name two RBD images alike (OpenNebula names a persistent image's RBD volume one-<IMAGE_ID>).
+_IMAGE_IDS = itertools.count(100)
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class World:
         ids = []
         images = []
         for _ in range(disks):
-            image_id = self.oned_a.add_image(f"{name}-disk", persistent=True)
+            image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
+                                             image_id=next(_IMAGE_IDS))
             rbd_name = f"one-{image_id}"
             self.lab.create_image(rbd_name, size, data=data or f"{name}:{rbd_name}\n".encode())
             ids.append(image_id)

@@ -1,0 +1,237 @@
+"""The Failback orchestrator end to end, on the real lab with the oned stand-ins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ceph_failback.errors import SafetyError, StepFailedError
+from ceph_failback.failback import STEPS, EventKind, Failback, Journal, Timeouts
+from ceph_failback.lab import Lab
+from ceph_failback.lab.oned import Delays
+from ceph_failback.lab.world import World
+
+from .helpers import pattern, poll
+
+TIMEOUTS = Timeouts(settle=30, resync=150, mirror=90, promote=90, terminate=30, resume=30,
+                    poll=0.5)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def world(lab: Lab) -> Iterator[World]:
+    with World(lab, delays=Delays.uniform(0.05)) as w:
+        yield w
+
+
+def make_failback(world: World, journal: Path, **kw) -> Failback:
+    return Failback(world.site("a"), world.site("b"), world.lab.pool, journal=journal,
+                    timeouts=TIMEOUTS, **kw)
+
+
+def build(world: World, n: int = 2, kind: str = "unplanned") -> dict[str, str]:
+    """``n`` VMs (the first with two disks), replicated, then a disaster with new writes on B.
+    Returns the images' checksums on B."""
+    for i in range(n):
+        world.add_vm(f"vm{i}", disks=2 if i == 0 else 1, data=pattern(f"a-{i}", 1 << 20))
+    world.wait_replicated()
+    world.disaster(kind, new_data=pattern("written-on-b", 2 << 20))  # type: ignore[arg-type]
+    return world.expected_checksums()
+
+
+def assert_failed_back(world: World, expected: dict[str, str], fb: Failback) -> None:
+    lab = world.lab
+    for image, checksum in expected.items():
+        assert lab.is_primary("a", image), f"{image} not primary on A"
+        assert not lab.is_primary("b", image), f"{image} still primary on B"
+        assert lab.checksum("a", image) == checksum, f"{image}: A does not hold B's last writes"
+    for p in world.vms:
+        assert world.oned_a.vm_state(p.vm_a) == ("ACTIVE", "RUNNING")
+        assert world.oned_b.vm_state(p.vm_b) == ("DONE", "LCM_INIT")
+    # B replays from A again (the images are mirrored the right way round).
+    with world.lab.connect("b") as b:
+        pool = b.pool(world.lab.pool)
+        poll(lambda: all(s.local.is_replaying() for s in pool.statuses(list(expected)).values()),
+             timeout=90, what="site B to replay from A")
+    # Never a forced promote.
+    promotes = fb.journal.find(step="promote_a", event="done")
+    assert promotes and all(r.data.get("force") is False for r in promotes)
+
+
+def test_unplanned_disaster_end_to_end(world: World, tmp_path: Path) -> None:
+    expected = build(world, 3)
+    events = []
+    fb = make_failback(world, tmp_path / "j.jsonl", listeners=[events.append])
+    plan = fb.plan()
+    assert plan.ok, plan
+    assert {a.target for a in plan.actions("resync_a") if a.do} == {
+        f"image:{i}" for i in expected}
+    report = fb.run()
+    assert report.complete, report
+    assert_failed_back(world, expected, fb)
+    assert all(i.resynced for i in report.images)
+    assert len(report.downtimes()) == 3 and all(d > 0 for d in report.downtimes())
+    kinds = Counter(e.kind for e in events)
+    assert kinds[EventKind.STEP_STARTED] >= len(STEPS)
+    assert any(e.kind is EventKind.IMAGE_PROGRESS for e in events)
+    # A second run changes nothing and repeats nothing.
+    before = len(fb.journal.find(event="done"))
+    again = make_failback(world, tmp_path / "j.jsonl").run()
+    assert again.complete
+    assert len(fb.journal.__class__(fb.journal.path).find(event="done")) == before
+
+
+def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
+    expected = build(world, 2, kind="planned")
+    fb = make_failback(world, tmp_path / "j.jsonl")
+    plan = fb.plan()
+    assert plan.ok, plan
+    assert not any(a.do for a in plan.actions("demote_a"))
+    report = fb.run()
+    assert report.complete
+    assert not any(i.resynced for i in report.images)
+    assert fb.journal.find(step="resync_a", event="done") == []
+    assert_failed_back(world, expected, fb)
+
+
+def test_each_method_alone_in_the_documented_order(world: World, tmp_path: Path) -> None:
+    expected = build(world, 2)
+    fb = make_failback(world, tmp_path / "j.jsonl")
+    assert len(fb.demote_site_a().done) == 3
+    assert len(fb.resync_site_a().done) == 3
+    assert len(fb.terminate_site_b().done) == 2
+    assert len(fb.demote_site_b().done) == 3
+    assert len(fb.promote_site_a().done) == 3
+    assert len(fb.resume_site_a().done) == 2
+    assert fb.report().complete
+    assert_failed_back(world, expected, fb)
+    # Each step again: everything skipped.
+    for step in (fb.demote_site_a, fb.resync_site_a, fb.terminate_site_b, fb.demote_site_b,
+                 fb.promote_site_a, fb.resume_site_a):
+        result = step()
+        assert result.done == [] and result.failed == {}, result
+
+
+def test_stale_promote_trap_is_refused(world: World, tmp_path: Path) -> None:
+    """A demoted but never-resynced image on A would accept a non-forced promote and serve
+    stale data; the orchestrator refuses, plain librbd does not."""
+    expected = build(world, 1)
+    fb = make_failback(world, tmp_path / "j.jsonl")
+    fb.demote_site_a()
+    # Skip the resync (step 2) and go on as a careless script would.
+    fb.terminate_site_b()
+    fb.demote_site_b()
+    with pytest.raises(StepFailedError) as info:
+        fb.promote_site_a()
+    assert "stale-promote trap" in str(info.value)
+    image = world.vms[0].images[0]
+    assert not world.lab.is_primary("a", image)
+    # Plain librbd: a non-forced promote goes through at once, and A serves the old data.
+    with world.lab.connect("a") as a:
+        a.pool(world.lab.pool).promote(image)
+    assert world.lab.is_primary("a", image)
+    assert world.lab.checksum("a", image) != expected[image]
+
+
+def test_plan_lists_blockers_and_changes_nothing(world: World, tmp_path: Path) -> None:
+    lab = world.lab
+    world.add_vm("clone-vm", data=pattern("c"))
+    world.add_vm("split", data=pattern("s"))
+    world.add_vm("no-vm-on-b", data=pattern("n"))
+    world.wait_replicated()
+    clone, split, lonely = world.vms
+    world.disaster("unplanned", vms=[clone], persistent_on_b=False)
+    world.disaster("unplanned", vms=[split])
+    lab.unplanned_disaster(lonely.images)  # images failed over, but no VM on B uses them
+    fb = make_failback(world, tmp_path / "j.jsonl")
+    snapshot = {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i))
+                for i in world.all_images()}
+    vm_states = {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms if p.vm_b}
+    plan = fb.plan()
+    kinds = {b.kind for b in plan.blockers}
+    assert "non-persistent-disk" in kinds, plan
+    assert not plan.ok
+    with pytest.raises(SafetyError):
+        fb.run()
+    assert {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i))
+            for i in world.all_images()} == snapshot
+    assert {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms if p.vm_b} == vm_states
+    assert fb.journal.find(event="done") == []
+    assert world.oned_b.deleted_images == []
+
+
+def test_terminating_a_clone_vm_deletes_its_image(world: World) -> None:
+    """The stand-in's side effect is real: what failback must refuse would really delete."""
+    world.add_vm("clone-vm", data=pattern("c"))
+    world.wait_replicated()
+    world.disaster("unplanned", persistent_on_b=False)
+    pair = world.vms[0]
+    vm = world.site("b").one.vm(pair.vm_b)
+    (disk,) = vm.disks_in(world.lab.pool)
+    assert not disk.is_persistent and world.lab.image_exists(disk.image, site="b")
+    world.site("b").one.terminate(pair.vm_b, timeout=30)
+    assert not world.lab.image_exists(disk.image, site="b")
+    assert (world.lab.pool, disk.image) in [tuple(x) for x in world.oned_b.deleted_images]
+
+
+def _child_config(world: World, journal: Path, **kw) -> str:
+    def site(which: str) -> dict:
+        cluster = world.lab.site(which)
+        oned = world.oned_a if which == "a" else world.oned_b
+        return {"name": cluster.name, "conf": str(cluster.conf_path), "client": world.client,
+                "keyring": str(cluster.keyring_for(world.client)), "endpoint": oned.endpoint,
+                "session": oned.session}
+    t = TIMEOUTS
+    return json.dumps({"a": site("a"), "b": site("b"), "pool": world.lab.pool,
+                       "journal": str(journal),
+                       "timeouts": {"settle": t.settle, "resync": t.resync, "mirror": t.mirror,
+                                    "promote": t.promote, "terminate": t.terminate,
+                                    "resume": t.resume, "poll": t.poll}, **kw})
+
+
+def _child(world: World, journal: Path, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own test helper, fixed arguments
+        [sys.executable, "-m", "tests.lab.failback_child", _child_config(world, journal, **kw)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path) -> None:
+    expected = build(world, 2)
+    journal = tmp_path / "j.jsonl"
+    for step in STEPS[:-1]:
+        done = _child(world, journal, kill_after=step)
+        assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
+    final = _child(world, journal)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert json.loads(final.stdout.splitlines()[-1])["complete"]
+    j = Journal(journal)
+    fb = make_failback(world, journal)
+    assert_failed_back(world, expected, fb)
+    assert len(j.runs()) == len(STEPS)
+    for step in ("demote_a", "resync_a", "demote_b", "promote_a", "resume_a"):
+        done = Counter(r.target for r in j.find(step=step, event="done"))
+        assert done and max(done.values()) == 1, (step, done)
+    # Exactly one terminate reached each VM on B.
+    for p in world.vms:
+        sent = [a for a in world.oned_b.actions
+                if a[0] == p.vm_b and a[1].startswith("terminate") and a[2]]
+        assert len(sent) == 1, (p, world.oned_b.actions)
+
+
+@pytest.mark.parametrize("kind", ["unplanned", "planned"])
+def test_snapshot_mode_end_to_end(snapshot_lab: Lab, tmp_path: Path, kind: str) -> None:
+    with World(snapshot_lab, delays=Delays.uniform(0.05)) as world:
+        expected = build(world, 2, kind=kind)
+        fb = make_failback(world, tmp_path / "j.jsonl")
+        report = fb.run()
+        assert report.complete, report
+        assert_failed_back(world, expected, fb)
+        assert all(i.resynced for i in report.images) == (kind == "unplanned")
+        if kind == "planned":
+            assert fb.journal.find(step="resync_a", event="done") == []
