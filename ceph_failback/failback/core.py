@@ -330,8 +330,9 @@ class Failback:
                 blockers.append(Blocker("mirroring-not-enabled", f"pool@{site.name}", str(exc)))
         scope = self._scope()
         if scope.mapping is not None:
+            filtered = self.image_filter is not None or self.vm_filter is not None
             for f in scope.mapping.findings:
-                relevant = f.image is None or f.image in scope.images or (
+                relevant = not filtered or f.image is None or f.image in scope.images or (
                     f.vm is not None and any(f.vm in (p.vm_a.id, p.vm_b.id) for p in scope.pairs))
                 if not relevant:
                     continue
@@ -393,7 +394,7 @@ class Failback:
                                     f"{' and '.join(missing)} (missing, or mirroring disabled)"))
             return ImagePlan(name, mode, sa, sb, ())
         a_primary, b_primary = bool(ia.primary), bool(ib.primary)
-        b_demoted_by_us = self.journal.has(step="demote_b", event="done", target=t)
+        b_demoted_by_us = self._attempted("demote_b", t)
         if a_primary and not b_primary:
             for step in ("demote_a", "resync_a", "demote_b", "promote_a"):
                 acts.append(Action(step, t, False, f"done: primary on {self.site_a.name}"))
@@ -610,7 +611,7 @@ class Failback:
                     pool=self.pool, image=name))
                 continue
             if not ib.primary:
-                if self.journal.has(step="demote_b", event="done", target=t):
+                if self._attempted("demote_b", t):
                     self._skip(result, t, "B already demoted by this failback")
                 else:
                     self._fail(result, t, SafetyError(
@@ -673,6 +674,12 @@ class Failback:
         """Record that A was seen replaying from B: such an image is no orphan of its own
         demotion, so a non-forced promote that librbd accepts after B's demotion is safe."""
         self.journal.write("resync_a", "observed", image_target(name), proof=how)
+
+    def _attempted(self, step: str, target: str) -> bool:
+        """This failback started ``step`` on ``target`` (its outcome may be unknown: the
+        process can die between the intent record and the done record)."""
+        return (self.journal.has(step=step, event="intent", target=target)
+                or self.journal.has(step=step, event="done", target=target))
 
     def _proven(self, name: str) -> bool:
         t = image_target(name)
@@ -835,8 +842,9 @@ class Failback:
     def demote_site_b(self, images: Iterable[str] | None = None) -> StepResult:
         """Step 4: demote the images on site B.
 
-        Refused for an image that a VM on B not yet DONE uses, or that any client still watches
-        (a running VM, a mapped device): demoting under a writer loses its last writes.
+        Refused for an image that a VM on B not yet DONE uses, or whose exclusive lock a client
+        holds (a running VM, a mapped device): demoting under a writer loses its last writes.
+        The image's watchers are recorded in the journal (rbd-mirror itself watches it).
         """
         started = time.monotonic()
         result = self._step("demote_b")
@@ -848,6 +856,7 @@ class Failback:
             for i in p.images:
                 users.setdefault(i, []).append(p)
         todo = []
+        watchers: dict[str, list[str]] = {}
         for name in names:
             t = image_target(name)
             try:
@@ -864,17 +873,22 @@ class Failback:
                         raise SafetyError(f"VM {vm.id} on B still uses it ({vm.status})",
                                           site=self.site_b.name, pool=self.pool, image=name,
                                           hint="terminate the VM first (step 3)")
-                watchers = pb.watchers(name)
-                if watchers:
+                # A writer (a running VM, a mapped device) holds the exclusive lock. Watchers
+                # alone are readers: rbd-mirror on A watches the primary it replays from (in
+                # snapshot mode), and a killed client's watch lingers ~30 s.
+                owners = pb.lock_owners(name)
+                if owners:
                     raise SafetyError(
-                        f"still in use: {len(watchers)} watcher(s) "
-                        f"{[w.get('addr') for w in watchers]}", site=self.site_b.name,
-                        pool=self.pool, image=name, hint="stop the client that has it open")
+                        f"still in use: the exclusive lock is held by {len(owners)} client(s) "
+                        f"{[o.get('owner') for o in owners]}", site=self.site_b.name,
+                        pool=self.pool, image=name,
+                        hint="stop the writer (a VM or a mapped device) that has it open")
+                watchers[name] = [str(w.get("addr")) for w in pb.watchers(name)]
                 todo.append(name)
             except FailbackError as exc:
                 self._fail(result, t, exc)
         for name in todo:
-            self.journal.write("demote_b", "intent", image_target(name))
+            self.journal.write("demote_b", "intent", image_target(name), watchers=watchers[name])
         for name, r in pb.demote_many(todo).items():
             if r.ok:
                 self._done(result, image_target(name), "demoted on B")

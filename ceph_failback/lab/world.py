@@ -154,6 +154,11 @@ class World:
             ids = [self.oned_b.add_image(f"{p.name}-{img}", persistent=persistent_on_b,
                                          source=f"{self.lab.pool}/{img}") for img in p.images]
             vm_b = self.oned_b.add_vm(p.name, disks=ids, state="RUNNING")
+            if not persistent_on_b:
+                # OpenNebula's ceph driver clones a non-persistent image for the VM:
+                # <source>-<vm id>-<disk id>, a new image in the mirrored pool on B.
+                for disk_id, img in enumerate(p.images):
+                    self.lab.create_image(f"{img}-{vm_b}-{disk_id}", site="b")
             self.vms[self.vms.index(p)] = VMPair(p.name, p.vm_a, vm_b, p.images)
 
     def expected_checksums(self) -> dict[str, str]:

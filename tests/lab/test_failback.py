@@ -124,13 +124,15 @@ def test_stale_promote_trap_is_refused(world: World, tmp_path: Path) -> None:
     expected = build(world, 1)
     fb = make_failback(world, tmp_path / "j.jsonl")
     fb.demote_site_a()
-    # Skip the resync (step 2) and go on as a careless script would.
-    fb.terminate_site_b()
-    fb.demote_site_b()
+    # Skip the resync (step 2) and go on as a careless script would: stop the VM on B and
+    # demote B by hand, then ask the orchestrator to promote A.
+    image = world.vms[0].images[0]
+    world.site("b").one.terminate(world.vms[0].vm_b, timeout=30)
+    with world.lab.connect("b") as b:
+        b.pool(world.lab.pool).demote(image)
     with pytest.raises(StepFailedError) as info:
         fb.promote_site_a()
     assert "stale-promote trap" in str(info.value)
-    image = world.vms[0].images[0]
     assert not world.lab.is_primary("a", image)
     # Plain librbd: a non-forced promote goes through at once, and A serves the old data.
     with world.lab.connect("a") as a:
