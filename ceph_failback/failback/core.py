@@ -395,6 +395,13 @@ class Failback:
             return ImagePlan(name, mode, sa, sb, ())
         a_primary, b_primary = bool(ia.primary), bool(ib.primary)
         b_demoted_by_us = self._attempted("demote_b", t)
+        if sb is not None and sb.is_split_brain() and not b_demoted_by_us:
+            # B's copy diverged from A's (e.g. B was demoted by hand after writes there): which
+            # one is current is a decision for a person, not for this tool.
+            blockers.append(Blocker("split-brain-on-b", t, f"split-brain reported for "
+                                    f"{self.site_b.name}'s copy: the two copies diverged; decide "
+                                    "which one is current and resync the other by hand"))
+            return ImagePlan(name, mode, sa, sb, ())
         if a_primary and not b_primary:
             for step in ("demote_a", "resync_a", "demote_b", "promote_a"):
                 acts.append(Action(step, t, False, f"done: primary on {self.site_a.name}"))
@@ -403,9 +410,6 @@ class Failback:
             blockers.append(Blocker("no-primary", t, f"primary on neither site; this failback "
                                     f"did not demote it on {self.site_b.name}, so which copy is "
                                     "current is unknown: promote the right one by hand first"))
-        if sb is not None and b_primary and sb.local.is_split_brain():
-            blockers.append(Blocker("split-brain-on-b", t, f"split-brain on {self.site_b.name}, "
-                                    "which must hold the current copy"))
         acts.append(Action("demote_a", t, a_primary, "primary on A" if a_primary
                            else "already non-primary on A"))
         if self.journal.has(step="resync_a", event="done", target=t):

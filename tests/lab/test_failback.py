@@ -143,28 +143,39 @@ def test_stale_promote_trap_is_refused(world: World, tmp_path: Path) -> None:
 
 def test_plan_lists_blockers_and_changes_nothing(world: World, tmp_path: Path) -> None:
     lab = world.lab
-    world.add_vm("clone-vm", data=pattern("c"))
-    world.add_vm("split", data=pattern("s"))
-    world.add_vm("no-vm-on-b", data=pattern("n"))
+    for name in ("clone-vm", "split", "missing-on-a", "fine"):
+        world.add_vm(name, data=pattern(name))
     world.wait_replicated()
-    clone, split, lonely = world.vms
+    clone, split, missing, fine = world.vms
     world.disaster("unplanned", vms=[clone], persistent_on_b=False)
-    world.disaster("unplanned", vms=[split])
-    lab.unplanned_disaster(lonely.images)  # images failed over, but no VM on B uses them
+    world.disaster("unplanned", vms=[split, missing, fine],
+                   new_data=pattern("written-on-b", 4096))
+    # split: someone demoted B by hand after the VM wrote there: B's copy diverged from A's.
+    with lab.connect("b") as b:
+        b.pool(lab.pool).demote(split.images[0])
+        poll(lambda: b.pool(lab.pool).status(split.images[0]).is_split_brain(),
+             what="split-brain reported on B")
+    # missing-on-a: its VM on A is gone (DONE), nothing on A would take the image back.
+    world.site("a").one.terminate(missing.vm_a, timeout=30)
+    clone = world.vms[0]
     fb = make_failback(world, tmp_path / "j.jsonl")
-    snapshot = {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i))
-                for i in world.all_images()}
-    vm_states = {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms if p.vm_b}
+    snapshot = {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i),
+                    lab.checksum("b", i)) for i in world.all_images()}
+    vm_states = {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms}
     plan = fb.plan()
-    kinds = {b.kind for b in plan.blockers}
-    assert "non-persistent-disk" in kinds, plan
-    assert not plan.ok
-    with pytest.raises(SafetyError):
+    found = {(b.kind, b.target) for b in plan.blockers}
+    assert any(k == "non-persistent-disk" and clone.images[0] in t for k, t in found), plan
+    assert ("split-brain-on-b", f"image:{split.images[0]}") in found, plan
+    assert ("no-vm-on-a", f"image:{missing.images[0]}") in found, plan
+    assert not any(t == f"image:{fine.images[0]}" for _, t in found), plan
+    assert not plan.ok and plan.unwaived
+    with pytest.raises(SafetyError) as info:
         fb.run()
-    assert {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i))
-            for i in world.all_images()} == snapshot
-    assert {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms if p.vm_b} == vm_states
-    assert fb.journal.find(event="done") == []
+    assert "non-persistent" in str(info.value) and "split-brain" in str(info.value)
+    assert {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i),
+                lab.checksum("b", i)) for i in world.all_images()} == snapshot
+    assert {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms} == vm_states
+    assert fb.journal.find(event="done") == [] and fb.journal.find(event="intent") == []
     assert world.oned_b.deleted_images == []
 
 
