@@ -66,6 +66,8 @@ def to_utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
+        if value.year <= 1970:
+            return None  # librbd's zero time: never reported
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, int | float):
         if value <= 0:

@@ -176,6 +176,7 @@ def test_last_update_is_always_aware_utc() -> None:
     assert to_utc(aware) == datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
     assert to_utc(aware).tzinfo is UTC  # type: ignore[union-attr]
     assert to_utc(0) is None and to_utc(None) is None
+    assert to_utc(datetime(1970, 1, 1)) is None  # seen while an image is recreated
     assert to_utc(1700000000) == datetime.fromtimestamp(1700000000, tz=UTC)
 
 
