@@ -747,9 +747,11 @@ class Failback:
 
         A VM with a non-persistent (clone) or volatile disk in the pool is refused: OpenNebula
         would delete those images and rbd-mirror the copies on A. A VM already DONE is not
-        terminated again. Mirrored means, after the VM stopped: in journal mode a status on A
-        newer than the stop, replaying with nothing behind; in snapshot mode, a mirror snapshot
-        taken on B after the stop is completely copied to A.
+        terminated again. Mirrored means, after the VM stopped: in journal mode A's latest report
+        says it replays from B with nothing behind (rbd-mirror reports only on change, so no newer
+        report may come; librbd's non-forced promote in step 5 is what proves A has every write,
+        as it succeeds only once A has replayed B's demotion); in snapshot mode, a mirror
+        snapshot taken on B after the stop is completely copied to A.
         """
         started = time.monotonic()
         result = self._step("terminate_b")
@@ -1069,9 +1071,9 @@ class Failback:
         self.journal.write("run", "finished")
         return self.report()
 
-    def resume(self) -> Report:
+    def resume(self, *, pipeline: bool = True) -> Report:
         """Finish an interrupted failback (same as :meth:`run`: every step skips what is done)."""
-        return self.run()
+        return self.run(pipeline=pipeline)
 
     # -- status and report ---------------------------------------------------------------------
 

@@ -184,6 +184,22 @@ class VolatileDisk:
     type: str = "fs"
 
 
+# The ceph datastore attributes oned copies into each disk of that datastore.
+_CEPH_DISK_KEYS = (
+    "ALLOW_ORPHANS",
+    "CEPH_CONF",
+    "CEPH_HOST",
+    "CEPH_SECRET",
+    "CEPH_USER",
+    "PERSISTENT_SNAPSHOTS",
+    "POOL_NAME",
+)
+
+
+def _ceph_disk_attrs(ds: _Datastore) -> dict[str, str]:
+    return {key: ds.template[key] for key in _CEPH_DISK_KEYS if key in ds.template}
+
+
 # --- internal records -------------------------------------------------------------------------
 
 
@@ -1390,17 +1406,7 @@ class OnedStandIn:
         if image.persistent:
             attrs["PERSISTENT"] = "YES"
         if ds.is_ceph:
-            for key in (
-                "ALLOW_ORPHANS",
-                "CEPH_CONF",
-                "CEPH_HOST",
-                "CEPH_SECRET",
-                "CEPH_USER",
-                "PERSISTENT_SNAPSHOTS",
-                "POOL_NAME",
-            ):
-                if key in ds.template:
-                    attrs[key] = ds.template[key]
+            attrs |= _ceph_disk_attrs(ds)
             # In ssh mode (non-ceph system datastore) the image is copied to the host.
             ssh_mode = not sys_ds.is_ceph
             attrs["CLONE_TARGET"] = "SYSTEM" if ssh_mode else "SELF"
@@ -1433,17 +1439,7 @@ class OnedStandIn:
             "TYPE": spec.type,
         }
         if sys_ds.is_ceph:
-            for key in (
-                "ALLOW_ORPHANS",
-                "CEPH_CONF",
-                "CEPH_HOST",
-                "CEPH_SECRET",
-                "CEPH_USER",
-                "PERSISTENT_SNAPSHOTS",
-                "POOL_NAME",
-            ):
-                if key in sys_ds.template:
-                    attrs[key] = sys_ds.template[key]
+            attrs |= _ceph_disk_attrs(sys_ds)
             attrs["DISK_TYPE"] = "RBD"
         else:
             attrs["DISK_TYPE"] = "FILE"
