@@ -24,6 +24,7 @@ from ..errors import (
     SafetyError,
     StepFailedError,
     WaitFailedError,
+    WaitTimeoutError,
 )
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.site import OpenNebulaSite
@@ -78,6 +79,8 @@ class Timeouts:
         terminate: until a VM on B is DONE.
         resume: until a VM on A is RUNNING.
         poll: seconds between polls.
+        writer: before demoting on B, how long to wait for a client holding the image's
+            exclusive lock to let go (a killed client's watch lingers ~30 s).
         daemon_beacon_grace: an rbd-mirror daemon whose last beacon is older is considered down.
     """
 
@@ -89,6 +92,7 @@ class Timeouts:
     resume: float = 600.0
     poll: float = 1.0
     daemon_beacon_grace: float = 30.0
+    writer: float = 90.0
 
 
 @dataclass
@@ -395,7 +399,7 @@ class Failback:
             return ImagePlan(name, mode, sa, sb, ())
         a_primary, b_primary = bool(ia.primary), bool(ib.primary)
         b_demoted_by_us = self._attempted("demote_b", t)
-        if sb is not None and sb.is_split_brain() and not b_demoted_by_us:
+        if sb is not None and sb.local.is_split_brain() and not b_demoted_by_us:
             # B's copy diverged from A's (e.g. B was demoted by hand after writes there): which
             # one is current is a decision for a person, not for this tool.
             blockers.append(Blocker("split-brain-on-b", t, f"split-brain reported for "
@@ -879,16 +883,7 @@ class Failback:
                         raise SafetyError(f"VM {vm.id} on B still uses it ({vm.status})",
                                           site=self.site_b.name, pool=self.pool, image=name,
                                           hint="terminate the VM first (step 3)")
-                # A writer (a running VM, a mapped device) holds the exclusive lock. Watchers
-                # alone are readers: rbd-mirror on A watches the primary it replays from (in
-                # snapshot mode), and a killed client's watch lingers ~30 s.
-                owners = pb.lock_owners(name)
-                if owners:
-                    raise SafetyError(
-                        f"still in use: the exclusive lock is held by {len(owners)} client(s) "
-                        f"{[o.get('owner') for o in owners]}", site=self.site_b.name,
-                        pool=self.pool, image=name,
-                        hint="stop the writer (a VM or a mapped device) that has it open")
+                self._wait_no_writer(name)
                 watchers[name] = [str(w.get("addr")) for w in pb.watchers(name)]
                 todo.append(name)
             except FailbackError as exc:
@@ -902,6 +897,35 @@ class Failback:
                 assert r.error is not None
                 self._fail(result, image_target(name), r.error)
         return self._finish(result, started)
+
+    def _wait_no_writer(self, name: str) -> None:
+        """Wait until no live client holds the image's exclusive lock on B.
+
+        A writer (a running VM, a mapped device) owns the exclusive lock and keeps a watch on the
+        image. A lock whose owner no longer watches belongs to a dead client (librbd breaks it when
+        the demote takes the lock); a killed client's watch lingers until the OSD's watch timeout
+        (30 s by default), hence the wait. Watchers alone are readers (rbd-mirror on A watches the
+        primary it replays from in snapshot mode) and do not block."""
+        pb = self.pool_b()
+
+        def writers() -> list[str]:
+            owners = [str(o.get("owner")) for o in pb.lock_owners(name)]
+            if not owners:
+                return []
+            watching = {str(w.get("addr")) for w in pb.watchers(name)}
+            return [o for o in owners if o in watching]
+
+        try:
+            wait_until(writers, lambda w: Judgement(Verdict.RETRY if w else Verdict.DONE),
+                       what=f"the writer of {name} on {self.site_b.name} to let go",
+                       timeout=self.timeouts.writer, interval=self.timeouts.poll,
+                       describe=lambda w: {name: f"exclusive lock held by {w}"},
+                       where={"site": self.site_b.name, "pool": self.pool, "image": name})
+        except WaitTimeoutError as exc:
+            raise SafetyError(
+                f"still in use: {exc.last_seen.get(name, 'a client holds its exclusive lock')}",
+                site=self.site_b.name, pool=self.pool, image=name,
+                hint="stop the writer (a VM or a mapped device) that has it open") from exc
 
     # -- step 5 --------------------------------------------------------------------------------
 
