@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -1134,8 +1133,3 @@ def _image_cell(info: MirrorImageInfo | None, status: MirrorStatus | None) -> st
         return "missing"
     role = "primary" if info.primary else "non-primary"
     return f"{role} {status.local.summary() if status else '(no status)'}"
-
-
-def utcnow() -> datetime:
-    """Now, aware UTC."""
-    return datetime.now(UTC)
