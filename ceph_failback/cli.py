@@ -6,6 +6,7 @@ Synopsis::
     ceph-failback run    --config FILE [SCOPE] [RUN OPTIONS] [--yes] [--json] [-v]
     ceph-failback status --config FILE [SCOPE] [--json] [-v]
     ceph-failback resume --config FILE [RUN OPTIONS] [--yes] [--json] [-v]
+    ceph-failback unlock --config FILE [--pool POOL] [--yes] [--json] [-v]
 
     SCOPE:       [--pool POOL] [--journal FILE] [--image NAME]... [--vm ID]... [--pair VMB:VMA]...
     RUN OPTIONS: [--pool POOL] [--journal FILE] [--waive KIND]... [--hard-terminate-after SECONDS]
@@ -14,15 +15,17 @@ Synopsis::
 ``plan`` shows what a failback would do and what stops it, and changes nothing. ``run`` shows
 the plan and, with ``--yes`` only, runs the failback with live progress. ``status`` shows both
 sites side by side. ``resume`` continues an interrupted failback from its journal (``run`` on the
-same journal does the same: every step skips what is done).
+same journal does the same: every step skips what is done). ``unlock`` shows who holds the
+pool's failback lock and, with ``--yes``, breaks it (only for a run that is dead on a machine
+that is gone: a run that died on this machine is taken over by the next one).
 
 Exit codes:
 
 * 0: success (the plan has no blocker, the failback is complete, the status was read).
 * 1: the failback failed (a step failed, a wait timed out...): fix the cause, then ``resume``.
 * 2: bad usage or configuration (also: a pool that does not exist, nothing to resume).
-* 3: refused: blockers in the plan, ``--yes`` missing, or another run holds the journal's lock.
-  Nothing was changed.
+* 3: refused: blockers in the plan, ``--yes`` missing, or another failback holds the pool's lock
+  (a RADOS lock in site A's pool). Nothing was changed.
 * 4: interrupted (Ctrl-C, SIGTERM): ``resume`` continues from the journal.
 * 5: a site cannot be reached, or refused the credentials or the Ceph client's capabilities.
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -47,7 +49,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
@@ -104,7 +105,7 @@ exit codes:
   0  success: no blocker in the plan, failback complete, status read
   1  the failback failed (a step failed, a wait timed out): fix the cause, then `resume`
   2  bad usage or configuration (also: a pool that does not exist, nothing to resume)
-  3  refused, nothing changed: blockers in the plan, --yes missing, or the journal is locked
+  3  refused, nothing changed: blockers in the plan, --yes missing, or the pool is locked
   4  interrupted (Ctrl-C, SIGTERM): `resume` continues from the journal
   5  a site cannot be reached, or refused the credentials or the Ceph client's capabilities
 
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run each step for every VM before the next step (default: move "
                               "each VM through steps 3-6 as soon as its images are ready)")
 
+    confirm = _Parser(add_help=False)
+    confirm.add_argument("--yes", action="store_true",
+                         help="really break the lock (without it: show the holder, exit 3)")
+
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, parents, text in (
         ("plan", [common, scope, waive], "show what a failback would do and what stops it; "
@@ -234,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", [common, scope], "show both sites side by side; changes nothing"),
         ("resume", [common, waive, running], "continue an interrupted failback from its journal "
                                              "(the scope is the one the journal records)"),
+        ("unlock", [common, confirm], "show who holds the pool's failback lock; with --yes, "
+                                      "break it (only when that run is dead)"),
     ):
         sub.add_parser(name, parents=parents, help=text, description=text, epilog=EPILOG,
                        formatter_class=fmt)
@@ -577,6 +584,8 @@ def _cmd_status(ctx: _Context) -> int:
     fb = _make_failback(ctx)
     status: dict[str, Any] = {"pool": fb.pool, "site_a": fb.site_a.name,
                               "site_b": fb.site_b.name, "journal": str(ctx.journal)}
+    holder = fb.lock_holder()
+    status["lock"] = str(holder) if holder is not None else None
     status.update(fb.status())
     status["failback"] = fb.report().to_dict() if fb.journal.records else None
     if ctx.json:
@@ -586,16 +595,44 @@ def _cmd_status(ctx: _Context) -> int:
     return EXIT_OK
 
 
+def _cmd_unlock(ctx: _Context) -> int:
+    fb = _make_failback(ctx)
+    holder = fb.lock_holder()
+    where = f"pool {fb.pool!r} on {fb.site_a.name}"
+    if holder is None:
+        if ctx.json:
+            ctx.emit_json({"locked": False, "pool": fb.pool, "site": fb.site_a.name})
+        else:
+            ctx.say(f"The failback lock of {where} is free.")
+        return EXIT_OK
+    if not ctx.args.yes:
+        message = (f"the failback lock of {where} is held by {holder}; nothing was changed: "
+                   "add --yes to break it (only if that run is dead)")
+        if ctx.json:
+            ctx.emit_json({"locked": True, "holder": str(holder), "error": message,
+                           "type": "ConfirmationRequired", "exit_code": EXIT_REFUSED})
+        else:
+            ctx.note(f"refused: {message}")
+        return EXIT_REFUSED
+    broken = fb.break_lock()
+    if ctx.json:
+        ctx.emit_json({"locked": False, "broken": str(broken) if broken else None,
+                       "pool": fb.pool, "site": fb.site_a.name})
+    else:
+        ctx.say(f"Broke the failback lock of {where} held by {broken}." if broken else
+                f"The failback lock of {where} was released meanwhile.")
+    return EXIT_OK
+
+
 def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
     progress = None if ctx.json else Progress(ctx.out)
     listeners = [progress] if progress is not None else []
     fb = _make_failback(ctx, listeners)
     with contextlib.ExitStack() as stack:
         if ctx.args.yes:
-            # Lock first, then read the journal afresh: a run that was still writing it when
-            # the Failback above read it must not leave this one with a stale picture.
-            stack.enter_context(_journal_lock(fb))
-            fb = _make_failback(ctx, listeners)
+            # The pool's lock in Ceph first (taking it re-reads the journal): a run that was
+            # still writing it must not leave this one with a stale picture.
+            stack.enter_context(fb.locked())
         recorded = fb.journal.last(step="run", event="scope")
         if resume and recorded is None:
             raise ConfigurationError(
@@ -641,29 +678,6 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
         ctx.say("")
         ctx.say(str(report))
     return EXIT_OK if report.complete else EXIT_FAILED
-
-
-@contextlib.contextmanager
-def _journal_lock(fb: Failback) -> Iterator[None]:
-    """Hold ``<journal>.lock`` (flock) while running: two runs of one failback at once could
-    request a resync or a terminate twice."""
-    path = fb.journal.path.absolute().with_name(fb.journal.path.name + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise LockedError(f"another ceph-failback runs this failback ({holder}); lock file "
-                              f"{path}", pool=fb.pool,
-                              hint="wait for it to finish; it holds the lock until it exits") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n"
-                  .encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager
@@ -809,6 +823,7 @@ _COMMANDS: dict[str, Callable[[_Context], int]] = {
     "run": _cmd_run,
     "status": _cmd_status,
     "resume": lambda ctx: _cmd_run(ctx, resume=True),
+    "unlock": _cmd_unlock,
 }
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from ..ceph.connection import CephSite
+from ..ceph.lock import Holder, PoolLock
 from ..ceph.mirror import DEFAULT_CONCURRENCY, MirrorPool
 from ..ceph.status import MirrorImageInfo, MirrorStatus
 from ..errors import (
@@ -43,6 +46,21 @@ WAIVABLE = frozenset({
     FindingKind.EXPLICIT_PAIR.value,
     "daemon-health-unknown",
 })
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _exclusive(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a step under the pool's failback lock (see :meth:`Failback.locked`)."""
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self = args[0]
+        assert isinstance(self, Failback)
+        with self.locked():
+            return method(*args, **kwargs)
+    return wrapper
 
 
 # LCM states of a VM whose terminate is under way.
@@ -204,6 +222,11 @@ class Failback:
         self._scope_cache: _Scope | None = None
         self._pools: dict[str, MirrorPool] = {}
         self._lock = threading.Lock()
+        self._pool_lock = PoolLock(site_a.ceph, pool,
+                                   purpose=f"failback {site_b.name} -> {site_a.name}, journal "
+                                           f"{self.journal.path.absolute()}")
+        self._lock_depth = 0
+        self._lock_guard = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"Failback({self.site_b.name!r} -> {self.site_a.name!r}, pool={self.pool!r}, "
@@ -229,6 +252,52 @@ class Failback:
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a progress listener; returns a function that removes it."""
         return self.events.subscribe(listener)
+
+    # -- the pool's lock -----------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[Holder]:
+        """Hold the pool's failback lock (a RADOS object lock in site A's pool) for the block.
+
+        :meth:`run` and every step method take it themselves; hold it around several step calls
+        (``with fb.locked(): ...``) so that no other failback can slip in between them. Another
+        holder makes this raise :class:`~ceph_failback.errors.LockedError` naming it and its
+        start time, before anything changes. Taking the lock re-reads the journal, so a run that
+        waited for the lock never works from a stale picture.
+        """
+        with self._lock_guard:
+            if self._lock_depth == 0:
+                holder = self._pool_lock.acquire()
+                self.journal.reload()
+                self._scope_cache = None
+                self.journal.write("run", "locked", holder=str(holder), cookie=holder.cookie)
+            self._lock_depth += 1
+            held = self._pool_lock.held
+        assert held is not None
+        try:
+            yield held
+        finally:
+            with self._lock_guard:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    self._pool_lock.release()
+                    self.journal.write("run", "unlocked", cookie=held.cookie)
+
+    def lock_holder(self) -> Holder | None:
+        """Who holds the pool's failback lock now (``None``: nobody)."""
+        return self._pool_lock.holder()
+
+    def break_lock(self) -> Holder | None:
+        """Break the pool's failback lock, whoever holds it; returns the holder that was broken.
+
+        Only for a stale lock: its holder died on a machine that is gone or cannot be reached
+        (a holder that died on this machine is taken over automatically). Breaking the lock of
+        a live run lets two failbacks act at once. The break is written to the journal.
+        """
+        holder = self._pool_lock.break_()
+        if holder is not None:
+            self.journal.write("run", "lock-broken", holder=str(holder), cookie=holder.cookie)
+        return holder
 
     def _vm_t(self, site: Site, vm_id: int) -> str:
         return vm_target(site.name, vm_id)
@@ -331,6 +400,22 @@ class Failback:
                 pool.require_mirroring()
             except MirroringNotEnabledError as exc:
                 blockers.append(Blocker("mirroring-not-enabled", f"pool@{site.name}", str(exc)))
+        try:
+            holder = self._pool_lock.holder()
+        except CephError as exc:
+            holder = None
+            warnings.append(f"cannot read the failback lock on {self.site_a.name}: {exc}")
+        mine = self._pool_lock.held
+        if holder is not None and (mine is None or holder.cookie != mine.cookie):
+            if holder.is_provably_dead():
+                warnings.append(f"a dead failback on this machine left the lock of pool "
+                                f"{self.pool!r} ({holder}); it will be taken over")
+            else:
+                blockers.append(Blocker(
+                    "locked", f"lock@{self.site_a.name}",
+                    f"another failback holds the lock of pool {self.pool!r}: {holder}; wait for "
+                    "it, or if it is dead break the lock (Failback.break_lock(), "
+                    "`ceph-failback unlock --yes`)"))
         scope = self._scope()
         if scope.mapping is not None:
             filtered = self.image_filter is not None or self.vm_filter is not None
@@ -525,6 +610,7 @@ class Failback:
 
     # -- step 1 --------------------------------------------------------------------------------
 
+    @_exclusive
     def demote_site_a(self, images: Iterable[str] | None = None) -> StepResult:
         """Step 1: demote the images on site A that are primary there.
 
@@ -565,6 +651,7 @@ class Failback:
 
     # -- step 2 --------------------------------------------------------------------------------
 
+    @_exclusive
     def resync_site_a(self, images: Iterable[str] | None = None, *, wait: bool = True
                       ) -> StepResult:
         """Step 2: flag the images on site A for resync, and wait until they replay from B.
@@ -745,6 +832,7 @@ class Failback:
 
     # -- step 3 --------------------------------------------------------------------------------
 
+    @_exclusive
     def terminate_site_b(self, vms: Iterable[int] | None = None) -> StepResult:
         """Step 3: terminate the VMs on site B and wait until their images are mirrored to A.
 
@@ -848,6 +936,7 @@ class Failback:
 
     # -- step 4 --------------------------------------------------------------------------------
 
+    @_exclusive
     def demote_site_b(self, images: Iterable[str] | None = None) -> StepResult:
         """Step 4: demote the images on site B.
 
@@ -928,6 +1017,7 @@ class Failback:
 
     # -- step 5 --------------------------------------------------------------------------------
 
+    @_exclusive
     def promote_site_a(self, images: Iterable[str] | None = None) -> StepResult:
         """Step 5: promote the images on site A, never forced.
 
@@ -1011,6 +1101,7 @@ class Failback:
 
     # -- step 6 --------------------------------------------------------------------------------
 
+    @_exclusive
     def resume_site_a(self, vms: Iterable[int] | None = None) -> StepResult:
         """Step 6: resume the VMs on site A and wait until they run.
 
@@ -1044,6 +1135,7 @@ class Failback:
 
     # -- run -----------------------------------------------------------------------------------
 
+    @_exclusive
     def run(self, *, pipeline: bool = True) -> Report:
         """Every step in order, after :meth:`check`. Safe to call again after an interruption:
         finished work is skipped (nothing is resynced or terminated twice).

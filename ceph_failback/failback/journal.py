@@ -82,6 +82,11 @@ class Journal:
             except (ValueError, KeyError, TypeError):
                 continue  # a torn line from a crash mid-write
 
+    def reload(self) -> None:
+        """Read the file again (another process may have appended to it)."""
+        with self._lock:
+            self._records = list(self._read())
+
     def write(self, step: str, event: str, target: str = "", **data: Any) -> Record:
         """Append one record and make it durable before returning."""
         record = Record(datetime.now(UTC).isoformat(timespec="microseconds"), self.run, step,

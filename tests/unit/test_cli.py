@@ -3,21 +3,25 @@ to the sites are replaced, everything else (config, arguments, output, exit code
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ceph_failback import cli
+from ceph_failback.ceph.lock import Holder
 from ceph_failback.cli import Progress, main
 from ceph_failback.config import load_config
 from ceph_failback.errors import (
     ConfigurationError,
+    LockedError,
     OpenNebulaAuthenticationError,
     OpenNebulaConnectionError,
     SafetyError,
@@ -30,6 +34,9 @@ from ceph_failback.failback.report import ImageOutcome, VMOutcome
 from ceph_failback.opennebula import VM
 
 PASSWORD = "s3cr3t-Pa55word-xyzzy"
+HOLDER = Holder("here", 1, "me", "failback", "2026-01-01T00:00:00+00:00", "c0")
+OTHER = Holder("elsewhere", 4242, "ops", "failback site-b -> site-a",
+               "2026-01-01T00:00:00+00:00", "c1", locker="client.99")
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -114,6 +121,7 @@ class Fake:
         self.run_error: BaseException | None = None
         self.plan_error: BaseException | None = None
         self.instances: list[Failback] = []
+        self.holder: Holder | None = None
         fake = self
 
         def plan(fb: Failback) -> Plan:
@@ -141,6 +149,22 @@ class Fake:
                     "vms": {"12->3": {"site-b": "DONE", "site-a": "ACTIVE/RUNNING",
                                       "images": ["one-100"]}}}
 
+        @contextlib.contextmanager
+        def locked(fb: Failback) -> Iterator[Holder]:
+            if fake.holder is not None:
+                raise LockedError(f"another failback holds the lock of this pool: "
+                                  f"{fake.holder}", site=fb.site_a.name, pool=fb.pool)
+            fake.calls.append(("locked", None))
+            yield HOLDER
+
+        def break_lock(fb: Failback) -> Holder | None:
+            fake.calls.append(("break_lock", None))
+            broken, fake.holder = fake.holder, None
+            return broken
+
+        monkeypatch.setattr(Failback, "locked", locked)
+        monkeypatch.setattr(Failback, "lock_holder", lambda fb: fake.holder)
+        monkeypatch.setattr(Failback, "break_lock", break_lock)
         monkeypatch.setattr(Failback, "plan", plan)
         monkeypatch.setattr(Failback, "run", run)
         monkeypatch.setattr(Failback, "status", status)
@@ -531,21 +555,31 @@ def test_resume_needs_a_journal(fake: Fake, config: Path,
     assert fake.called("run") == [True, True]
 
 
-def test_run_refused_while_another_run_holds_the_journal(
+def test_run_refused_while_another_failback_holds_the_pool_lock(
         fake: Fake, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import fcntl
-    lock = config.parent / "journal" / "one.jsonl.lock"
-    lock.parent.mkdir()
-    with open(lock, "w") as fh:
-        fh.write("pid 4242 since earlier\n")
-        fh.flush()
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        code, out, err = run_cli(capsys, "run", "-c", str(config), "--yes", "--json")
+    fake.holder = OTHER
+    code, out, err = run_cli(capsys, "run", "-c", str(config), "--yes", "--json")
     assert code == 3 and fake.called("run") == []
     doc = json.loads(out)
     assert doc["type"] == "LockedError" and "pid 4242" in doc["error"]
+    code, out, _ = run_cli(capsys, "status", "-c", str(config), "--json")
+    assert code == 0 and "pid 4242" in json.loads(out)["lock"]
+    fake.holder = None
     code, _, _ = run_cli(capsys, "run", "-c", str(config), "--yes")  # released: runs
-    assert code == 0
+    assert code == 0 and fake.called("locked")
+
+
+def test_unlock_shows_the_holder_and_breaks_only_with_yes(
+        fake: Fake, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "unlock", "-c", str(config))
+    assert code == 0 and "is free" in out
+    fake.holder = OTHER
+    code, out, err = run_cli(capsys, "unlock", "-c", str(config))
+    assert code == 3 and "pid 4242" in err and "--yes" in err
+    assert fake.called("break_lock") == [] and fake.holder is OTHER
+    code, out, _ = run_cli(capsys, "unlock", "-c", str(config), "--yes", "--json")
+    doc = json.loads(out)
+    assert code == 0 and "pid 4242" in doc["broken"] and fake.holder is None
 
 
 def test_status_side_by_side(fake: Fake, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
