@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -147,7 +148,8 @@ class Lab:
             site.start_rbd_mirror()
 
     def _create_failback_client(self, site: LabCluster) -> None:
-        # The least-privileged client a failback needs (documented in docs/configuration).
+        # The least-privileged client a failback needs (documented in docs/safety.rst, "The Ceph
+        # client"; tests/lab/test_security.py checks the two agree).
         key = site.admin().mon_command({
             "prefix": "auth get-or-create", "entity": FAILBACK_CLIENT,
             "caps": ["mon", "profile rbd",
@@ -429,9 +431,9 @@ class Lab:
 
     # -- daemons -------------------------------------------------------------------------------
 
-    def stop_rbd_mirror(self, which: str) -> None:
-        """Stop one site's rbd-mirror daemon."""
-        self.site(which).stop_rbd_mirror()
+    def stop_rbd_mirror(self, which: str, *, kill: bool = False) -> None:
+        """Stop one site's rbd-mirror daemon (``kill``: at once, with SIGKILL)."""
+        self.site(which).stop_rbd_mirror(signal.SIGKILL if kill else signal.SIGTERM)
         self._save()
 
     def start_rbd_mirror(self, which: str) -> None:
