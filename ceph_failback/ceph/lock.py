@@ -78,7 +78,7 @@ class Holder:
         """True only if the holder ran on this machine, in this boot, and its process is gone
         (or its PID now belongs to another process). Anything else: not provable."""
         me = _identity()
-        if not self.machine_id or (self.machine_id, self.boot_id, self.host) != (
+        if not self.boot_id or (self.machine_id, self.boot_id, self.host) != (
                 me["machine_id"], me["boot_id"], me["host"]):
             return False
         start = _proc_start(self.pid)
