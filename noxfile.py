@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s unit|tests|lint|typecheck|docs|demo``.
+"""Developer sessions: ``nox -s unit|tests|lint|typecheck|docs|demo|bench``.
 
 Every session runs in a virtual environment made from Debian's ``/usr/bin/python3`` with the
 system site packages visible, because the Ceph bindings (python3-rados, python3-rbd) exist only
@@ -15,7 +15,9 @@ VENV = {"python": PYTHON, "venv_backend": "venv", "venv_params": ["--system-site
 nox.options.sessions = ["lint", "typecheck", "unit"]
 nox.options.error_on_missing_interpreters = True
 
-TEST_DEPS = ["pytest>=7", "pytest-timeout"]
+# nbclient, nbformat and ipykernel run docs/notebook.ipynb in a real Jupyter kernel
+# (tests/lab/test_notebook.py); the unit tests render the Jupyter reprs without them.
+TEST_DEPS = ["pytest>=7", "pytest-timeout", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"]
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -40,7 +42,7 @@ def unit(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "ceph_failback", "tests", "noxfile.py")
+    session.run("ruff", "check", "ceph_failback", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(**VENV)
@@ -62,3 +64,13 @@ def demo(session: nox.Session) -> None:
     """The main job on the local lab: bring it up, run the scenario, report, tear down."""
     _install(session)
     session.run("python", "-m", "ceph_failback.demo", *session.posargs)
+
+
+@nox.session(**VENV)
+def bench(session: nox.Session) -> None:
+    """The benchmark on local labs (127.0.0.6/.7 by default): Failback.run() against the
+    documented procedure for N = 1, 10, 50 VMs, the floor, a DR test, plan()/status() over 1,000
+    images; writes benchmarks/results/ (bench.json, downtime.png, summary.rst). Options after
+    ``--`` (``--help``)."""
+    _install(session, "matplotlib")
+    session.run("python", "-m", "benchmarks.bench", *session.posargs)

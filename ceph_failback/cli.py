@@ -586,7 +586,7 @@ def _cmd_status(ctx: _Context) -> int:
                               "site_b": fb.site_b.name, "journal": str(ctx.journal)}
     holder = fb.lock_holder()
     status["lock"] = str(holder) if holder is not None else None
-    status.update(fb.status())
+    status.update(fb.status().to_dict())
     status["failback"] = fb.report().to_dict() if fb.journal.records else None
     if ctx.json:
         ctx.emit_json(status)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -172,6 +173,14 @@ class _Reader:
         return str(p if p.is_absolute() else (self.path.parent / p))
 
 
+_CEPH_KEY = re.compile(r"AQ[A-Za-z0-9+/]{36}==")
+
+
+def _path_shown(path: str) -> str:
+    """A path for a message, unless a Ceph key was pasted in its place."""
+    return "the path given (it holds what looks like a Ceph key)" if _CEPH_KEY.search(path) else path
+
+
 def _type_name(value: object) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
@@ -286,16 +295,17 @@ def _site(r: _Reader, letter: str, raw: Mapping[str, Any]) -> SiteConfig:
     assert conf is not None
     client = r.string(raw, key, "ceph_client", required=False, site=name) or "client.admin"
     if not client.startswith("client.") or client == "client.":
-        raise r.error(f"{key}.ceph_client", f"must look like 'client.<id>', not {client!r}",
+        raise r.error(f"{key}.ceph_client", "must look like 'client.<id>' (e.g. client.failback)",
                       site=name)
     keyring = r.string(raw, key, "ceph_keyring", required=False, site=name)
     conffile = r.path_value(conf)
     if not os.path.isfile(conffile):
-        raise r.error(f"{key}.ceph_conf", f"{conffile} does not exist (or is not a file)",
-                      site=name)
+        raise r.error(f"{key}.ceph_conf", f"{_path_shown(conffile)} does not exist (or is not a "
+                      "file)", site=name)
     if keyring and not os.path.isfile(r.path_value(keyring)):
-        raise r.error(f"{key}.ceph_keyring", f"{r.path_value(keyring)} does not exist (or is not "
-                      "a file)", site=name)
+        raise r.error(f"{key}.ceph_keyring", f"{_path_shown(r.path_value(keyring))} does not "
+                      "exist (or is not a file)", site=name,
+                      hint="ceph_keyring is the path of the client's keyring file, never the key")
     ceph = CephConfig(conffile=conffile, client=client,
                       keyring=r.path_value(keyring) if keyring else None)
 

@@ -6,10 +6,12 @@ import errno as errno_mod
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from .mirror import MirrorPool
 
-__all__ = ["CephConfig", "CephSite", "import_bindings", "map_ceph_error"]
+__all__ = ["CephConfig", "CephSite", "caps_hint", "import_bindings", "map_ceph_error"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class CephConfig:
         mon_op_timeout: seconds a monitor operation may take (``rados_mon_op_timeout``).
             librados' default is 0, wait forever; a failback must not hang, so it is bounded here.
         osd_op_timeout: seconds an OSD operation may take (``rados_osd_op_timeout``).
-        options: any other librados option, passed as is.
+        options: any other librados option, passed as is (left out of the repr: it may hold
+            a ``key``).
     """
 
     conffile: str | None = None
@@ -71,12 +74,13 @@ class CephConfig:
     mount_timeout: float = 15.0
     mon_op_timeout: float = 30.0
     osd_op_timeout: float = 60.0
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.client.startswith("client."):
+        if not self.client.startswith("client.") or self.client == "client.":
+            # Not quoted: a key pasted in the wrong place must not reach a log.
             raise ConfigurationError(
-                f"Ceph client name must look like 'client.<id>', got {self.client!r}"
+                "Ceph client name must look like 'client.<id>' (e.g. client.failback)"
             )
         for name in ("mount_timeout", "mon_op_timeout", "osd_op_timeout"):
             if getattr(self, name) <= 0:
@@ -112,9 +116,7 @@ def map_ceph_error(
     text = f"{what} failed: {exc}"
     where: dict[str, Any] = {"site": site, "pool": pool, "image": image, "errno": err}
     if err in (errno_mod.EPERM, errno_mod.EACCES):
-        return CephPermissionError(
-            text, hint="the Ceph client lacks capabilities; see docs for the caps needed", **where
-        )
+        return CephPermissionError(text, hint=caps_hint(pool), **where)
     if err == errno_mod.ENOENT:
         if image is not None:
             return ImageNotFoundError(text, **where)
@@ -123,6 +125,43 @@ def map_ceph_error(
     if err in (errno_mod.ETIMEDOUT, errno_mod.ENOTCONN, errno_mod.ESHUTDOWN):
         return CephConnectionError(text, **where)
     return CephOperationError(text, **where)
+
+
+def caps_hint(pool: str | None = None) -> str:
+    """What a Ceph client needs for a failback of ``pool`` (docs/safety.rst, "The Ceph client")."""
+    p = pool or "POOL"
+    return (f"check the Ceph client's capabilities: a failback needs mon 'profile rbd', "
+            f"osd 'profile rbd pool={p}', mgr 'profile rbd pool={p}, allow command \"service "
+            f"status\"'")
+
+
+def _check_keyring(path: str, client: str, *, site: str) -> None:
+    """Refuse a keyring that holds no key for ``client``, naming its entities (never its keys).
+
+    librados reports such a keyring as a bare I/O error at connect time, which reads like an
+    unreachable monitor. Binary keyrings are left to librados.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read Ceph keyring {path!r}: {exc.strerror or exc}", site=site
+        ) from None
+    if b"\0" in data:
+        return
+    text = data.decode(errors="replace")
+    entities = [m.strip() for m in re.findall(r"^\s*\[([^\]\n]*)\]", text, re.MULTILINE)]
+    if client in entities:
+        return
+    # Only names that look like Ceph entities are shown: a section header could hold anything.
+    shown = sorted({e for e in entities if re.fullmatch(r"(client|mon|mgr|osd|mds)\.[\w.-]+", e)})
+    held = f"it holds keys for {', '.join(shown)}" if shown else (
+        "it is not a keyring: no [client.<id>] section")
+    raise ConfigurationError(
+        f"Ceph keyring {path!r} holds no key for {client} ({held})", site=site,
+        hint=f"give the keyring of {client} (ceph auth get {client} -o FILE), or the client "
+        "name that matches this keyring",
+    )
 
 
 class CephSite:
@@ -167,6 +206,8 @@ class CephSite:
                 raise ConfigurationError(
                     f"Ceph keyring {cfg.keyring!r} does not exist", site=self.name
                 )
+            if cfg.keyring is not None and not {"key", "keyfile"} & set(cfg.options):
+                _check_keyring(cfg.keyring, cfg.client, site=self.name)
             try:
                 cluster = rados_mod.Rados(
                     conffile=cfg.conffile or "",
@@ -212,6 +253,14 @@ class CephSite:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def fsid(self) -> str:
+        """The cluster's fsid (from the monitor map: any authenticated client may read it)."""
+        rados_mod, _ = import_bindings()
+        try:
+            return str(self.rados.get_fsid())
+        except rados_mod.Error as exc:
+            raise map_ceph_error(exc, "reading the cluster's fsid", site=self.name) from exc
 
     @property
     def rados(self) -> rados.Rados:

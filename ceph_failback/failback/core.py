@@ -19,22 +19,26 @@ from ..ceph.mirror import DEFAULT_CONCURRENCY, MirrorPool
 from ..ceph.status import MirrorImageInfo, MirrorStatus
 from ..errors import (
     CephError,
+    ConfigurationError,
     FailbackError,
     ImageNotFoundError,
     MirroringNotEnabledError,
     NotReadyError,
     SafetyError,
     StepFailedError,
+    VMNotFoundError,
     WaitFailedError,
     WaitTimeoutError,
 )
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
+from ..opennebula.records import VM
 from ..opennebula.site import OpenNebulaSite
 from ..waiting import Judgement, Verdict, wait_until
 from .events import Emitter, EventKind, Listener
 from .journal import Journal
 from .plan import STEP_TITLES, Action, Blocker, ImagePlan, Plan, VMPlan, image_target, unique, vm_target
 from .report import Report, build_report
+from .status import ImageSide, ImageState, Status, VMState
 
 __all__ = ["Site", "Timeouts", "StepResult", "Failback", "WAIVABLE"]
 
@@ -62,6 +66,10 @@ def _exclusive(method: Callable[_P, _R]) -> Callable[_P, _R]:
             return method(*args, **kwargs)
     return wrapper
 
+
+#: Up to this many VM pairs, plan() and status() read the VMs one by one; beyond, they list each
+#: site's VMs once (a listing costs about as much as a few hundred single reads).
+_PER_VM_READS = 20
 
 # LCM states of a VM whose terminate is under way.
 _TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
@@ -92,7 +100,8 @@ class Timeouts:
             already replays cleanly from B (else it is resynced).
         resync: until a resynced image replays from B (a full copy: size-dependent).
         mirror: after a VM stopped on B, until its images are mirrored to A.
-        promote: retrying a non-forced promote on A until librbd accepts it.
+        promote: retrying a non-forced promote on A until librbd accepts it (journal mode:
+            at least ``mirror``, as A's catch-up after the VM stopped happens in this wait).
         terminate: until a VM on B is DONE.
         resume: until a VM on A is RUNNING.
         poll: seconds between polls.
@@ -142,6 +151,14 @@ class StepResult:
     def __str__(self) -> str:
         return (f"{self.step}: {len(self.done)} done, {len(self.skipped)} skipped, "
                 f"{len(self.failed)} failed in {self.seconds:.1f}s")
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text("\n".join([str(self), *(f"  {t}: {o}" + (f" ({r})" if r else "")
+                                       for t, (o, r) in self.outcomes.items())]))
+
+    def _repr_html_(self) -> str:
+        from .html import step_result_html
+        return step_result_html(self)
 
 
 @dataclass(frozen=True)
@@ -197,6 +214,10 @@ class Failback:
     ) -> None:
         if site_a.name == site_b.name:
             raise FailbackError("site A and site B must have different names", site=site_a.name)
+        if site_a.one.endpoint == site_b.one.endpoint:
+            raise ConfigurationError(f"{site_a.name} and {site_b.name} have the same OpenNebula "
+                                     f"endpoint {site_a.one.endpoint}", site=site_b.name,
+                                     hint="give each site its own oned endpoint")
         self.site_a = site_a
         self.site_b = site_b
         self.pool = pool
@@ -245,9 +266,22 @@ class Failback:
     def _pool(self, site: Site) -> MirrorPool:
         with self._lock:
             if site.name not in self._pools:
+                if not self._pools:
+                    self._check_distinct_clusters()
                 self._pools[site.name] = MirrorPool(site.ceph, self.pool,
                                                     concurrency=self.concurrency)
             return self._pools[site.name]
+
+    def _check_distinct_clusters(self) -> None:
+        """Refuse two sites that reach the same Ceph cluster (two conf files naming the same
+        monitors): every "site A" action would hit site B's copies."""
+        fsid_a, fsid_b = self.site_a.ceph.fsid(), self.site_b.ceph.fsid()
+        if fsid_a == fsid_b:
+            raise ConfigurationError(
+                f"{self.site_a.name} and {self.site_b.name} reach the same Ceph cluster (fsid "
+                f"{fsid_a}): {self.site_a.ceph.config.conffile!r} and "
+                f"{self.site_b.ceph.config.conffile!r} name the same monitors",
+                pool=self.pool, hint="give each site the configuration file of its own cluster")
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a progress listener; returns a function that removes it."""
@@ -306,10 +340,23 @@ class Failback:
 
     def mapping(self) -> Mapping:
         """The cross-site VM/image mapping as OpenNebula shows it now."""
-        vms_a = self.site_a.one.vms()
-        vms_b = self.site_b.one.vms(include_done=True)
+        return self._map(self.site_a.one.vms(), self.site_b.one.vms(include_done=True))
+
+    def _map(self, vms_a: list[VM], vms_b: list[VM]) -> Mapping:
         return map_sites(vms_a, vms_b, self.pool, pairs=self.explicit_pairs or None,
                          site_a=self.site_a.name, site_b=self.site_b.name)
+
+    def _present(self, pairs: Sequence[Pair]) -> list[Pair]:
+        """The pairs with their VMs as OpenNebula shows them now: read VM by VM for a few pairs,
+        else with one pool listing per site (one call per VM would be thousands of calls)."""
+        if len(pairs) <= _PER_VM_READS:
+            return [Pair(self.site_a.one.vm(p.vm_a.id), self.site_b.one.vm(p.vm_b.id), p.images,
+                         p.explicit) for p in pairs]
+        on_a = {vm.id: vm for vm in self.site_a.one.vms()}
+        on_b = {vm.id: vm for vm in self.site_b.one.vms(include_done=True)}
+        return [Pair(on_a.get(p.vm_a.id) or self.site_a.one.vm(p.vm_a.id),
+                     on_b.get(p.vm_b.id) or self.site_b.one.vm(p.vm_b.id), p.images, p.explicit)
+                for p in pairs]
 
     def _scope(self) -> _Scope:
         """The pairs and images this failback works on. Fixed at the first call and written to
@@ -319,16 +366,20 @@ class Failback:
             return self._scope_cache
         recorded = self.journal.last(step="run", event="scope")
         if recorded is not None:
+            # One listing per site, not one read per VM (a scope can hold thousands of VMs).
+            vms_a, vms_b = self.site_a.one.vms(), self.site_b.one.vms(include_done=True)
+            on_a, on_b = {vm.id: vm for vm in vms_a}, {vm.id: vm for vm in vms_b}
             pairs = []
             for p in recorded.data.get("pairs", []):
-                vm_a = self.site_a.one.vm(int(p["vm_a"]))
-                vm_b = self.site_b.one.vm(int(p["vm_b"]))
+                id_a, id_b = int(p["vm_a"]), int(p["vm_b"])
+                vm_a = on_a.get(id_a) or self.site_a.one.vm(id_a)  # a DONE VM is not listed
+                vm_b = on_b.get(id_b) or self.site_b.one.vm(id_b)
                 pairs.append(Pair(vm_a, vm_b, tuple(p["images"]), bool(p.get("explicit"))))
             self._scope_cache = _Scope(tuple(pairs), tuple(recorded.data.get("images", [])),
-                                       self.mapping())
+                                       self._map(vms_a, vms_b))
             return self._scope_cache
         mapping = self.mapping()
-        mirrored = set(self.pool_b().images())
+        mirrored = self.pool_b().mirrored_names()
         pairs = []
         for pair in mapping.pairs:
             if self.vm_filter is not None and pair.vm_b.id not in self.vm_filter:
@@ -395,6 +446,12 @@ class Failback:
         blockers: list[Blocker] = []
         warnings: list[str] = []
         pa, pb = self.pool_a(), self.pool_b()
+        # Both sites' listings in the background, side by side and beside OpenNebula's (the
+        # scope): librbd reads each image's promotion state for them, ~2 ms per image.
+        ex = ThreadPoolExecutor(3, thread_name_prefix="plan")
+        overview_a, overview_b = ex.submit(pa.overview), ex.submit(pb.overview)
+        health = ex.submit(pa.daemon_health, beacon_grace=self.timeouts.daemon_beacon_grace)
+        ex.shutdown(wait=False)
         for site, pool in ((self.site_a, pa), (self.site_b, pb)):
             try:
                 pool.require_mirroring()
@@ -416,12 +473,21 @@ class Failback:
                     f"another failback holds the lock of pool {self.pool!r}: {holder}; wait for "
                     "it, or if it is dead break the lock (Failback.break_lock(), "
                     "`ceph-failback unlock --yes`)"))
+        fresh = self._scope_cache is None  # the scope read now holds the VMs' present states
         scope = self._scope()
         if scope.mapping is not None:
-            filtered = self.image_filter is not None or self.vm_filter is not None
+            # A scope recorded in the journal is a filter too: resuming a failback of some VMs
+            # must not be blocked by VMs it does not touch (another failback's, say).
+            filtered = (self.image_filter is not None or self.vm_filter is not None
+                        or self.journal.last(step="run", event="scope") is not None)
             for f in scope.mapping.findings:
-                relevant = not filtered or f.image is None or f.image in scope.images or (
-                    f.vm is not None and any(f.vm in (p.vm_a.id, p.vm_b.id) for p in scope.pairs))
+                # VM ids are per site: VM 0 on B is not VM 0 on A. A finding about a VM out of
+                # scope (one running on A after an earlier failback, say) is not this one's.
+                vm_in_scope = f.vm is not None and any(
+                    (f.site, f.vm) in ((self.site_a.name, p.vm_a.id), (self.site_b.name, p.vm_b.id))
+                    for p in scope.pairs)
+                relevant = (not filtered or f.kind is FindingKind.UNKNOWN_VM or vm_in_scope
+                            or (f.image in scope.images if f.image is not None else f.vm is None))
                 if not relevant:
                     continue
                 target = (image_target(f.image) if f.image else
@@ -435,14 +501,18 @@ class Failback:
                                             waivable=f.kind.value in WAIVABLE))
                 else:
                     warnings.append(str(f))
+        if self.vm_filter is not None and scope.mapping is not None:
+            for vm_id in dict.fromkeys(self.vm_filter):
+                if not any(p.vm_b.id == vm_id for p in scope.pairs):
+                    blockers.append(Blocker(FindingKind.UNKNOWN_VM.value,
+                                            vm_target(self.site_b.name, vm_id),
+                                            self._why_not_in_scope(vm_id)))
         if not scope.images:
             warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")
-        infos_a, infos_b = pa.images(), pb.images()
-        stat_a = pa.statuses(scope.images)
-        stat_b = pb.statuses(scope.images)
+        infos_a, stat_a = overview_a.result()
+        infos_b, stat_b = overview_b.result()
         try:
-            healthy = [d for d in pa.daemon_health(beacon_grace=self.timeouts.daemon_beacon_grace)
-                       if d.healthy]
+            healthy = [d for d in health.result() if d.healthy]
             if not healthy:
                 blockers.append(Blocker(
                     "rbd-mirror-down", f"rbd-mirror@{self.site_a.name}",
@@ -454,10 +524,23 @@ class Failback:
                                     waivable=True))
         image_plans = [self._plan_image(n, infos_a.get(n), infos_b.get(n), stat_a.get(n),
                                         stat_b.get(n), blockers) for n in scope.images]
-        vm_plans = [self._plan_vm(p, blockers) for p in scope.pairs]
+        present = list(scope.pairs) if fresh else self._present(scope.pairs)
+        vm_plans = [self._plan_vm(p, blockers) for p in present]
         blockers = list({(b.kind, b.target): b for b in blockers}.values())
         return Plan(self.pool, self.site_a.name, self.site_b.name, tuple(image_plans),
                     tuple(vm_plans), tuple(blockers), tuple(warnings), self.waive)
+
+    def _why_not_in_scope(self, vm_id: int) -> str:
+        """Why a VM asked for (``vms=``) on B is not in the scope."""
+        try:
+            vm = self.site_b.one.vm(vm_id)
+        except VMNotFoundError:
+            return f"no VM {vm_id} exists on {self.site_b.name} (--vm takes ids on site B)"
+        also = " (or none of its images is among the images asked for)" if (
+            self.image_filter is not None) else ""
+        return (f"VM {vm_id} on {self.site_b.name} ({vm.status}) shares no persistent image of "
+                f"pool {self.pool!r} with a VM on {self.site_a.name}: nothing to fail back for "
+                f"it{also}")
 
     def _plan_image(self, name: str, ia: MirrorImageInfo | None, ib: MirrorImageInfo | None,
                     sa: MirrorStatus | None, sb: MirrorStatus | None,
@@ -518,9 +601,8 @@ class Failback:
         return ImagePlan(name, mode, sa, sb, tuple(acts))
 
     def _plan_vm(self, pair: Pair, blockers: list[Blocker]) -> VMPlan:
+        """``pair`` holds the VMs' present states."""
         tb, ta = self._vm_t(self.site_b, pair.vm_b.id), self._vm_t(self.site_a, pair.vm_a.id)
-        pair = Pair(self.site_a.one.vm(pair.vm_a.id), self.site_b.one.vm(pair.vm_b.id),
-                    pair.images, pair.explicit)  # the present states
         unsafe = [d for d in pair.vm_b.disks_in(self.pool) if not d.is_persistent]
         if unsafe and not pair.vm_b.is_done:
             blockers.append(Blocker(
@@ -838,11 +920,13 @@ class Failback:
 
         A VM with a non-persistent (clone) or volatile disk in the pool is refused: OpenNebula
         would delete those images and rbd-mirror the copies on A. A VM already DONE is not
-        terminated again. Mirrored means, after the VM stopped: in journal mode A's latest report
-        says it replays from B with nothing behind (rbd-mirror reports only on change, so no newer
-        report may come; librbd's non-forced promote in step 5 is what proves A has every write,
-        as it succeeds only once A has replayed B's demotion); in snapshot mode, a mirror
-        snapshot taken on B after the stop is completely copied to A.
+        terminated again. Mirrored means, after the VM stopped: in journal mode A replays from B
+        (its latest report: up, replaying, no split-brain) and was proven to replay B's copy during
+        this failback (step 2), else its latest report says nothing is behind; what proves that A
+        has every write is librbd's non-forced promote in step 5, which succeeds only once A has
+        replayed B's demotion, so step 5 waits for the catch-up (rbd-mirror reports a replaying
+        image every ~30 s: no newer report need come). In snapshot mode, a mirror snapshot taken
+        on B after the stop is completely copied to A.
         """
         started = time.monotonic()
         result = self._step("terminate_b")
@@ -879,7 +963,8 @@ class Failback:
             self._fail(result, t, exc)
 
     def _wait_mirrored(self, pair: Pair) -> None:
-        """After the VM on B stopped: wait until its images are mirrored to A."""
+        """After the VM on B stopped: wait until its images are mirrored to A (journal mode: see
+        :meth:`terminate_site_b`)."""
         t = self._vm_t(self.site_b, pair.vm_b.id)
         pa, pb = self.pool_a(), self.pool_b()
         infos = pb.images()
@@ -894,6 +979,13 @@ class Failback:
                 snaps[name] = pb.create_mirror_snapshot(name)
         b_uuid = pb.mirror_uuid() if snap_mode else ""
         last: dict[str, str] = {}
+        # Journal mode: an image proven to replay from B during this failback (step 2: resynced
+        # from B, or seen replaying from B) is not an orphan of its own demotion, so the
+        # non-forced promote of step 5 is accepted only once A has replayed B's demotion, the
+        # last entry of B's journal: that promote waits for the catch-up itself. rbd-mirror
+        # reports a replaying image only every ~30 s, so waiting here for a report that says
+        # "caught up" would add up to that much to every VM's downtime, and prove no more.
+        proven = {name for name in journal_mode if self._proven(name)}
 
         def observe() -> dict[str, bool]:
             self._require_daemon_a("mirroring")
@@ -909,7 +1001,8 @@ class Failback:
                 # changes, so no report newer than the stop may ever come; what guarantees that
                 # A has every write is librbd's non-forced promote (step 5), which it accepts
                 # only once A has replayed B's demotion, the last entry of B's journal.
-                ok[name] = bool(s and s.local.up and s.is_caught_up())
+                ok[name] = bool(s and s.local.up and (
+                    s.is_caught_up() or (name in proven and s.local.is_replaying())))
             for name in snap_mode:
                 if name not in snaps:
                     ok[name] = True  # B already demoted: promote_a checks the demotion snapshot
@@ -930,7 +1023,7 @@ class Failback:
                    where={"site": self.site_a.name, "pool": self.pool},
                    hint="run again to keep waiting (the VM is not terminated twice)")
         for name in pair.images:
-            if name in journal_mode:
+            if name in journal_mode and name not in proven:
                 self._prove(name, "replaying from B, caught up after the VM stopped")
         self.journal.write("terminate_b", "mirrored", t, images=list(pair.images))
 
@@ -1069,9 +1162,13 @@ class Failback:
                 pa.promote(name)  # never forced
                 return True
 
+            # Journal mode: step 3 does not wait for A to catch up (see _wait_mirrored), this
+            # wait does, so it may take as long as the mirroring wait.
+            limit = (self.timeouts.promote if ia.mode == "snapshot"
+                     else max(self.timeouts.promote, self.timeouts.mirror))
             wait_until(attempt, lambda _: Judgement(Verdict.DONE),
                        what=f"a non-forced promote of {name} to be accepted",
-                       timeout=self.timeouts.promote, interval=min(0.25, self.timeouts.poll),
+                       timeout=limit, interval=min(0.25, self.timeouts.poll),
                        retry_on=(NotReadyError,),
                        where={"site": self.site_a.name, "pool": self.pool, "image": name},
                        hint="rbd-mirror on A has not replayed B's demotion yet; run again")
@@ -1141,8 +1238,9 @@ class Failback:
         finished work is skipped (nothing is resynced or terminated twice).
 
         With ``pipeline`` (default), steps 3-6 run per VM: each VM is terminated, mirrored,
-        demoted, promoted and resumed as soon as its own images are ready, ``vm_concurrency``
-        VMs at a time, so one slow image does not keep every VM down.
+        demoted, promoted and resumed as soon as its own images are ready (step 2 requests every
+        resync first, then each VM waits for its own images only), ``vm_concurrency`` VMs at a
+        time, so one slow image does not keep every VM down.
 
         Returns:
             The :class:`Report`. Raises :class:`StepFailedError` if anything failed (the
@@ -1154,10 +1252,11 @@ class Failback:
         failures: dict[str, str] = {}
         try:
             self.demote_site_a()
-            self.resync_site_a()
+            self.resync_site_a(wait=not pipeline)
             if pipeline:
                 def one_vm(pair: Pair) -> None:
                     try:
+                        self.resync_site_a(images=pair.images)  # waits for these images only
                         self.terminate_site_b(vms=[pair.vm_b.id])
                         self.demote_site_b(images=pair.images)
                         self.promote_site_a(images=pair.images)
@@ -1170,6 +1269,7 @@ class Failback:
                 leftover = [i for i in self.images
                             if not any(i in p.images for p in self.pairs)]
                 if leftover:
+                    self.resync_site_a(images=leftover)
                     self.demote_site_b(images=leftover)
                     self.promote_site_a(images=leftover)
                 if failures:
@@ -1192,36 +1292,31 @@ class Failback:
 
     # -- status and report ---------------------------------------------------------------------
 
-    def status(self) -> dict[str, dict[str, Any]]:
-        """Both sites side by side for the scope: per image the role and status on A and B,
-        per VM pair the states on B and A."""
+    def status(self) -> Status:
+        """Both sites side by side for the scope: per image the role and rbd-mirror report on A
+        and B, per VM pair the states on B and A. Changes nothing.
+
+        Returns:
+            A :class:`~ceph_failback.failback.status.Status`: a table when printed, coloured
+            HTML in Jupyter, :meth:`~ceph_failback.failback.status.Status.to_dict` for JSON.
+        """
         pa, pb = self.pool_a(), self.pool_b()
         scope = self._scope()
-        ia, ib = pa.images(), pb.images()
-        sa, sb = pa.statuses(scope.images), pb.statuses(scope.images)
-        images = {}
-        for name in scope.images:
-            images[name] = {
-                self.site_a.name: _image_cell(ia.get(name), sa.get(name)),
-                self.site_b.name: _image_cell(ib.get(name), sb.get(name)),
-            }
-        vms = {}
-        for p in scope.pairs:
-            vms[f"{p.vm_b.id}->{p.vm_a.id}"] = {
-                self.site_b.name: self.site_b.one.vm(p.vm_b.id).status,
-                self.site_a.name: self.site_a.one.vm(p.vm_a.id).status,
-                "images": list(p.images),
-            }
-        return {"images": images, "vms": vms}
+        # The two sites' listings side by side, beside OpenNebula's (see plan()).
+        ex = ThreadPoolExecutor(2, thread_name_prefix="status")
+        overview_a = ex.submit(pa.overview, scope.images)
+        overview_b = ex.submit(pb.overview, scope.images)
+        ex.shutdown(wait=False)
+        present = self._present(scope.pairs)
+        (ia, sa), (ib, sb) = overview_a.result(), overview_b.result()
+        a, b = self.site_a.name, self.site_b.name
+        images = tuple(ImageState(name, ImageSide(a, ia.get(name), sa.get(name)),
+                                  ImageSide(b, ib.get(name), sb.get(name)))
+                       for name in scope.images)
+        vms = tuple(VMState(p.vm_b, p.vm_a, tuple(p.images)) for p in present)
+        return Status.now(self.pool, a, b, images, vms)
 
     def report(self) -> Report:
         """What this failback did, from the journal: per image outcome, per VM downtime."""
         return build_report(self.journal, self._scope().pairs, list(self._scope().images),
                             site_a=self.site_a.name, site_b=self.site_b.name, pool=self.pool)
-
-
-def _image_cell(info: MirrorImageInfo | None, status: MirrorStatus | None) -> str:
-    if info is None:
-        return "missing"
-    role = "primary" if info.primary else "non-primary"
-    return f"{role} {status.local.summary() if status else '(no status)'}"

@@ -62,7 +62,9 @@ class Journal:
         self.path = Path(path)
         self.run = run or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
         self._lock = threading.Lock()
-        self._records: list[Record] = list(self._read())
+        self._records: list[Record] = []
+        self._by_target: dict[str, list[Record]] = {}
+        self._index(list(self._read()))
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, records={len(self._records)})"
@@ -85,7 +87,15 @@ class Journal:
     def reload(self) -> None:
         """Read the file again (another process may have appended to it)."""
         with self._lock:
-            self._records = list(self._read())
+            self._index(list(self._read()))
+
+    def _index(self, records: list[Record]) -> None:
+        # Records by target too: the orchestrator asks about one target at a time, and a large
+        # failback's journal holds thousands of records.
+        self._records = records
+        self._by_target = {}
+        for r in records:
+            self._by_target.setdefault(r.target, []).append(r)
 
     def write(self, step: str, event: str, target: str = "", **data: Any) -> Record:
         """Append one record and make it durable before returning."""
@@ -100,6 +110,7 @@ class Journal:
                 fh.flush()
                 os.fsync(fh.fileno())
             self._records.append(record)
+            self._by_target.setdefault(target, []).append(record)
         return record
 
     @property
@@ -111,9 +122,11 @@ class Journal:
     def find(self, *, step: str | None = None, event: str | None = None,
              target: str | None = None) -> list[Record]:
         """Records matching every given field, oldest first."""
-        return [r for r in self.records
-                if (step is None or r.step == step) and (event is None or r.event == event)
-                and (target is None or r.target == target)]
+        with self._lock:
+            pool = self._records if target is None else self._by_target.get(target, [])
+            return [r for r in pool
+                    if (step is None or r.step == step) and (event is None or r.event == event)
+                    and (target is None or r.target == target)]
 
     def last(self, *, step: str | None = None, event: str | None = None,
              target: str | None = None) -> Record | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..ceph.status import MirrorStatus
 from ..opennebula.records import VM
@@ -154,7 +155,18 @@ class Plan:
             todo = [a.target for a in acts if a.do]
             lines.append(f"  {step:<12} do {len(todo)}, skip {len(acts) - len(todo)}"
                          + (f": {', '.join(todo)}" if todo else ""))
+        lines.append("  ready: no blocker" if self.ok else
+                     f"  REFUSED: {len(self.unwaived)} blocker(s) in force")
         return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from .html import plan_html
+        return plan_html(self)
 
 
 def _action(a: Action) -> dict[str, object]:

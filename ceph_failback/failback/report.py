@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..opennebula.mapping import Pair
 from .journal import Journal
@@ -113,6 +114,15 @@ class Report:
         if d:
             lines.append(f"  downtime: median {statistics.median(d):.1f}s, max {max(d):.1f}s")
         return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from .html import report_html
+        return report_html(self)
 
 
 def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str], *,

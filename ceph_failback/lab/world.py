@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 Disaster = Literal["unplanned", "planned"]
 
-# Image ids are unique across the worlds of one process, so that worlds sharing a lab never
-# name two RBD images alike (OpenNebula names a persistent image's RBD volume one-<IMAGE_ID>).
+# Image ids are unique across the worlds of one process, and skip RBD images already in the lab,
+# so that worlds sharing a lab (from several processes too) never name two RBD images alike
+# (OpenNebula names a persistent image's RBD volume one-<IMAGE_ID>).
 _IMAGE_IDS = itertools.count(100)
 
 
@@ -51,16 +52,18 @@ class World:
         delays: the stand-ins' state-transition delays.
         client: the Ceph client the failback sites connect as (default: the least-privileged
             ``client.failback`` the lab creates).
+        users: ``{user: password}`` of both stand-ins' administrators (default the stand-in's
+            ``oneadmin:opennebula``); the first one is what :meth:`site` connects as.
     """
 
     def __init__(self, lab: Lab, *, delays: Delays | None = None,
-                 client: str = FAILBACK_CLIENT) -> None:
+                 client: str = FAILBACK_CLIENT, users: dict[str, str] | None = None) -> None:
         self.lab = lab
         self.client = client
         self.oned_a = OnedStandIn(name=lab.site_a.name, delays=delays, ceph_pool=lab.pool,
-                                  delete_rbd_image=self._deleter("a"))
+                                  delete_rbd_image=self._deleter("a"), users=users)
         self.oned_b = OnedStandIn(name=lab.site_b.name, delays=delays, ceph_pool=lab.pool,
-                                  delete_rbd_image=self._deleter("b"))
+                                  delete_rbd_image=self._deleter("b"), users=users)
         self.vms: list[VMPair] = []
         self._sites: list[Site] = []
 
@@ -113,7 +116,7 @@ class World:
         images = []
         for _ in range(disks):
             image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
-                                             image_id=next(_IMAGE_IDS))
+                                             image_id=self._free_image_id())
             rbd_name = f"one-{image_id}"
             self.lab.create_image(rbd_name, size, data=data or f"{name}:{rbd_name}\n".encode())
             ids.append(image_id)
@@ -122,6 +125,15 @@ class World:
         pair = VMPair(name, vm_a, None, tuple(images))
         self.vms.append(pair)
         return pair
+
+    def _free_image_id(self) -> int:
+        """The next image id whose RBD image (``one-<id>``) exists on neither site: worlds in
+        other processes (a notebook's kernel, a rehearsal script) may share the lab."""
+        while True:
+            image_id = next(_IMAGE_IDS)
+            name = f"one-{image_id}"
+            if not (self.lab.image_exists(name, site="a") or self.lab.image_exists(name, site="b")):
+                return image_id
 
     def all_images(self) -> list[str]:
         """Every image of every VM."""

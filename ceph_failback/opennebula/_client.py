@@ -75,7 +75,10 @@ def make_client(endpoint: str, session: str, *, verify: bool | str, timeout: flo
 
 def _certificate_failure(exc: BaseException) -> bool:
     text = str(exc)
-    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+    # urllib3 matches the host name itself: a mismatch reads "CertificateError(hostname ...
+    # doesn't match ...)", not "certificate verify failed".
+    return ("CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+            or _HOST_MISMATCH.search(text) is not None)
 
 
 def translate_error(
@@ -131,9 +134,10 @@ def translate_error(
         if _certificate_failure(exc):
             return OpenNebulaConnectionError(
                 f"cannot {what}: the TLS certificate of {endpoint} failed verification "
-                "(certificate verification is on by default)",
-                hint="give the site's CA bundle (verify='/path/to/ca.pem'); turn verification "
-                "off (verify=False) only on a network you trust",
+                f"({_verify_reason(exc)}; certificate verification is on by default)",
+                hint="give the site's CA bundle (verify='/path/to/ca.pem', or one_verify = "
+                "\"/path/to/ca.pem\" in the configuration file); turn verification off "
+                "(verify=False, one_verify = false) only on a network you trust",
                 **where,
             )
         return OpenNebulaConnectionError(
@@ -164,6 +168,20 @@ def translate_error(
             f"cannot {what}: {endpoint} sent a malformed answer ({exc})", **where
         )
     return None
+
+
+_HOST_MISMATCH = re.compile(r"hostname '[^']*' doesn't match '[^']*'")
+
+
+def _verify_reason(exc: BaseException) -> str:
+    # "certificate verify failed: self-signed certificate (_ssl.c:992)" -> "self-signed
+    # certificate"; the rest of requests' text repeats the URL and object reprs.
+    text = str(exc)
+    found = re.search(r"certificate verify failed: ([^(')\"]+)", text)
+    if found:
+        return found.group(1).strip()
+    mismatch = _HOST_MISMATCH.search(text)
+    return mismatch.group(0) if mismatch else "certificate verify failed"
 
 
 def _short(exc: BaseException) -> str:

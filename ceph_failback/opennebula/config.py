@@ -82,8 +82,11 @@ def resolve_endpoint(endpoint: str | None, *, site: str | None = None) -> str:
     parts = urlsplit(endpoint)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         shown = _without_userinfo(endpoint)
+        # "user:password" put here by mistake must not be echoed: quote only what has a
+        # scheme ("ftp://...") or no colon at all ("oned-host").
+        quoted = f" {shown!r}" if "://" in shown or ":" not in shown else ""
         raise ConfigurationError(
-            f"endpoint {shown!r} (from {origin}) is not an http:// or https:// URL",
+            f"endpoint{quoted} (from {origin}) is not an http:// or https:// URL",
             site=site,
             hint="write the full XML-RPC URL, e.g. https://oned.example.org:2633/RPC2",
         )

@@ -13,10 +13,12 @@ so an interrupted failback can simply be run once more.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Collection
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyone
 
@@ -74,6 +76,15 @@ def _active_in(vm: VM, lcm_states: Collection[str]) -> bool:
     return vm.state == "ACTIVE" and vm.lcm_state in lcm_states
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _vm_id(vm: int | VM) -> int:
     return vm.id if isinstance(vm, VM) else int(vm)
 
@@ -88,7 +99,8 @@ class OpenNebulaSite:
         credentials: ``"user:password"`` (or a :class:`Credentials`); default the file named by
             ``$ONE_AUTH``, else ``~/.one/one_auth``.
         verify: https certificate verification: True (default), False (logs a warning), or the
-            path of a CA bundle to verify against.
+            path of a CA bundle to verify against. An ``http://`` endpoint has nothing to verify;
+            one that is not on loopback logs a warning (credentials sent in clear text).
         timeout: seconds each XML-RPC call may take to connect and between bytes of the answer.
             It applies to this site's calls only: the process-wide socket default is untouched.
         poll_interval: seconds between two state reads while waiting for a VM.
@@ -120,10 +132,20 @@ class OpenNebulaSite:
         self._credentials = resolve_credentials(credentials, site=name)
         self._timeout = float(timeout)
         self._poll_interval = float(poll_interval)
-        if verify is False:
+        parts = urlsplit(self._endpoint)
+        if parts.scheme.lower() == "https":
+            if verify is False:
+                log.warning(
+                    "%s: TLS certificate verification is turned OFF for %s: anyone on the path "
+                    "can impersonate oned and read the credentials",
+                    name,
+                    self._endpoint,
+                )
+        elif not _is_loopback(parts.hostname or ""):
+            # Plain http: there is no certificate to verify (``verify`` does not apply).
             log.warning(
-                "%s: TLS certificate verification is turned OFF for %s: anyone on the path "
-                "can impersonate oned and read the credentials",
+                "%s: %s is plain http: the OpenNebula credentials and every answer cross the "
+                "network unencrypted; use an https endpoint",
                 name,
                 self._endpoint,
             )

@@ -17,6 +17,7 @@ import pytest
 
 from ceph_failback import cli
 from ceph_failback.ceph.lock import Holder
+from ceph_failback.ceph.status import MirrorImageInfo, MirrorState, MirrorStatus, SiteStatus
 from ceph_failback.cli import Progress, main
 from ceph_failback.config import load_config
 from ceph_failback.errors import (
@@ -28,7 +29,17 @@ from ceph_failback.errors import (
     StepFailedError,
     WaitTimeoutError,
 )
-from ceph_failback.failback import Event, EventKind, Failback, Plan, Report
+from ceph_failback.failback import (
+    Event,
+    EventKind,
+    Failback,
+    ImageSide,
+    ImageState,
+    Plan,
+    Report,
+    Status,
+    VMState,
+)
 from ceph_failback.failback.plan import Action, Blocker, ImagePlan, VMPlan
 from ceph_failback.failback.report import ImageOutcome, VMOutcome
 from ceph_failback.opennebula import VM
@@ -104,6 +115,20 @@ def sample_plan(fb: Failback, *, blockers: tuple[Blocker, ...] = ()) -> Plan:
     return Plan(fb.pool, fb.site_a.name, fb.site_b.name, (img,), (vm,), blockers, (), fb.waive)
 
 
+def sample_status(fb: Failback) -> Status:
+    """One image replaying on A from B, one VM DONE on B and running on A."""
+    def side(site: str, primary: bool, state: MirrorState) -> ImageSide:
+        info = MirrorImageInfo("one-100", "gid", True, primary, "journal")
+        return ImageSide(site, info, MirrorStatus(site, fb.pool, "one-100", "gid", primary,
+                                                  SiteStatus(None, state, True, "")))
+
+    return Status.now(fb.pool, fb.site_a.name, fb.site_b.name,
+                      (ImageState("one-100", side(fb.site_a.name, False, MirrorState.REPLAYING),
+                                  side(fb.site_b.name, True, MirrorState.STOPPED)),),
+                      (VMState(VM(12, "web", "DONE"), VM(3, "web", "ACTIVE", "RUNNING"),
+                               ("one-100",)),))
+
+
 def sample_report(fb: Failback, complete: bool = True) -> Report:
     return Report(fb.pool, fb.site_a.name, fb.site_b.name,
                   (ImageOutcome("one-100", True, True, True, complete, 2 if complete else None,
@@ -142,12 +167,9 @@ class Fake:
                 raise fake.run_error
             return sample_report(fb)
 
-        def status(fb: Failback) -> dict:
+        def status(fb: Failback) -> Status:
             fake.calls.append(("status", None))
-            return {"images": {"one-100": {"site-a": "non-primary up+replaying",
-                                           "site-b": "primary up+stopped"}},
-                    "vms": {"12->3": {"site-b": "DONE", "site-a": "ACTIVE/RUNNING",
-                                      "images": ["one-100"]}}}
+            return sample_status(fb)
 
         @contextlib.contextmanager
         def locked(fb: Failback) -> Iterator[Holder]:

@@ -1,0 +1,76 @@
+"""The documentation keeps up with the code: every exception and every blocker kind is explained
+in docs/troubleshooting.rst, every page is in the table of contents, the notebook is clean."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ceph_failback import errors
+from ceph_failback.opennebula.mapping import FindingKind
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+
+
+def exception_classes() -> list[type[errors.FailbackError]]:
+    return [obj for _, obj in inspect.getmembers(errors, inspect.isclass)
+            if issubclass(obj, errors.FailbackError)]
+
+
+@pytest.mark.parametrize("cls", exception_classes(), ids=lambda c: c.__name__)
+def test_every_exception_is_in_troubleshooting(cls: type) -> None:
+    text = (DOCS / "troubleshooting.rst").read_text()
+    assert f":class:`~ceph_failback.errors.{cls.__name__}`" in text, (
+        f"docs/troubleshooting.rst does not explain {cls.__name__}: say what it means, how to "
+        "recover and how to resume")
+    assert cls.__name__ in errors.__all__
+
+
+def blocker_kinds() -> set[str]:
+    core = (ROOT / "ceph_failback" / "failback" / "core.py").read_text()
+    literal = set(re.findall(r'Blocker\(\s*"([a-z][a-z-]+)"', core))
+    return literal | {k.value for k in FindingKind}
+
+
+def test_every_blocker_kind_is_in_troubleshooting() -> None:
+    text = (DOCS / "troubleshooting.rst").read_text()
+    missing = sorted(k for k in blocker_kinds() if f"``{k}``" not in text)
+    assert not missing, f"blocker kinds not explained in docs/troubleshooting.rst: {missing}"
+
+
+def test_every_page_is_in_the_toctree() -> None:
+    index = (DOCS / "index.rst").read_text()
+    toctree = index.split(".. toctree::", 1)[1]
+    listed = set(re.findall(r"^\s{3}([\w-]+)\s*$", toctree, re.M))
+    pages = {p.stem for p in DOCS.glob("*.rst")} - {"index"}
+    assert pages <= listed, f"pages missing from docs/index.rst: {sorted(pages - listed)}"
+
+
+def test_notebook_is_stored_clean() -> None:
+    nb = json.loads((DOCS / "notebook.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code), (
+        "store docs/notebook.ipynb without outputs")
+    sources = ["".join(c["source"]) for c in code]
+    steps = ("demote_site_a", "resync_site_a", "terminate_site_b", "demote_site_b",
+             "promote_site_a", "resume_site_a")
+    for step in steps:  # one cell per step, in order
+        assert sum(s.strip() == f"fb.{step}()" for s in sources) == 1, step
+    order = [next(i for i, s in enumerate(sources) if s.strip() == f"fb.{step}()") for step in steps]
+    assert order == sorted(order)
+
+
+@pytest.mark.parametrize("cls", exception_classes(), ids=lambda c: c.__name__)
+def test_documented_exit_codes_are_the_cli_s(cls: type[errors.FailbackError]) -> None:
+    from ceph_failback.cli import exit_code
+
+    text = (DOCS / "troubleshooting.rst").read_text()
+    m = re.search(rf":class:`~ceph_failback.errors.{cls.__name__}`( \(exit (\d)\))?\n", text)
+    assert m is not None
+    documented = int(m.group(2)) if m.group(2) else 1  # no code shown: 1
+    assert exit_code(cls("x")) == documented
