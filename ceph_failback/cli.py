@@ -325,8 +325,12 @@ def render_plan(plan: Plan, journal: Path | None = None) -> str:
 
 
 def render_status(status: dict[str, Any], site_a: str, site_b: str, pool: str) -> str:
-    """:meth:`Failback.status` as a side-by-side table of both sites."""
+    """:meth:`Failback.status` as a side-by-side table of both sites (with the holder of the
+    pool's failback lock when ``status`` has a ``lock`` entry: ``None`` means free)."""
     lines = [f"Pool {pool!r}: {site_b} (B) -> {site_a} (A)"]
+    if "lock" in status:
+        holder = status["lock"]
+        lines.append(f"Failback lock: held by {holder}" if holder else "Failback lock: free")
     images = status.get("images", {})
     lines += ["", f"Images ({len(images)}):"]
     if images:

@@ -323,23 +323,7 @@ class MirrorPool:
         The batched listing omits whether each image is primary; it is filled in from the
         (also batched) image info listing.
         """
-        wanted = set(images) if images is not None else None
-        peer_names = self.peer_names()
-        with self._ioctx() as ioctx:
-            raw_list = self._call("listing mirror statuses",
-                                  lambda: list(self._rbd.RBD().mirror_image_status_list(ioctx)))
-            infos = self._call("listing mirror image info",
-                               lambda: dict(self._rbd.RBD().mirror_image_info_list(ioctx)))
-        out = {}
-        for raw in raw_list:
-            name = raw.get("name")
-            if name is None or (wanted is not None and name not in wanted):
-                continue
-            info = infos.get(raw.get("id"), {})
-            primary = bool(info["primary"]) if "primary" in info else None
-            out[name] = parse_mirror_status(raw, site=self.site.name, pool=self.pool,
-                                            peer_names=peer_names, primary=primary)
-        return out
+        return self.overview(images)[1]
 
     def mirrored_names(self) -> set[str]:
         """Names of the pool's mirror-enabled images, from the batched status listing alone (cheap:

@@ -232,6 +232,12 @@ class Failback:
         self.concurrency = concurrency
         self.vm_concurrency = vm_concurrency
         self.hard_terminate_after = hard_terminate_after
+        if hard_terminate_after is not None and not (
+                0 <= hard_terminate_after < self.timeouts.terminate):
+            raise ConfigurationError(
+                f"hard_terminate_after ({hard_terminate_after}s) must be >= 0 and less than "
+                f"timeouts.terminate ({self.timeouts.terminate}s)", site=site_b.name,
+                hint="lower hard_terminate_after or raise Timeouts.terminate")
         self.waive = frozenset(waive)
         bad = self.waive - WAIVABLE
         if bad:
@@ -248,6 +254,7 @@ class Failback:
                                            f"{self.journal.path.absolute()}")
         self._lock_depth = 0
         self._lock_guard = threading.Lock()
+        self._checked = False  # check() passed: the step methods do not plan again
 
     def __repr__(self) -> str:
         return (f"Failback({self.site_b.name!r} -> {self.site_a.name!r}, pool={self.pool!r}, "
@@ -618,18 +625,26 @@ class Failback:
         return VMPlan(pair.vm_b, pair.vm_a, pair.images, tuple(acts))
 
     def check(self) -> Plan:
-        """:meth:`plan`, raising :class:`SafetyError` if any blocker is not waived."""
+        """:meth:`plan`, raising :class:`SafetyError` if any blocker is not waived.
+
+        :meth:`run` starts with it; the first step method called on this object calls it too
+        (once), so the steps called one by one keep the same rules."""
         plan = self.plan()
         if not plan.ok:
             raise SafetyError(
                 f"{len(plan.unwaived)} blocker(s): " + "; ".join(str(b) for b in plan.unwaived),
                 pool=self.pool,
                 hint="fix them (see plan()); waivable kinds: " + ", ".join(sorted(WAIVABLE)))
+        self._checked = True
         return plan
 
     # -- step helpers --------------------------------------------------------------------------
 
     def _step(self, step: str) -> StepResult:
+        if not self._checked:
+            # The step methods called one by one keep the plan's rules too (a VM running on A,
+            # an image used twice, a clone disk...): the first step of this object checks.
+            self.check()
         self._record_scope()
         self.events.emit(EventKind.STEP_STARTED, STEP_TITLES[step], step=step)
         self.journal.write(step, "started")
@@ -952,6 +967,15 @@ class Failback:
                     # A terminate sent by an interrupted run: wait for it, do not send another.
                     self.journal.write("terminate_b", "observed", t, state=vm.status)
                 else:
+                    unready = self._not_ready_on_a(pair)
+                    if unready:
+                        raise SafetyError(
+                            f"{self.site_a.name} is not ready to take over images {unready}: "
+                            "this failback has not seen them replay from "
+                            f"{self.site_b.name} (steps 1 and 2); stopping the VM now would "
+                            "leave it down with no copy on A to resume from",
+                            site=self.site_b.name, vm=vm.id, pool=self.pool,
+                            hint="run demote_site_a() and resync_site_a() first (or run())")
                     self.journal.write("terminate_b", "intent", t, state=vm.status)
                 self.events.emit(EventKind.VM_STATE, f"{t}: terminating ({vm.status})",
                                  step="terminate_b", target=t)
@@ -961,6 +985,22 @@ class Failback:
             self._wait_mirrored(pair)
         except FailbackError as exc:
             self._fail(result, t, exc)
+
+    def _not_ready_on_a(self, pair: Pair) -> list[str]:
+        """The pair's images that site A could not take over if the VM on B stopped now: not
+        proven (journal) to replay from B, not already demoted on B by this failback, and not
+        already home (primary on A only)."""
+        unready = []
+        for name in pair.images:
+            if self._proven(name) or self._attempted("demote_b", image_target(name)):
+                continue
+            try:
+                home = self.pool_a().info(name).primary and not self.pool_b().info(name).primary
+            except FailbackError:
+                home = False
+            if not home:
+                unready.append(name)
+        return unready
 
     def _wait_mirrored(self, pair: Pair) -> None:
         """After the VM on B stopped: wait until its images are mirrored to A (journal mode: see
@@ -1033,8 +1073,10 @@ class Failback:
     def demote_site_b(self, images: Iterable[str] | None = None) -> StepResult:
         """Step 4: demote the images on site B.
 
-        Refused for an image that a VM on B not yet DONE uses, or whose exclusive lock a client
-        holds (a running VM, a mapped device): demoting under a writer loses its last writes.
+        Refused for an image that site A was not seen replaying from B during this failback
+        (steps 1 and 2 not done), for one that a VM on B not yet DONE uses, or whose exclusive
+        lock a client holds (a running VM, a mapped device): demoting under a writer loses its
+        last writes.
         The image's watchers are recorded in the journal (rbd-mirror itself watches it).
         """
         started = time.monotonic()
@@ -1058,6 +1100,14 @@ class Failback:
                 if not info.primary:
                     self._skip(result, t, "already non-primary on B")
                     continue
+                if not self._proven(name):
+                    # Demoting B before A replays from B would leave A's old copy the only
+                    # candidate for primary, and B's last writes split-brained.
+                    raise SafetyError(
+                        f"{self.site_a.name} has not been seen replaying it from "
+                        f"{self.site_b.name} (steps 1 and 2): demoting B now could leave A's "
+                        "old copy as the one to promote", site=self.site_b.name, pool=self.pool,
+                        image=name, hint="run demote_site_a() and resync_site_a() first")
                 for p in users.get(name, []):
                     vm = self.site_b.one.vm(p.vm_b.id)
                     if not vm.is_done:

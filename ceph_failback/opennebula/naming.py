@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ..errors import OpenNebulaError
+
 __all__ = [
     "DEFAULT_POOL",
     "DiskKind",
@@ -32,8 +34,13 @@ __all__ = [
 DEFAULT_POOL = "one"
 
 
-class DiskNamingError(ValueError):
-    """A Ceph disk's attributes do not say which RBD image backs it (e.g. no ``SOURCE``)."""
+class DiskNamingError(OpenNebulaError, ValueError):
+    """A Ceph disk's attributes do not say which RBD image backs it (e.g. no ``SOURCE``).
+
+    An :class:`~ceph_failback.errors.OpenNebulaError` (what oned returned cannot be used), and
+    still a :class:`ValueError`. :class:`~ceph_failback.opennebula.OpenNebulaSite` wraps it in
+    an ``OpenNebulaError`` that names the site and the VM.
+    """
 
 
 class DiskKind(Enum):

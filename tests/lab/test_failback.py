@@ -103,6 +103,20 @@ def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
 def test_each_method_alone_in_the_documented_order(world: World, tmp_path: Path) -> None:
     expected = build(world, 2)
     fb = make_failback(world, tmp_path / "j.jsonl")
+    # Step 3 before steps 1 and 2: refused before any VM stops (it would stay down with no copy
+    # on A to resume from).
+    with pytest.raises(StepFailedError) as early:
+        fb.terminate_site_b()
+    assert all("not ready to take over" in m for m in early.value.failures.values())
+    assert len(early.value.failures) == 2
+    assert all(world.oned_b.vm_state(p.vm_b) == ("ACTIVE", "RUNNING") for p in world.vms)
+    assert not [a for a in world.oned_b.actions if a[1].startswith("terminate")]
+    # Step 4 before steps 1 and 2: refused, B stays primary (A would be left with its old copy).
+    with pytest.raises(StepFailedError) as early:
+        fb.demote_site_b()
+    assert len(early.value.failures) == 3
+    assert all("not been seen replaying" in m for m in early.value.failures.values())
+    assert all(world.lab.is_primary("b", i) for i in expected)
     assert len(fb.demote_site_a().done) == 3
     assert len(fb.resync_site_a().done) == 3
     assert len(fb.terminate_site_b().done) == 2

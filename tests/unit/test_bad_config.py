@@ -101,3 +101,28 @@ def test_unreadable_or_not_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert code == 2 and doc["type"] == "ConfigurationError"
         assert str(path) in doc["error"] and says in doc["error"], doc
     assert fake.calls == []
+
+
+@pytest.mark.parametrize("hard_after", [-1.0, 600.0, 900.0])
+def test_hard_terminate_after_out_of_range_refused_before_anything(tmp_path: Path,
+                                                                    hard_after: float) -> None:
+    """A ``hard_terminate_after`` the terminate wait could never reach is refused when the
+    Failback is made, not per VM in step 3 after steps 1 and 2 have run."""
+    from ceph_failback.config import load_config
+    from ceph_failback.errors import ConfigurationError
+    from ceph_failback.failback import Failback, Timeouts
+
+    from .test_security import config_text, write_files
+
+    path = tmp_path / "f.toml"
+    path.write_text(config_text(write_files(tmp_path)))
+    cfg = load_config(path)
+    site_a, site_b = cfg.sites()  # nothing is contacted
+    with pytest.raises(ConfigurationError) as info:
+        Failback(site_a, site_b, cfg.pool, journal=tmp_path / "j.jsonl",
+                 timeouts=Timeouts(terminate=600), hard_terminate_after=hard_after)
+    assert "hard_terminate_after" in str(info.value) and "site-b" in str(info.value)
+    assert not (tmp_path / "j.jsonl").exists()
+    fb = Failback(site_a, site_b, cfg.pool, journal=tmp_path / "j.jsonl",
+                  timeouts=Timeouts(terminate=600), hard_terminate_after=120)
+    assert fb.hard_terminate_after == 120

@@ -617,6 +617,20 @@ def test_status_side_by_side(fake: Fake, config: Path, capsys: pytest.CaptureFix
     assert doc["failback"] is None
 
 
+def test_status_prints_the_lock_holder(fake: Fake, config: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "status", "-c", str(config))
+    assert code == 0 and "Failback lock: free" in out
+    fake.holder = OTHER
+    code, out, _ = run_cli(capsys, "status", "-c", str(config))
+    assert code == 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("Failback lock:"))
+    assert line == f"Failback lock: held by {OTHER}" and "pid 4242" in line
+    assert fake.called("break_lock") == []  # status changes nothing
+    # Without a "lock" entry (a status dict from elsewhere) no lock line is printed.
+    assert "lock" not in cli.render_status({"images": {}, "vms": {}}, "site-a", "site-b", "one")
+
+
 def test_secrets_never_printed(fake: Fake, config: Path, capsys: pytest.CaptureFixture[str],
                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
