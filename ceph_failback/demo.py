@@ -53,17 +53,16 @@ WAITS = {
                 "(image size, bandwidth, rbd_mirror_concurrent_image_syncs images at a time), "
                 "then reports replaying (status reports come periodically); with Ceph's "
                 "defaults three small images took 48-59 s on this project's lab",
-    "terminate_b": "the guest's shutdown and OpenNebula's epilog, then the wait until A has "
-                   "B's last writes (journal: A reports replaying with nothing behind, which "
-                   "waits for rbd-mirror's periodic status report: 0-23 s on this project's lab "
-                   "with either interval setting; snapshot: a mirror snapshot taken on B copied "
-                   "to A)",
+    "terminate_b": "the guest's shutdown and OpenNebula's epilog, then the wait until the "
+                   "images are mirrored to A (journal: A replays from B, proven in step 2, so "
+                   "the catch-up itself is left to step 5's promote; an image not proven must "
+                   "report nothing behind, which waits for rbd-mirror's periodic status "
+                   "report; snapshot: a mirror snapshot taken on B copied to A)",
     "demote_b": "no wait, unless a client still holds the image's exclusive lock (a killed "
                 "client's watch lingers ~30 s: Timeouts.writer)",
     "promote_a": "retried while rbd-mirror on A has not replayed B's demotion "
                  "(rbd_mirror_journal_poll_age; snapshot mode: the demotion snapshot copied); "
-                 "after the mirror wait of step 3 this is quick: 2-4 s with Ceph's defaults on "
-                 "this project's lab",
+                 "in journal mode it includes A's catch-up on B's last writes",
     "resume_a": "the VM's boot in OpenNebula",
 }
 

@@ -455,87 +455,88 @@ class Failback:
         pa, pb = self.pool_a(), self.pool_b()
         # Both sites' listings in the background, side by side and beside OpenNebula's (the
         # scope): librbd reads each image's promotion state for them, ~2 ms per image.
-        ex = ThreadPoolExecutor(3, thread_name_prefix="plan")
-        overview_a, overview_b = ex.submit(pa.overview), ex.submit(pb.overview)
-        health = ex.submit(pa.daemon_health, beacon_grace=self.timeouts.daemon_beacon_grace)
-        ex.shutdown(wait=False)
-        for site, pool in ((self.site_a, pa), (self.site_b, pb)):
+        # Leaving the block waits for them, an error included: a librbd call must never outlive
+        # plan(), as the caller may close the cluster handle next (which would hang the call).
+        with ThreadPoolExecutor(3, thread_name_prefix="plan") as ex:
+            overview_a, overview_b = ex.submit(pa.overview), ex.submit(pb.overview)
+            health = ex.submit(pa.daemon_health, beacon_grace=self.timeouts.daemon_beacon_grace)
+            for site, pool in ((self.site_a, pa), (self.site_b, pb)):
+                try:
+                    pool.require_mirroring()
+                except MirroringNotEnabledError as exc:
+                    blockers.append(Blocker("mirroring-not-enabled", f"pool@{site.name}", str(exc)))
             try:
-                pool.require_mirroring()
-            except MirroringNotEnabledError as exc:
-                blockers.append(Blocker("mirroring-not-enabled", f"pool@{site.name}", str(exc)))
-        try:
-            holder = self._pool_lock.holder()
-        except CephError as exc:
-            holder = None
-            warnings.append(f"cannot read the failback lock on {self.site_a.name}: {exc}")
-        mine = self._pool_lock.held
-        if holder is not None and (mine is None or holder.cookie != mine.cookie):
-            if holder.is_provably_dead():
-                warnings.append(f"a dead failback on this machine left the lock of pool "
-                                f"{self.pool!r} ({holder}); it will be taken over")
-            else:
-                blockers.append(Blocker(
-                    "locked", f"lock@{self.site_a.name}",
-                    f"another failback holds the lock of pool {self.pool!r}: {holder}; wait for "
-                    "it, or if it is dead break the lock (Failback.break_lock(), "
-                    "`ceph-failback unlock --yes`)"))
-        fresh = self._scope_cache is None  # the scope read now holds the VMs' present states
-        scope = self._scope()
-        if scope.mapping is not None:
-            # A scope recorded in the journal is a filter too: resuming a failback of some VMs
-            # must not be blocked by VMs it does not touch (another failback's, say).
-            filtered = (self.image_filter is not None or self.vm_filter is not None
-                        or self.journal.last(step="run", event="scope") is not None)
-            for f in scope.mapping.findings:
-                # VM ids are per site: VM 0 on B is not VM 0 on A. A finding about a VM out of
-                # scope (one running on A after an earlier failback, say) is not this one's.
-                vm_in_scope = f.vm is not None and any(
-                    (f.site, f.vm) in ((self.site_a.name, p.vm_a.id), (self.site_b.name, p.vm_b.id))
-                    for p in scope.pairs)
-                relevant = (not filtered or f.kind is FindingKind.UNKNOWN_VM or vm_in_scope
-                            or (f.image in scope.images if f.image is not None else f.vm is None))
-                if not relevant:
-                    continue
-                target = (image_target(f.image) if f.image else
-                          vm_target(f.site, f.vm) if f.vm is not None else "pool")
-                if f.kind is FindingKind.VM_NOT_STOPPED and f.vm is not None and (
-                        self.journal.has(step="resume_a", event="done",
-                                         target=vm_target(f.site, f.vm))):
-                    continue  # running on A because this failback resumed it: done, not unsafe
-                if f.severity is Severity.BLOCKER:
-                    blockers.append(Blocker(f.kind.value, target, f.message,
-                                            waivable=f.kind.value in WAIVABLE))
+                holder = self._pool_lock.holder()
+            except CephError as exc:
+                holder = None
+                warnings.append(f"cannot read the failback lock on {self.site_a.name}: {exc}")
+            mine = self._pool_lock.held
+            if holder is not None and (mine is None or holder.cookie != mine.cookie):
+                if holder.is_provably_dead():
+                    warnings.append(f"a dead failback on this machine left the lock of pool "
+                                    f"{self.pool!r} ({holder}); it will be taken over")
                 else:
-                    warnings.append(str(f))
-        if self.vm_filter is not None and scope.mapping is not None:
-            for vm_id in dict.fromkeys(self.vm_filter):
-                if not any(p.vm_b.id == vm_id for p in scope.pairs):
-                    blockers.append(Blocker(FindingKind.UNKNOWN_VM.value,
-                                            vm_target(self.site_b.name, vm_id),
-                                            self._why_not_in_scope(vm_id)))
-        if not scope.images:
-            warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")
-        infos_a, stat_a = overview_a.result()
-        infos_b, stat_b = overview_b.result()
-        try:
-            healthy = [d for d in health.result() if d.healthy]
-            if not healthy:
-                blockers.append(Blocker(
-                    "rbd-mirror-down", f"rbd-mirror@{self.site_a.name}",
-                    f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool "
-                    f"{self.pool!r}: images cannot resync or replay from {self.site_b.name}"))
-        except CephError as exc:
-            blockers.append(Blocker("daemon-health-unknown", f"rbd-mirror@{self.site_a.name}",
-                                    f"cannot read the rbd-mirror service status: {exc}",
-                                    waivable=True))
-        image_plans = [self._plan_image(n, infos_a.get(n), infos_b.get(n), stat_a.get(n),
-                                        stat_b.get(n), blockers) for n in scope.images]
-        present = list(scope.pairs) if fresh else self._present(scope.pairs)
-        vm_plans = [self._plan_vm(p, blockers) for p in present]
-        blockers = list({(b.kind, b.target): b for b in blockers}.values())
-        return Plan(self.pool, self.site_a.name, self.site_b.name, tuple(image_plans),
-                    tuple(vm_plans), tuple(blockers), tuple(warnings), self.waive)
+                    blockers.append(Blocker(
+                        "locked", f"lock@{self.site_a.name}",
+                        f"another failback holds the lock of pool {self.pool!r}: {holder}; wait for "
+                        "it, or if it is dead break the lock (Failback.break_lock(), "
+                        "`ceph-failback unlock --yes`)"))
+            fresh = self._scope_cache is None  # the scope read now holds the VMs' present states
+            scope = self._scope()
+            if scope.mapping is not None:
+                # A scope recorded in the journal is a filter too: resuming a failback of some VMs
+                # must not be blocked by VMs it does not touch (another failback's, say).
+                filtered = (self.image_filter is not None or self.vm_filter is not None
+                            or self.journal.last(step="run", event="scope") is not None)
+                for f in scope.mapping.findings:
+                    # VM ids are per site: VM 0 on B is not VM 0 on A. A finding about a VM out of
+                    # scope (one running on A after an earlier failback, say) is not this one's.
+                    vm_in_scope = f.vm is not None and any(
+                        (f.site, f.vm) in ((self.site_a.name, p.vm_a.id), (self.site_b.name, p.vm_b.id))
+                        for p in scope.pairs)
+                    relevant = (not filtered or f.kind is FindingKind.UNKNOWN_VM or vm_in_scope
+                                or (f.image in scope.images if f.image is not None else f.vm is None))
+                    if not relevant:
+                        continue
+                    target = (image_target(f.image) if f.image else
+                              vm_target(f.site, f.vm) if f.vm is not None else "pool")
+                    if f.kind is FindingKind.VM_NOT_STOPPED and f.vm is not None and (
+                            self.journal.has(step="resume_a", event="done",
+                                             target=vm_target(f.site, f.vm))):
+                        continue  # running on A because this failback resumed it: done, not unsafe
+                    if f.severity is Severity.BLOCKER:
+                        blockers.append(Blocker(f.kind.value, target, f.message,
+                                                waivable=f.kind.value in WAIVABLE))
+                    else:
+                        warnings.append(str(f))
+            if self.vm_filter is not None and scope.mapping is not None:
+                for vm_id in dict.fromkeys(self.vm_filter):
+                    if not any(p.vm_b.id == vm_id for p in scope.pairs):
+                        blockers.append(Blocker(FindingKind.UNKNOWN_VM.value,
+                                                vm_target(self.site_b.name, vm_id),
+                                                self._why_not_in_scope(vm_id)))
+            if not scope.images:
+                warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")
+            infos_a, stat_a = overview_a.result()
+            infos_b, stat_b = overview_b.result()
+            try:
+                healthy = [d for d in health.result() if d.healthy]
+                if not healthy:
+                    blockers.append(Blocker(
+                        "rbd-mirror-down", f"rbd-mirror@{self.site_a.name}",
+                        f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool "
+                        f"{self.pool!r}: images cannot resync or replay from {self.site_b.name}"))
+            except CephError as exc:
+                blockers.append(Blocker("daemon-health-unknown", f"rbd-mirror@{self.site_a.name}",
+                                        f"cannot read the rbd-mirror service status: {exc}",
+                                        waivable=True))
+            image_plans = [self._plan_image(n, infos_a.get(n), infos_b.get(n), stat_a.get(n),
+                                            stat_b.get(n), blockers) for n in scope.images]
+            present = list(scope.pairs) if fresh else self._present(scope.pairs)
+            vm_plans = [self._plan_vm(p, blockers) for p in present]
+            blockers = list({(b.kind, b.target): b for b in blockers}.values())
+            return Plan(self.pool, self.site_a.name, self.site_b.name, tuple(image_plans),
+                        tuple(vm_plans), tuple(blockers), tuple(warnings), self.waive)
 
     def _why_not_in_scope(self, vm_id: int) -> str:
         """Why a VM asked for (``vms=``) on B is not in the scope."""
@@ -1353,18 +1354,17 @@ class Failback:
         pa, pb = self.pool_a(), self.pool_b()
         scope = self._scope()
         # The two sites' listings side by side, beside OpenNebula's (see plan()).
-        ex = ThreadPoolExecutor(2, thread_name_prefix="status")
-        overview_a = ex.submit(pa.overview, scope.images)
-        overview_b = ex.submit(pb.overview, scope.images)
-        ex.shutdown(wait=False)
-        present = self._present(scope.pairs)
-        (ia, sa), (ib, sb) = overview_a.result(), overview_b.result()
-        a, b = self.site_a.name, self.site_b.name
-        images = tuple(ImageState(name, ImageSide(a, ia.get(name), sa.get(name)),
-                                  ImageSide(b, ib.get(name), sb.get(name)))
-                       for name in scope.images)
-        vms = tuple(VMState(p.vm_b, p.vm_a, tuple(p.images)) for p in present)
-        return Status.now(self.pool, a, b, images, vms)
+        with ThreadPoolExecutor(2, thread_name_prefix="status") as ex:  # see plan()
+            overview_a = ex.submit(pa.overview, scope.images)
+            overview_b = ex.submit(pb.overview, scope.images)
+            present = self._present(scope.pairs)
+            (ia, sa), (ib, sb) = overview_a.result(), overview_b.result()
+            a, b = self.site_a.name, self.site_b.name
+            images = tuple(ImageState(name, ImageSide(a, ia.get(name), sa.get(name)),
+                                      ImageSide(b, ib.get(name), sb.get(name)))
+                           for name in scope.images)
+            vms = tuple(VMState(p.vm_b, p.vm_a, tuple(p.images)) for p in present)
+            return Status.now(self.pool, a, b, images, vms)
 
     def report(self) -> Report:
         """What this failback did, from the journal: per image outcome, per VM downtime."""

@@ -315,10 +315,10 @@ class Lab:
         """Write ``data`` to the (primary) image; in snapshot mode also take a mirror snapshot,
         as a snapshot schedule would, so the write gets mirrored."""
         _, rbd = import_bindings()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             # Right after a promotion the image can stay read-only for a moment, until
-            # rbd-mirror has released it.
+            # rbd-mirror has released it (once seen over 30 s while the test suite ran).
             try:
                 with self._image(site, name) as image:
                     image.write(data, offset)
