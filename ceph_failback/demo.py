@@ -73,6 +73,8 @@ CHECKS = {
     "vm-not-stopped": "a VM on A is not safely stopped (someone restarted it on stale disks)",
     "split-brain-on-b": "B's copy diverged from A's: a person decides which is current",
     "no-primary": "an image is primary on neither site and this failback did not demote it",
+    "stale-journal": "the journal records an earlier failback of an image that failed over "
+                     "again since: a new failback needs a new journal",
     "image-missing": "an image in scope is not mirrored on one site",
     "mirroring-not-enabled": "the pool is not mirrored on a site",
     "rbd-mirror-down": "no healthy rbd-mirror daemon on A: nothing could resync or replay",

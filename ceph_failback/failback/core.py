@@ -581,6 +581,18 @@ class Failback:
                                     f"{self.site_b.name}'s copy: the two copies diverged; decide "
                                     "which one is current and resync the other by hand"))
             return ImagePlan(name, mode, sa, sb, ())
+        promoted = self.journal.last(step="promote_a", event="done", target=t)
+        if b_primary and promoted is not None:
+            # Primary on B again after this journal's failback promoted it on A: a new failover
+            # happened since. The journal's resyncs and replay proofs belong to that earlier
+            # failback; trusting them could skip a needed resync and promote A's old copy.
+            blockers.append(Blocker(
+                "stale-journal", t,
+                f"journal {self.journal.path} records that a failback already promoted it on "
+                f"{self.site_a.name} (at {promoted.ts}), yet it is primary on "
+                f"{self.site_b.name} again: a new failover happened since; start this "
+                "failback with a new journal"))
+            return ImagePlan(name, mode, sa, sb, ())
         if a_primary and not b_primary:
             for step in ("demote_a", "resync_a", "demote_b", "promote_a"):
                 acts.append(Action(step, t, False, f"done: primary on {self.site_a.name}"))

@@ -85,6 +85,18 @@ def test_unplanned_disaster_end_to_end(world: World, tmp_path: Path) -> None:
     again = make_failback(world, tmp_path / "j.jsonl").run()
     assert again.complete
     assert len(fb.journal.__class__(fb.journal.path).find(event="done")) == before
+    # A new failover later: the old journal's resyncs and proofs must not carry over to it.
+    world.disaster("unplanned", new_data=pattern("written-on-b-again", 1 << 20))
+    stale = make_failback(world, tmp_path / "j.jsonl")
+    found = {(b.kind, b.target) for b in stale.plan().blockers}
+    assert {("stale-journal", f"image:{i}") for i in expected} <= found, found
+    roles = {i: (world.lab.is_primary("a", i), world.lab.is_primary("b", i)) for i in expected}
+    with pytest.raises(SafetyError, match="new journal"):
+        stale.run()
+    with pytest.raises(SafetyError, match="new journal"):
+        stale.resync_site_a()
+    assert roles == {i: (world.lab.is_primary("a", i), world.lab.is_primary("b", i))
+                     for i in expected}
 
 
 def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
