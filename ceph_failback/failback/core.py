@@ -762,8 +762,8 @@ class Failback:
     # -- step 2 --------------------------------------------------------------------------------
 
     @_exclusive
-    def resync_site_a(self, images: Iterable[str] | None = None, *, wait: bool = True
-                      ) -> StepResult:
+    def resync_site_a(self, images: Iterable[str] | None = None, *, wait: bool = True,
+                      on_ready: Callable[[str], None] | None = None) -> StepResult:
         """Step 2: flag the images on site A for resync, and wait until they replay from B.
 
         Only images that need it are resynced: those that were primary on A (they diverged from
@@ -772,6 +772,11 @@ class Failback:
         resyncs nothing). Before any resync the step checks that B holds the primary (never
         resync the only current copy) and that A's rbd-mirror daemon is up. A resync already
         requested by this failback (journal) is never requested again.
+
+        ``on_ready`` is called (from this step's thread) with each image as soon as it is ready
+        for steps 3-5: at once for an image that needs no resync, else when it replays from B
+        during the wait. :meth:`run` uses it to start each VM's steps as soon as its own images
+        are ready.
         """
         started = time.monotonic()
         result = self._step("resync_a")
@@ -843,8 +848,12 @@ class Failback:
             else:
                 assert r.error is not None
                 self._fail(result, image_target(name), r.error)
+        if on_ready is not None:
+            for name in names:
+                if result.outcomes.get(image_target(name), ("",))[0] == "skipped":
+                    on_ready(name)
         if wait and waiting:
-            self._wait_resynced(waiting, result)
+            self._wait_resynced(waiting, result, on_ready)
         return self._finish(result, started)
 
     def _settle(self, names: list[str], result: StepResult) -> dict[str, bool]:
@@ -891,7 +900,8 @@ class Failback:
         resync = self.journal.last(step="resync_a", event="done", target=t)
         return proof is not None and (resync is None or proof.time >= resync.time)
 
-    def _wait_resynced(self, waiting: dict[str, float], result: StepResult) -> None:
+    def _wait_resynced(self, waiting: dict[str, float], result: StepResult,
+                       on_ready: Callable[[str], None] | None = None) -> None:
         pa = self.pool_a()
         pending = dict(waiting)
         last: dict[str, str] = {}
@@ -926,6 +936,8 @@ class Failback:
                     self.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: replaying from B",
                                      step="resync_a", target=image_target(name), percent=100)
                     del pending[name]
+                    if on_ready is not None:
+                        on_ready(name)
             return Judgement(Verdict.DONE if not pending else Verdict.RETRY,
                              f"{len(pending)} image(s) not replaying yet")
 
@@ -1302,8 +1314,9 @@ class Failback:
 
         With ``pipeline`` (default), steps 3-6 run per VM: each VM is terminated, mirrored,
         demoted, promoted and resumed as soon as its own images are ready (step 2 requests every
-        resync first, then each VM waits for its own images only), ``vm_concurrency`` VMs at a
-        time, so one slow image does not keep every VM down.
+        resync, then one wait watches them all and starts each VM's steps the moment its images
+        replay from B), ``vm_concurrency`` VMs at a time, so one slow image does not keep every
+        VM down.
 
         Returns:
             The :class:`Report`. Raises :class:`StepFailedError` if anything failed (the
@@ -1315,11 +1328,9 @@ class Failback:
         failures: dict[str, str] = {}
         try:
             self.demote_site_a()
-            self.resync_site_a(wait=not pipeline)
             if pipeline:
                 def one_vm(pair: Pair) -> None:
                     try:
-                        self.resync_site_a(images=pair.images)  # waits for these images only
                         self.terminate_site_b(vms=[pair.vm_b.id])
                         self.demote_site_b(images=pair.images)
                         self.promote_site_a(images=pair.images)
@@ -1328,7 +1339,7 @@ class Failback:
                         with self._lock:
                             failures.update(exc.failures)
 
-                self._parallel(self.pairs, one_vm, self.vm_concurrency)
+                self._dispatch_when_ready(self.pairs, one_vm, failures)
                 leftover = [i for i in self.images
                             if not any(i in p.images for p in self.pairs)]
                 if leftover:
@@ -1339,6 +1350,7 @@ class Failback:
                     raise StepFailedError(f"{len(failures)} target(s) failed", failures=failures,
                                           pool=self.pool, hint="fix the cause and run again")
             else:
+                self.resync_site_a()
                 self.terminate_site_b()
                 self.demote_site_b()
                 self.promote_site_a()
@@ -1348,6 +1360,37 @@ class Failback:
             raise
         self.journal.write("run", "finished")
         return self.report()
+
+    def _dispatch_when_ready(self, pairs: Sequence[Pair], fn: Callable[[Pair], None],
+                             failures: dict[str, str]) -> None:
+        """Step 2 over every image, starting ``fn`` for each pair (``vm_concurrency`` at a time)
+        as soon as all its images are ready: one wait polls for every image, and a VM whose
+        images are ready never waits behind one whose resync is slow."""
+        missing = [set(p.images) for p in pairs]
+        users: dict[str, list[int]] = {}
+        for index, pair in enumerate(pairs):
+            for name in pair.images:
+                users.setdefault(name, []).append(index)
+        started: set[int] = set()
+        futures = []
+        ex = ThreadPoolExecutor(max(1, min(self.vm_concurrency, len(pairs))),
+                                thread_name_prefix="failback")
+
+        def ready(name: str) -> None:
+            for index in users.get(name, ()):
+                missing[index].discard(name)
+                if not missing[index] and index not in started:
+                    started.add(index)
+                    futures.append(ex.submit(fn, pairs[index]))
+
+        try:
+            self.resync_site_a(on_ready=ready)
+        except StepFailedError as exc:
+            failures.update(exc.failures)  # the VMs of those images are not started
+        finally:
+            ex.shutdown(wait=True)
+        for future in futures:
+            future.result()
 
     def resume(self, *, pipeline: bool = True) -> Report:
         """Finish an interrupted failback (same as :meth:`run`: every step skips what is done)."""

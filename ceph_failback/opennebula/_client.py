@@ -31,7 +31,7 @@ from ..errors import (
     VMNotFoundError,
 )
 
-__all__ = ["make_client", "translate_error"]
+__all__ = ["make_client", "call_xml", "translate_error"]
 
 
 class _TimeoutTransport(RequestsTransport):
@@ -71,6 +71,16 @@ def make_client(endpoint: str, session: str, *, verify: bool | str, timeout: flo
         https=endpoint.lower().startswith("https"), verify=verify, timeout=timeout
     )
     return client
+
+
+def call_xml(client: Any, method: str, *params: Any) -> Any:
+    """``one.<method>`` through pyone, with a successful XML answer returned as text instead of
+    pyone's generated bindings (slow for large pools); failures go through pyone's own reply
+    handling, so they raise the same exceptions as any other call."""
+    answer = client._do_request("one." + method, client._cast_parms(params))
+    if answer[0] and isinstance(answer[1], str):
+        return answer[1]
+    return client._OneServerXRPC__response(answer)
 
 
 def _certificate_failure(exc: BaseException) -> bool:

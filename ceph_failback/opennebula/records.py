@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 import pyone
 
@@ -20,6 +21,8 @@ __all__ = [
     "Datastore",
     "vm_state_name",
     "lcm_state_name",
+    "pool_elements",
+    "vm_from_element",
     "SAFELY_STOPPED_STATES",
 ]
 
@@ -199,6 +202,45 @@ def vm_from_binding(obj: Any) -> VM:
         state=vm_state_name(obj.STATE),
         lcm_state=lcm_state_name(obj.LCM_STATE),
         disks=tuple(disks_of(vm_id, obj.TEMPLATE)),
+    )
+
+
+def _attributes(element: ElementTree.Element) -> dict[str, Any]:
+    """A template vector's attributes as pyone parses them (xmltodict): text, ``None`` when
+    empty, a list for a repeated attribute."""
+    out: dict[str, Any] = {}
+    for child in element:
+        value = (child.text or "").strip() or None
+        if child.tag in out:
+            previous = out[child.tag]
+            out[child.tag] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            out[child.tag] = value
+    return out
+
+
+def pool_elements(text: str) -> list[ElementTree.Element]:
+    """The ``<VM>`` elements of a ``one.vmpool.infoextended`` answer (``<VM_POOL>``)."""
+    return ElementTree.fromstring(text).findall("VM")
+
+
+def vm_from_element(node: ElementTree.Element) -> VM:
+    """Build a :class:`VM` from a ``<VM>`` element of a pool listing: the same record as
+    :func:`vm_from_binding` gives for pyone's binding of it.
+
+    pyone's generated bindings take ~0.5 s of CPU per 1,000 VMs; ElementTree (in C) reads only
+    the fields the records need, many times faster. ``tests/unit`` checks both give the same
+    records on oned's own replies.
+    """
+    vm_id = int(node.findtext("ID", ""))
+    template = node.find("TEMPLATE")
+    disks = [_attributes(d) for d in template.findall("DISK")] if template is not None else []
+    return VM(
+        id=vm_id,
+        name=node.findtext("NAME", ""),
+        state=vm_state_name(int(node.findtext("STATE", "-1"))),
+        lcm_state=lcm_state_name(int(node.findtext("LCM_STATE", "-1"))),
+        disks=tuple(disks_of(vm_id, {"DISK": disks} if disks else None)),
     )
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 import pyone
 
@@ -31,7 +32,7 @@ from ..errors import (
     WaitTimeoutError,
 )
 from ..waiting import Judgement, Verdict, wait_until
-from ._client import make_client, translate_error
+from ._client import call_xml, make_client, translate_error
 from .config import Credentials, resolve_credentials, resolve_endpoint
 from .naming import DiskNamingError
 from .records import (
@@ -40,7 +41,9 @@ from .records import (
     Image,
     datastore_from_binding,
     image_from_binding,
+    pool_elements,
     vm_from_binding,
+    vm_from_element,
 )
 
 __all__ = ["OpenNebulaSite"]
@@ -181,13 +184,17 @@ class OpenNebulaSite:
 
     # --- calls ------------------------------------------------------------------------------
 
-    def _call(self, method: str, *params: Any, what: str, vm: int | None = None) -> Any:
-        """Call ``one.<method>`` and map any failure to the library's errors."""
+    def _call(self, method: str, *params: Any, what: str, vm: int | None = None,
+              xml: bool = False) -> Any:
+        """Call ``one.<method>`` and map any failure to the library's errors (``xml``: return
+        the XML answer as text, not as pyone's bindings)."""
         func: Any = self._client
         for part in method.split("."):
             func = getattr(func, part)
         log.debug("%s: one.%s%r", self._name, method, params)
         try:
+            if xml:
+                return call_xml(self._client, method, *params)
             return func(*params)
         except Exception as exc:
             error = translate_error(
@@ -203,14 +210,15 @@ class OpenNebulaSite:
                 raise
             raise error from exc
 
-    def _parse_vm(self, binding: Any) -> VM:
+    def _parse_vm(self, vm_id: int, build: Callable[[Any], VM], source: Any) -> VM:
+        """``build(source)``: a VM record from pyone's binding or from a pool listing's element."""
         try:
-            return vm_from_binding(binding)
+            return build(source)
         except DiskNamingError as exc:
             raise OpenNebulaError(
                 f"cannot tell which RBD images back the VM's disks: {exc}",
                 site=self._name,
-                vm=int(binding.ID),
+                vm=vm_id,
             ) from exc
 
     # --- queries ----------------------------------------------------------------------------
@@ -242,8 +250,14 @@ class OpenNebulaSite:
         else:
             state_filter = _ALL if include_done else _ALL_BUT_DONE
         # filter -2: every VM the user may see; start/end -1: no id range.
-        pool = self._call("vmpool.infoextended", -2, -1, -1, state_filter, what="list the VMs")
-        return [self._parse_vm(binding) for binding in pool.VM]
+        text = self._call("vmpool.infoextended", -2, -1, -1, state_filter, what="list the VMs",
+                          xml=True)
+        try:
+            nodes = pool_elements(text)
+        except ElementTree.ParseError as exc:
+            raise OpenNebulaError(f"oned's VM listing is not XML: {exc}", site=self._name) from exc
+        return [self._parse_vm(int(node.findtext("ID", "-1")), vm_from_element, node)
+                for node in nodes]
 
     def vm(self, vm_id: int | VM) -> VM:
         """One VM (``one.vm.info``); DONE VMs are still readable.
@@ -253,7 +267,7 @@ class OpenNebulaSite:
         """
         vm_id = _vm_id(vm_id)
         binding = self._call("vm.info", vm_id, what=f"read VM {vm_id}", vm=vm_id)
-        return self._parse_vm(binding)
+        return self._parse_vm(int(binding.ID), vm_from_binding, binding)
 
     def image(self, image_id: int) -> Image:
         """One image record (``one.image.info``).

@@ -632,3 +632,41 @@ def test_a_wait_that_never_reconnects_times_out_with_the_error(oned, site):
         site.terminate(vm, timeout=0.5)
     timer.join()
     assert "Connection refused" in err.value.last_seen["error"]
+
+
+# --- the VM listing's own parse ----------------------------------------------------------------
+
+
+def test_listing_parse_gives_pyone_s_records_on_oned_s_sample() -> None:
+    """vms() reads oned's pool listing with ElementTree instead of pyone's bindings (for speed):
+    on a real oned 7.4 reply, both give the same records."""
+    import pyone.bindings
+
+    from ceph_failback.opennebula.records import pool_elements, vm_from_binding, vm_from_element
+
+    text = (Path(__file__).parent / "data" / "opennebula-samples"
+            / "sample_vmpool_infoextended.xml").read_text()
+    ours = [vm_from_element(node) for node in pool_elements(text)]
+    pyone_s = [vm_from_binding(b) for b in pyone.bindings.parseString(text.encode()).VM]
+    assert ours == pyone_s and ours and any(vm.disks for vm in ours)
+
+
+def test_listing_parse_gives_pyone_s_records_for_every_disk_kind(oned, site) -> None:
+    one = oned.add_vm("one", disks=[oned.add_image(persistent=True)], state="POWEROFF")
+    oned.add_vm("multi", disks=[oned.add_image(persistent=False), VolatileDisk(),
+                                oned.add_image(persistent=True)])
+    oned.add_vm("diskless", disks=[])
+    site.terminate(one)  # DONE: listed with include_done only
+    listed = site.vms(include_done=True)
+    assert {vm.name for vm in listed} == {"one", "multi", "diskless"}
+    assert listed == [site.vm(vm.id) for vm in listed]  # one.vm.info, through pyone's bindings
+    assert {vm.name for vm in site.vms()} == {"multi", "diskless"}
+    kinds = {d.kind for vm in listed for d in vm.disks}
+    assert kinds == {DiskKind.PERSISTENT, DiskKind.CLONE, DiskKind.VOLATILE}
+
+
+def test_listing_that_is_not_xml_is_a_clear_error(site, monkeypatch) -> None:
+    monkeypatch.setattr("ceph_failback.opennebula.site.call_xml", lambda *a: "<VM_POOL><VM>")
+    with pytest.raises(OpenNebulaError, match="not XML") as err:
+        site.vms()
+    assert err.value.site == "site-b"
