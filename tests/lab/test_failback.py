@@ -54,11 +54,24 @@ def assert_failed_back(world: World, expected: dict[str, str], fb: Failback) -> 
     for p in world.vms:
         assert world.oned_a.vm_state(p.vm_a) == ("ACTIVE", "RUNNING")
         assert world.oned_b.vm_state(p.vm_b) == ("DONE", "LCM_INIT")
-    # B replays from A again (the images are mirrored the right way round).
+    # B replays from A again (the images are mirrored the right way round). rbd-mirror on B
+    # takes this up on its own schedule: a loaded 2-core machine once needed more than 90 s.
     with world.lab.connect("b") as b:
         pool = b.pool(world.lab.pool)
-        poll(lambda: all(s.local.is_replaying() for s in pool.statuses(list(expected)).values()),
-             timeout=90, what="site B to replay from A")
+        seen: dict[str, str] = {}
+
+        def replaying() -> bool:
+            statuses = pool.statuses(list(expected))
+            seen.clear()
+            seen.update({i: statuses[i].local.summary() if i in statuses else "not listed"
+                         for i in expected})
+            return len(statuses) == len(expected) and all(
+                s.local.is_replaying() for s in statuses.values())
+
+        try:
+            poll(replaying, timeout=180, what="site B to replay from A")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen on B: {seen}") from None
     # Never a forced promote.
     promotes = fb.journal.find(step="promote_a", event="done")
     assert promotes and all(r.data.get("force") is False for r in promotes)

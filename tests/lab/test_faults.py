@@ -76,9 +76,17 @@ def rbd_mirror_back(lab: Lab) -> Iterator[None]:
 
 @pytest.fixture
 def mon_b_back(lab: Lab) -> Iterator[None]:
+    """Site B's monitor back, and B's rbd-mirror restarted once it is: the later tests of the
+    shared lab get a daemon that never lost its monitor."""
     yield
     if not lab.site("b").is_running("mon"):
         lab.start_mon("b")
+    lab.stop_rbd_mirror("b")
+    lab.start_rbd_mirror("b")
+    with lab.connect("b") as b:
+        pool = b.pool(lab.pool)
+        poll(lambda: any(d.healthy for d in pool.daemon_health(beacon_grace=GRACE)),
+             timeout=90, what="rbd-mirror on B healthy")
 
 
 def wait_daemon(lab: Lab, *, healthy: bool, timeout: float = 90) -> None:
