@@ -1338,14 +1338,22 @@ class Failback:
                     except StepFailedError as exc:
                         with self._lock:
                             failures.update(exc.failures)
+                    except FailbackError as exc:  # a step that could not start for this VM
+                        with self._lock:
+                            failures[self._vm_t(self.site_b, pair.vm_b.id)] = str(exc)
 
                 self._dispatch_when_ready(self.pairs, one_vm, failures)
-                leftover = [i for i in self.images
-                            if not any(i in p.images for p in self.pairs)]
-                if leftover:
-                    self.resync_site_a(images=leftover)
-                    self.demote_site_b(images=leftover)
-                    self.promote_site_a(images=leftover)
+                # Images of no VM (``images=``): step 2 above waited for them too.
+                leftover = [i for i in self.images if image_target(i) not in failures
+                            and not any(i in p.images for p in self.pairs)]
+                for step in (self.demote_site_b, self.promote_site_a):
+                    if not leftover:
+                        break
+                    try:
+                        step(images=leftover)
+                    except StepFailedError as exc:
+                        failures.update(exc.failures)
+                        leftover = [i for i in leftover if image_target(i) not in exc.failures]
                 if failures:
                     raise StepFailedError(f"{len(failures)} target(s) failed", failures=failures,
                                           pool=self.pool, hint="fix the cause and run again")
@@ -1376,19 +1384,29 @@ class Failback:
         ex = ThreadPoolExecutor(max(1, min(self.vm_concurrency, len(pairs))),
                                 thread_name_prefix="failback")
 
+        def start(index: int) -> None:
+            if index not in started:
+                started.add(index)
+                futures.append(ex.submit(fn, pairs[index]))
+
         def ready(name: str) -> None:
             for index in users.get(name, ()):
                 missing[index].discard(name)
-                if not missing[index] and index not in started:
-                    started.add(index)
-                    futures.append(ex.submit(fn, pairs[index]))
+                if not missing[index]:
+                    start(index)
 
+        for index, images in enumerate(missing):
+            if not images:
+                start(index)  # a pair with no image of the pool: nothing to wait for
         try:
             self.resync_site_a(on_ready=ready)
         except StepFailedError as exc:
             failures.update(exc.failures)  # the VMs of those images are not started
-        finally:
-            ex.shutdown(wait=True)
+        except BaseException:
+            # Interrupted (Ctrl-C) or step 2 could not run: no VM not yet started is stopped.
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        ex.shutdown(wait=True)
         for future in futures:
             future.result()
 
