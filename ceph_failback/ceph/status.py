@@ -118,6 +118,19 @@ class ReplayDetail:
             and self.remote_snapshot_timestamp == self.local_snapshot_timestamp
         )
 
+    def in_primary_epoch(self) -> bool:
+        """Journal: the local copy replays inside the primary's current tag epoch (its replay
+        position carries the primary's ``tag_tid``), so it has replayed past the primary's
+        promotion and cannot be an orphan of its own demotion. A copy that merely reports
+        "replaying" right after a flip may not have got there yet, and would accept a
+        non-forced promote with none of the primary's writes. Snapshot mode: ``False`` (the
+        mirror snapshots prove it instead)."""
+        if self.kind is not ReplayKind.JOURNAL:
+            return False
+        local, remote = self.non_primary_position, self.primary_position
+        return (local is not None and remote is not None and "tag_tid" in remote
+                and local.get("tag_tid") == remote["tag_tid"])
+
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> ReplayDetail:
         """Build from the JSON part of a ``replaying, {...}`` description."""

@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from ..ceph.connection import CephSite
 from ..ceph.lock import Holder, PoolLock
 from ..ceph.mirror import DEFAULT_CONCURRENCY, MirrorPool
-from ..ceph.status import MirrorImageInfo, MirrorStatus
+from ..ceph.status import MirrorImageInfo, MirrorStatus, ReplayKind
 from ..errors import (
     CephError,
     ConfigurationError,
@@ -870,7 +870,14 @@ class Failback:
             for name, s in st.items():
                 if s.is_split_brain():
                     decided[name] = True
-                elif s.local.up and s.local.is_replaying():
+                elif s.local.up and s.local.is_replaying() and (
+                        s.local.replay is not None and (
+                            s.local.replay.kind is ReplayKind.SNAPSHOT
+                            or s.local.replay.in_primary_epoch())):
+                    # Journal mode: "replaying" alone is not enough; right after a flip A may
+                    # not have replayed B's promotion yet (an orphan of its own demotion, which
+                    # librbd would promote without B's writes). Snapshot mode: step 5 checks
+                    # the mirror snapshots.
                     decided[name] = False
             return Judgement(Verdict.DONE if len(decided) == len(names) else Verdict.RETRY)
 

@@ -186,3 +186,20 @@ def test_primary_from_batched_listing_falls_back_to_description() -> None:
     st = parse_mirror_status(raw, site="site-a", pool="one")
     assert st.primary is None and st.is_primary()
     assert not parse_mirror_status(raw, site="site-a", pool="one", primary=False).is_primary()
+
+
+def test_in_primary_epoch_needs_the_primary_s_tag() -> None:
+    """Journal mode: a copy replaying from its peer is past the peer's promotion only once its
+    replay position carries the peer's tag (else it may be an orphan of its own demotion)."""
+    from ceph_failback.ceph.status import ReplayDetail
+
+    def detail(local_tag: int, remote_tag: int, behind: int = 0) -> ReplayDetail:
+        return ReplayDetail.parse({
+            "primary_position": {"entry_tid": 9, "object_number": 2, "tag_tid": remote_tag},
+            "non_primary_position": {"entry_tid": 4, "object_number": 1, "tag_tid": local_tag},
+            "entries_behind_primary": behind})
+
+    assert detail(5, 5, behind=3).in_primary_epoch()  # behind, but in B's epoch
+    assert not detail(4, 5, behind=3).in_primary_epoch()  # still in its own old epoch
+    assert not ReplayDetail.parse({"entries_behind_primary": 0}).in_primary_epoch()
+    assert not ReplayDetail.parse({"replay_state": "idle"}).in_primary_epoch()
