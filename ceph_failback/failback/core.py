@@ -359,11 +359,17 @@ class Failback:
         if len(pairs) <= _PER_VM_READS:
             return [Pair(self.site_a.one.vm(p.vm_a.id), self.site_b.one.vm(p.vm_b.id), p.images,
                          p.explicit) for p in pairs]
-        on_a = {vm.id: vm for vm in self.site_a.one.vms()}
-        on_b = {vm.id: vm for vm in self.site_b.one.vms(include_done=True)}
-        return [Pair(on_a.get(p.vm_a.id) or self.site_a.one.vm(p.vm_a.id),
-                     on_b.get(p.vm_b.id) or self.site_b.one.vm(p.vm_b.id), p.images, p.explicit)
-                for p in pairs]
+        vms = self._from_listings([(p.vm_a.id, p.vm_b.id) for p in pairs], self.site_a.one.vms(),
+                                  self.site_b.one.vms(include_done=True))
+        return [Pair(a, b, p.images, p.explicit) for (a, b), p in zip(vms, pairs, strict=True)]
+
+    def _from_listings(self, ids: Sequence[tuple[int, int]], vms_a: list[VM], vms_b: list[VM]
+                       ) -> list[tuple[VM, VM]]:
+        """The VMs of each (id on A, id on B) from the two sites' listings; one a listing leaves
+        out (a DONE VM on A) is read by itself."""
+        on_a, on_b = {vm.id: vm for vm in vms_a}, {vm.id: vm for vm in vms_b}
+        return [(on_a.get(a) or self.site_a.one.vm(a), on_b.get(b) or self.site_b.one.vm(b))
+                for a, b in ids]
 
     def _scope(self) -> _Scope:
         """The pairs and images this failback works on. Fixed at the first call and written to
@@ -375,13 +381,11 @@ class Failback:
         if recorded is not None:
             # One listing per site, not one read per VM (a scope can hold thousands of VMs).
             vms_a, vms_b = self.site_a.one.vms(), self.site_b.one.vms(include_done=True)
-            on_a, on_b = {vm.id: vm for vm in vms_a}, {vm.id: vm for vm in vms_b}
-            pairs = []
-            for p in recorded.data.get("pairs", []):
-                id_a, id_b = int(p["vm_a"]), int(p["vm_b"])
-                vm_a = on_a.get(id_a) or self.site_a.one.vm(id_a)  # a DONE VM is not listed
-                vm_b = on_b.get(id_b) or self.site_b.one.vm(id_b)
-                pairs.append(Pair(vm_a, vm_b, tuple(p["images"]), bool(p.get("explicit"))))
+            entries = recorded.data.get("pairs", [])
+            vms = self._from_listings([(int(p["vm_a"]), int(p["vm_b"])) for p in entries],
+                                      vms_a, vms_b)
+            pairs = [Pair(a, b, tuple(p["images"]), bool(p.get("explicit")))
+                     for (a, b), p in zip(vms, entries, strict=True)]
             self._scope_cache = _Scope(tuple(pairs), tuple(recorded.data.get("images", [])),
                                        self._map(vms_a, vms_b))
             return self._scope_cache
