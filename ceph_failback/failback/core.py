@@ -97,7 +97,9 @@ class Timeouts:
 
     Attributes:
         settle: after demoting site A, how long to wait for a status that says whether an image
-            already replays cleanly from B (else it is resynced).
+            already replays cleanly from B (else it is resynced). In journal mode the proof is
+            A's replay position, which rbd-mirror reports on its ~30 s cycle: keep this well
+            above 30 s, or images that need no resync get one.
         resync: until a resynced image replays from B (a full copy: size-dependent).
         mirror: after a VM stopped on B, until its images are mirrored to A.
         promote: retrying a non-forced promote on A until librbd accepts it (journal mode:

@@ -313,12 +313,17 @@ class Lab:
 
     def write(self, site: str, name: str, data: bytes, offset: int = 0) -> None:
         """Write ``data`` to the (primary) image; in snapshot mode also take a mirror snapshot,
-        as a snapshot schedule would, so the write gets mirrored."""
+        as a snapshot schedule would, so the write gets mirrored.
+
+        Right after a promotion the image can stay read-only while the site's rbd-mirror still
+        holds its exclusive lock. After 20 s of that, the site's rbd-mirror is restarted once
+        (what an operator does when a force-promoted image stays read-only) and the write is
+        retried for up to 120 s more.
+        """
         _, rbd = import_bindings()
-        deadline = time.monotonic() + 120
+        restart_at = time.monotonic() + 20
+        deadline: float | None = None
         while True:
-            # Right after a promotion the image can stay read-only for a moment, until
-            # rbd-mirror has released it (once seen over 30 s while the test suite ran).
             try:
                 with self._image(site, name) as image:
                     image.write(data, offset)
@@ -326,10 +331,19 @@ class Lab:
                     if self.mode == "snapshot":
                         image.mirror_image_create_snapshot()
                 return
-            except (rbd.ReadOnlyImage, rbd.PermissionError):
-                # rbd-mirror's replayer can still hold the exclusive lock for a moment: the
-                # write reads EROFS, or (seen once during the test suite) EPERM.
-                if time.monotonic() > deadline:
+            except (rbd.ReadOnlyImage, rbd.PermissionError) as exc:
+                # EROFS, or (seen once during the test suite) EPERM: the replayer has not
+                # released the lock yet.
+                now = time.monotonic()
+                if deadline is None and now > restart_at:
+                    cluster = self.site(site)
+                    log.warning("%s still read-only on %s 20 s after its promotion (%s): "
+                                "restarting that site's rbd-mirror", name, cluster.name, exc)
+                    if cluster.is_running("rbd-mirror"):
+                        self.stop_rbd_mirror(site)
+                        self.start_rbd_mirror(site)
+                    deadline = now + 120
+                elif deadline is not None and now > deadline:
                     raise
                 time.sleep(0.2)
 
