@@ -48,6 +48,7 @@ T = TypeVar("T")
 _MIRROR_MODES = {0: "disabled", 1: "image", 2: "pool"}
 _IMAGE_MODES = {0: "journal", 1: "snapshot"}
 _IMAGE_STATES = {0: "disabling", 1: "enabled", 2: "disabled"}
+_DISABLED = 2  # RBD_MIRROR_IMAGE_DISABLED
 _DIRECTIONS = {0: "rx-only", 1: "tx-only", 2: "rx-tx"}
 
 
@@ -281,6 +282,11 @@ class MirrorPool:
 
     # -- images ------------------------------------------------------------------------------
 
+    #: Up to this many named images, :meth:`infos` reads each image on its own instead of
+    #: listing the whole pool: a VM's few images cost a few calls, not one
+    #: promotion-state read per image of the pool (about 2 ms each: 2 s at 1,000 images).
+    per_image_limit: int = 8
+
     def images(self) -> dict[str, MirrorImageInfo]:
         """Every mirror-enabled image of the pool with its info (one batched listing each)."""
         with self._ioctx() as ioctx:
@@ -301,6 +307,47 @@ class MirrorPool:
         with self._ioctx() as ioctx:
             return sorted(self._call("listing images", lambda: self._rbd.RBD().list(ioctx)))
 
+    def infos(self, images: Iterable[str] | None = None) -> dict[str, MirrorImageInfo]:
+        """:meth:`images`, or only the named ones: missing or not mirrored images are left out,
+        as the pool listing leaves them out. Up to :attr:`per_image_limit` names are read one
+        by one; more, or ``None``, list the pool."""
+        if images is None:
+            return self.images()
+        wanted = list(dict.fromkeys(images))
+        if len(wanted) > self.per_image_limit:
+            listed = self.images()
+            return {name: listed[name] for name in wanted if name in listed}
+        out = {}
+        for name in wanted:
+            read = self._read_one(name, status=False)
+            if read is not None:
+                out[name] = read[0]
+        return out
+
+    def _read_one(self, image: str, *, status: bool
+                  ) -> tuple[MirrorImageInfo, MirrorStatus | None] | None:
+        """One image's mirror info (and status), or ``None`` if it is missing or not mirrored
+        (what the pool listings would say of it)."""
+        try:
+            with self.open_image(image) as handle:
+                info = self._call("reading mirror info", handle.mirror_image_get_info, image)
+                if info.get("state") == _DISABLED:
+                    return None
+                mode = None
+                if info.get("state") == 1:
+                    mode = self._call("reading mirror mode", handle.mirror_image_get_mode, image)
+                raw = (self._call("reading mirror status", handle.mirror_image_get_status, image)
+                       if status else None)
+                image_id = handle.id()
+        except ImageNotFoundError:
+            return None
+        parsed = None
+        if raw is not None:
+            parsed = parse_mirror_status(raw, site=self.site.name, pool=self.pool,
+                                         peer_names=self.peer_names(),
+                                         primary=bool(info["primary"]) if "primary" in info else None)
+        return _image_info(image, {**info, "mode": mode}, image_id), parsed
+
     def info(self, image: str) -> MirrorImageInfo:
         """Mirror info of one image (``enabled``/``primary``/global id/mode)."""
         with self.open_image(image) as handle:
@@ -317,12 +364,22 @@ class MirrorPool:
         return parse_mirror_status(raw, site=self.site.name, pool=self.pool,
                                    peer_names=self.peer_names())
 
-    def statuses(self, images: Iterable[str] | None = None) -> dict[str, MirrorStatus]:
+    def statuses(self, images: Iterable[str] | None = None, *,
+                 each: bool = False) -> dict[str, MirrorStatus]:
         """Mirror statuses of every mirrored image (or of ``images``), in batched calls.
 
         The batched listing omits whether each image is primary; it is filled in from the
-        (also batched) image info listing.
+        (also batched) image info listing. ``each=True`` reads the named images one by one
+        instead: its cost does not grow with the pool (for a VM's few images), and a missing
+        or unmirrored image is left out as the listing would leave it out.
         """
+        if each and images is not None:
+            out = {}
+            for name in dict.fromkeys(images):
+                read = self._read_one(name, status=True)
+                if read is not None and read[1] is not None:
+                    out[name] = read[1]
+            return out
         return self.overview(images)[1]
 
     def mirrored_names(self) -> set[str]:

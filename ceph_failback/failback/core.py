@@ -1045,7 +1045,7 @@ class Failback:
         :meth:`terminate_site_b`)."""
         t = self._vm_t(self.site_b, pair.vm_b.id)
         pa, pb = self.pool_a(), self.pool_b()
-        infos = pb.images()
+        infos = pb.infos(pair.images)
         journal_mode = [i for i in pair.images if (infos.get(i) and infos[i].mode != "snapshot")]
         snap_mode = [i for i in pair.images if i not in journal_mode]
         if self.journal.has(step="terminate_b", event="mirrored", target=t):
@@ -1067,7 +1067,7 @@ class Failback:
 
         def observe() -> dict[str, bool]:
             self._require_daemon_a("mirroring")
-            st = pa.statuses(journal_mode) if journal_mode else {}
+            st = pa.statuses(journal_mode, each=True) if journal_mode else {}
             ok: dict[str, bool] = {}
             for name in journal_mode:
                 s = st.get(name)
@@ -1121,7 +1121,7 @@ class Failback:
         result = self._step("demote_b")
         names = self._select_images(images)
         pb = self.pool_b()
-        infos = pb.images()
+        infos = pb.infos(names)
         users: dict[str, list[Pair]] = {}
         for p in self._scope().pairs:
             for i in p.images:
@@ -1306,7 +1306,7 @@ class Failback:
             if vm.is_running:
                 self._skip(result, t, "already RUNNING")
                 return
-            infos = self.pool_a().images()
+            infos = self.pool_a().infos(pair.images)
             not_primary = [i for i in pair.images if not (infos.get(i) and infos[i].primary)]
             if not_primary:
                 raise SafetyError(f"images {not_primary} are not primary on A yet",

@@ -77,6 +77,22 @@ def test_images_info_and_batched_statuses(
     st_a = pa.statuses()[name]
     assert st_a.is_primary() and st_a.local.is_local_primary()
     assert st_a.state is MirrorState.STOPPED
+    # A VM's few images are read one by one, with the pool listings' answer; a missing name is
+    # left out, as the listings leave it out.
+    listed_a, listed_b = pa.images(), pb.images()
+    assert pa.infos([name, "no-such-image"]) == {name: listed_a[name]}
+    assert pb.infos([name]) == {name: listed_b[name]}
+    pa.per_image_limit = 0  # more names than the limit: the listing
+    try:
+        assert pa.infos([name, "no-such-image"]) == {name: listed_a[name]}
+    finally:
+        del pa.per_image_limit
+    each = pb.statuses([name, "no-such-image"], each=True)
+    assert set(each) == {name}
+    assert (each[name].state, each[name].primary, each[name].global_id, each[name].local.up,
+            each[name].local.is_replaying()) == (st_b.state, False, st_b.global_id, True, True)
+    each_a = pa.statuses([name], each=True)[name]
+    assert each_a.is_primary() and each_a.state is MirrorState.STOPPED
     peer = poll(lambda: (p := pa.status(name).peer("site-b")) and p.is_replaying() and p,
                 what="site-b's replaying report on site-a")
     assert peer.up and peer.last_update is not None and peer.last_update.tzinfo is not None
