@@ -285,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"  plan {results['scale']['plan_seconds']:.2f}s, status "
                  f"{results['scale']['status_seconds']:.2f}s, peak RSS "
                  f"{results['scale']['peak_rss_mb']:.0f} MB")
+            reads = results["scale"].get("per_vm_reads") or {}
+            if reads:
+                _say(f"  one VM's reads: infos {reads['pool_listing_infos_s']:.3f}s listed vs "
+                     f"{reads['per_image_infos_s']:.3f}s per image; statuses "
+                     f"{reads['pool_listing_statuses_s']:.3f}s vs "
+                     f"{reads['per_image_statuses_s']:.3f}s")
     finally:
         results["meta"]["seconds"] = time.monotonic() - began
         results["targets"] = output.targets(results)

@@ -194,6 +194,7 @@ def _probe(lab_dir: str, one_a: str, one_b: str, session: str) -> dict[str, Any]
     status_py_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     images = len(plan.images)
+    per_vm = _per_vm_reads(fb, plan)
     for site in sites:
         site.ceph.close()
     return {
@@ -204,7 +205,32 @@ def _probe(lab_dir: str, one_a: str, one_b: str, session: str) -> dict[str, Any]
         "rss_before_mb": rss_before, "peak_rss_mb": peak_rss,
         "python_peak_mb": {"plan": plan_py_peak, "status": status_py_peak},
         "calls": calls, "calls_by_kind": calls_by_kind,
+        "per_vm_reads": per_vm,
         "pid": os.getpid(),
+    }
+
+
+def _per_vm_reads(fb: Failback, plan: Any, repeat: int = 5) -> dict[str, Any]:
+    """What one VM's steps 3, 4 and 6 pay to read its images' mirror state, side by side: the
+    whole-pool listings (``images()``, ``statuses(names)``) against the per-image reads
+    (``infos(names)``, ``statuses(names, each=True)``); median of ``repeat`` calls each."""
+    names = list(plan.vms[0].images) if plan.vms else []
+    pa, pb = fb.pool_a(), fb.pool_b()
+
+    def median(fn: Any) -> float:
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return sorted(times)[len(times) // 2]
+
+    return {
+        "images_of_the_vm": len(names),
+        "pool_listing_infos_s": median(pb.images),
+        "per_image_infos_s": median(lambda: pb.infos(names)),
+        "pool_listing_statuses_s": median(lambda: pa.statuses(names)),
+        "per_image_statuses_s": median(lambda: pa.statuses(names, each=True)),
     }
 
 
