@@ -8,7 +8,8 @@ publishes that position on its own report cycle, so the proof arrives some time 
     .nox/bench/bin/python -m benchmarks.settle_probe --flips 4 --ips 127.0.0.8,127.0.0.9
 
 For each flip (one new 4 MiB image, replicated A to B, demoted on A, promoted on B, written on B
-or not, alternately) it prints when A first reported replaying and when the proof first held.
+or not, alternately) it prints when A first reported replaying and when the proof first held,
+counted from B's promotion. The lab, with its images, is removed at the end.
 """
 
 from __future__ import annotations
@@ -41,8 +42,13 @@ def probe(lab: Lab, flips: int, timeout: float) -> list[dict[str, object]]:
         name = f"one-settle-{uuid.uuid4().hex[:8]}"
         lab.create_image(name, 4 << 20, site="a", data=b"a" * (1 << 20))
         lab.wait_replicated([name])
-        lab.planned_disaster([name], new_data=b"b" * (1 << 20) if write_on_b else None)
+        # The flip, as Lab.planned_disaster does it, timed from B's promotion (before the write).
+        with lab.connect("a") as site_a:
+            site_a.pool(lab.pool).demote(name)
+        lab.promote_when_possible("b", name)
         flipped = time.monotonic()
+        if write_on_b:
+            lab.write("b", name, b"b" * (1 << 20))
         replaying: float | None = None
         proven: float | None = None
         while proven is None and time.monotonic() - flipped < timeout:
@@ -62,7 +68,8 @@ def probe(lab: Lab, flips: int, timeout: float) -> list[dict[str, object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.settle_probe",
-                                     description=__doc__.splitlines()[0])
+                                     description="How long after a planned flip A proves it "
+                                                 "replays inside B's tag epoch.")
     parser.add_argument("--flips", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="give up on one flip after this many seconds (as settle would)")

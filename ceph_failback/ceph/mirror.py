@@ -48,7 +48,7 @@ T = TypeVar("T")
 _MIRROR_MODES = {0: "disabled", 1: "image", 2: "pool"}
 _IMAGE_MODES = {0: "journal", 1: "snapshot"}
 _IMAGE_STATES = {0: "disabling", 1: "enabled", 2: "disabled"}
-_DISABLED = 2  # RBD_MIRROR_IMAGE_DISABLED
+_ENABLED, _DISABLED = 1, 2  # RBD_MIRROR_IMAGE_ENABLED, RBD_MIRROR_IMAGE_DISABLED
 _DIRECTIONS = {0: "rx-only", 1: "tx-only", 2: "rx-tx"}
 
 
@@ -282,8 +282,8 @@ class MirrorPool:
 
     # -- images ------------------------------------------------------------------------------
 
-    #: Up to this many named images, :meth:`infos` reads each image on its own instead of
-    #: listing the whole pool: a VM's few images cost a few calls, not one
+    #: Up to this many named images, :meth:`infos` and ``statuses(each=True)`` read each image
+    #: on its own instead of listing the whole pool: a VM's few images cost a few calls, not one
     #: promotion-state read per image of the pool (about 2 ms each: 2 s at 1,000 images).
     per_image_limit: int = 8
 
@@ -308,9 +308,10 @@ class MirrorPool:
             return sorted(self._call("listing images", lambda: self._rbd.RBD().list(ioctx)))
 
     def infos(self, images: Iterable[str] | None = None) -> dict[str, MirrorImageInfo]:
-        """:meth:`images`, or only the named ones: missing or not mirrored images are left out,
-        as the pool listing leaves them out. Up to :attr:`per_image_limit` names are read one
-        by one; more, or ``None``, list the pool."""
+        """:meth:`images`, or only the named ones. Up to :attr:`per_image_limit` names are read
+        one by one; more, or ``None``, list the pool. Either way an image that is missing or
+        not mirror-enabled (disabled, or being disabled) is left out, as the listing leaves
+        it out."""
         if images is None:
             return self.images()
         wanted = list(dict.fromkeys(images))
@@ -326,18 +327,21 @@ class MirrorPool:
 
     def _read_one(self, image: str, *, status: bool
                   ) -> tuple[MirrorImageInfo, MirrorStatus | None] | None:
-        """One image's mirror info (and status), or ``None`` if it is missing or not mirrored
-        (what the pool listings would say of it)."""
+        """One image's mirror info, or its status, through a read-only handle; ``None`` where
+        the pool listings would leave the image out: missing, or (info) not mirror-enabled,
+        or (status) mirroring disabled. With ``status`` the info's mode is not read."""
         try:
-            with self.open_image(image) as handle:
+            with self.open_image(image, read_only=True) as handle:
                 info = self._call("reading mirror info", handle.mirror_image_get_info, image)
-                if info.get("state") == _DISABLED:
+                state = info.get("state")
+                if state == _DISABLED or (not status and state != _ENABLED):
                     return None
-                mode = None
-                if info.get("state") == 1:
+                mode = raw = None
+                if status:
+                    raw = self._call("reading mirror status", handle.mirror_image_get_status,
+                                     image)
+                else:
                     mode = self._call("reading mirror mode", handle.mirror_image_get_mode, image)
-                raw = (self._call("reading mirror status", handle.mirror_image_get_status, image)
-                       if status else None)
                 image_id = handle.id()
         except ImageNotFoundError:
             return None
@@ -369,11 +373,15 @@ class MirrorPool:
         """Mirror statuses of every mirrored image (or of ``images``), in batched calls.
 
         The batched listing omits whether each image is primary; it is filled in from the
-        (also batched) image info listing. ``each=True`` reads the named images one by one
-        instead: its cost does not grow with the pool (for a VM's few images), and a missing
-        or unmirrored image is left out as the listing would leave it out.
+        (also batched) image info listing. ``each=True`` reads up to :attr:`per_image_limit`
+        named images one by one instead, a cost that does not grow with the pool (for a VM's
+        few images); a missing image, or one whose mirroring is disabled, is left out as the
+        listing leaves it out.
         """
         if each and images is not None:
+            images = list(dict.fromkeys(images))
+            if len(images) > self.per_image_limit:
+                return self.overview(images)[1]
             out = {}
             for name in dict.fromkeys(images):
                 read = self._read_one(name, status=True)
