@@ -383,7 +383,7 @@ class MirrorPool:
             if len(images) > self.per_image_limit:
                 return self.overview(images)[1]
             out = {}
-            for name in dict.fromkeys(images):
+            for name in images:
                 read = self._read_one(name, status=True)
                 if read is not None and read[1] is not None:
                     out[name] = read[1]

@@ -1044,12 +1044,12 @@ class Failback:
         """After the VM on B stopped: wait until its images are mirrored to A (journal mode: see
         :meth:`terminate_site_b`)."""
         t = self._vm_t(self.site_b, pair.vm_b.id)
+        if self.journal.has(step="terminate_b", event="mirrored", target=t):
+            return
         pa, pb = self.pool_a(), self.pool_b()
         infos = pb.infos(pair.images)
         journal_mode = [i for i in pair.images if (infos.get(i) and infos[i].mode != "snapshot")]
         snap_mode = [i for i in pair.images if i not in journal_mode]
-        if self.journal.has(step="terminate_b", event="mirrored", target=t):
-            return
         # Snapshot mode: one mirror snapshot on B after the stop (still primary there).
         snaps: dict[str, int] = {}
         for name in snap_mode:
