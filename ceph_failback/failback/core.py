@@ -507,9 +507,11 @@ class Failback:
                     target = (image_target(f.image) if f.image else
                               vm_target(f.site, f.vm) if f.vm is not None else "pool")
                     if f.kind is FindingKind.VM_NOT_STOPPED and f.vm is not None and (
-                            self.journal.has(step="resume_a", event="done",
-                                             target=vm_target(f.site, f.vm))):
-                        continue  # running on A because this failback resumed it: done, not unsafe
+                            self._attempted("resume_a", vm_target(f.site, f.vm))):
+                        # Running on A because this failback resumed it (step 6 checked its
+                        # images were primary on A first): done, not unsafe. Its outcome may be
+                        # unrecorded: the process can die while oned boots the VM.
+                        continue
                     if f.severity is Severity.BLOCKER:
                         blockers.append(Blocker(f.kind.value, target, f.message,
                                                 waivable=f.kind.value in WAIVABLE))

@@ -130,6 +130,27 @@ def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
     assert_failed_back(world, expected, fb)
 
 
+def test_resumed_vm_with_no_recorded_outcome_does_not_block_a_rerun(
+        world: World, tmp_path: Path) -> None:
+    """Killed after step 6 resumed a VM but before its outcome was written (seen in the suite:
+    the pipeline resumes one VM while another is still promoted): the rerun must not refuse the
+    VM the failback itself started on A."""
+    expected = build(world, 1)
+    journal = tmp_path / "j.jsonl"
+    assert make_failback(world, journal).run().complete
+    lines = journal.read_text().splitlines()
+    kept = [line for line in lines
+            if (json.loads(line)["step"], json.loads(line)["event"]) != ("resume_a", "done")]
+    assert len(kept) == len(lines) - 1
+    journal.write_text("\n".join(kept) + "\n")
+    again = make_failback(world, journal)
+    plan = again.plan()
+    assert plan.ok, plan.blockers
+    report = again.run()
+    assert report.complete, report
+    assert_failed_back(world, expected, again)
+
+
 def test_each_method_alone_in_the_documented_order(world: World, tmp_path: Path) -> None:
     expected = build(world, 2)
     fb = make_failback(world, tmp_path / "j.jsonl")
