@@ -54,7 +54,7 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .ceph.connection import CephSite
+from .ceph.seams import CephBackend
 from .config import FailbackConfig, load_config
 from .errors import (
     CephConnectionError,
@@ -860,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _close(ctx.failback.site_a.ceph, ctx.failback.site_b.ceph)
 
 
-def _close(*sites: CephSite) -> None:
+def _close(*sites: CephBackend) -> None:
     for site in sites:
         with contextlib.suppress(Exception):
             site.close()

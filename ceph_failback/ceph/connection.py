@@ -27,6 +27,7 @@ from ..errors import (
 if TYPE_CHECKING:
     import rados
 
+    from .lock import PoolLock
     from .mirror import MirrorPool
 
 __all__ = ["CephConfig", "CephSite", "caps_hint", "import_bindings", "map_ceph_error"]
@@ -291,9 +292,24 @@ class CephSite:
 
     def pool(self, pool: str) -> MirrorPool:
         """The mirror adapter for ``pool`` on this site (checks that the pool exists)."""
+        return self.mirror_pool(pool)
+
+    def mirror_pool(self, pool: str, *, concurrency: int = 10) -> MirrorPool:
+        """The mirror adapter for ``pool`` (the Ceph seam's
+        :meth:`~ceph_failback.ceph.seams.CephBackend.mirror_pool`)."""
         from .mirror import MirrorPool
 
-        return MirrorPool(self, pool)
+        return MirrorPool(self, pool, concurrency=concurrency)
+
+    def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLock:
+        """The failback lock of ``pool`` on this site (a RADOS object lock)."""
+        from .lock import PoolLock
+
+        return PoolLock(self, pool, purpose=purpose)
+
+    def describe(self) -> str:
+        """Where this site's cluster is configured, for messages."""
+        return f"configuration file {self.config.conffile!r}"
 
     # -- commands ----------------------------------------------------------------------------
 

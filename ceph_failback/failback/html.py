@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from ..ceph.status import MirrorState, MirrorStatus
 
 if TYPE_CHECKING:
-    from .core import StepResult
     from .plan import Plan
     from .report import Report
     from .status import ImageSide, Status
+    from .steps.base import StepResult
 
 __all__ = ["esc", "badge", "bar", "table", "mirror_cell", "vm_badge", "plan_html", "status_html",
            "report_html", "step_result_html", "TONES"]

@@ -8,8 +8,10 @@ from typing import Any
 
 from ..ceph.status import MirrorStatus
 from ..opennebula.records import VM
+from .ledger import image_target, vm_target
 
-__all__ = ["STEPS", "STEP_TITLES", "Action", "Blocker", "ImagePlan", "VMPlan", "Plan"]
+__all__ = ["STEPS", "STEP_TITLES", "Action", "Blocker", "ImagePlan", "VMPlan", "Plan",
+           "image_target", "vm_target", "unique"]
 
 #: The documented steps, in order, as the journal and events name them.
 STEPS = ("demote_a", "resync_a", "terminate_b", "demote_b", "promote_a", "resume_a")
@@ -171,16 +173,6 @@ class Plan:
 
 def _action(a: Action) -> dict[str, object]:
     return {"step": a.step, "target": a.target, "do": a.do, "reason": a.reason}
-
-
-def image_target(name: str) -> str:
-    """The journal/event target for an image."""
-    return f"image:{name}"
-
-
-def vm_target(site: str, vm_id: int) -> str:
-    """The journal/event target for a VM."""
-    return f"vm:{site}:{vm_id}"
 
 
 def unique(items: Iterable[str]) -> list[str]:

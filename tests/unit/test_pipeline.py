@@ -1,28 +1,16 @@
 """run()'s pipeline start of each VM's steps 3-6 as its images become ready (decision logic only:
-step 2 is replaced by a scripted stand-in; the real thing runs on the lab in tests/lab)."""
+step 2 is a scripted stand-in; the real thing runs on the lab in tests/lab)."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
-from ceph_failback.config import load_config
 from ceph_failback.errors import StepFailedError
-from ceph_failback.failback import Failback
+from ceph_failback.failback.pipeline import dispatch_when_ready
 from ceph_failback.opennebula.mapping import Pair
 from ceph_failback.opennebula.records import VM
-
-from .test_security import config_text, write_files
-
-
-def make(tmp_path: Path) -> Failback:
-    path = tmp_path / "f.toml"
-    path.write_text(config_text(write_files(tmp_path)))
-    cfg = load_config(path)
-    site_a, site_b = cfg.sites()  # nothing is contacted
-    return Failback(site_a, site_b, cfg.pool, journal=tmp_path / "j.jsonl", vm_concurrency=2)
 
 
 def pair(n: int, *images: str) -> Pair:
@@ -30,14 +18,12 @@ def pair(n: int, *images: str) -> Pair:
                 tuple(images), False)
 
 
-def test_each_vm_starts_when_its_images_are_ready_and_failed_images_start_none(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fb = make(tmp_path)
+def test_each_vm_starts_when_its_images_are_ready_and_failed_images_start_none() -> None:
     pairs = [pair(0, "one-0", "one-1"), pair(1, "one-2"), pair(2, "one-3"), pair(3)]
     started: list[int] = []
     lock = threading.Lock()
 
-    def fake_resync(*, on_ready, **_):
+    def fake_resync(on_ready):
         for name in ("one-2", "one-0"):  # out of order; one-1 (VM 0's second disk) never
             on_ready(name)
         on_ready("one-3")
@@ -47,21 +33,18 @@ def test_each_vm_starts_when_its_images_are_ready_and_failed_images_start_none(
         with lock:
             started.append(p.vm_b.id)
 
-    monkeypatch.setattr(fb, "resync_site_a", fake_resync)
     failures: dict[str, str] = {}
-    fb._dispatch_when_ready(pairs, steps, failures)
+    dispatch_when_ready(pairs, steps, failures, resync=fake_resync, workers=2)
     assert sorted(started) == [1, 2, 3]  # VM 3 has no image to wait for; VM 0 waits for one-1
     assert failures == {"image:one-1": "timed out"}
 
 
-def test_an_interruption_during_step_2_starts_no_more_vms(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    fb = make(tmp_path)
+def test_an_interruption_during_step_2_starts_no_more_vms() -> None:
     pairs = [pair(n, f"one-{n}") for n in range(6)]
     gate = threading.Event()
     started: list[int] = []
 
-    def fake_resync(*, on_ready, **_):
+    def fake_resync(on_ready):
         for n in range(6):
             on_ready(f"one-{n}")  # two run, four are queued behind them
         raise KeyboardInterrupt
@@ -70,8 +53,7 @@ def test_an_interruption_during_step_2_starts_no_more_vms(tmp_path: Path,
         started.append(p.vm_b.id)
         gate.wait(5)
 
-    monkeypatch.setattr(fb, "resync_site_a", fake_resync)
     threading.Timer(0.5, gate.set).start()
     with pytest.raises(KeyboardInterrupt):
-        fb._dispatch_when_ready(pairs, steps, {})
+        dispatch_when_ready(pairs, steps, {}, resync=fake_resync, workers=2)
     assert sorted(started) == [0, 1]  # the queued VMs were never started

@@ -1,0 +1,285 @@
+"""The safety rules of a failback, each decided here and only here.
+
+Every rule is a pure function of what was observed on the two sites (:class:`ImageView`, VM
+records) and what this failback's journal says (:class:`~.ledger.ImageHistory`,
+:class:`~.ledger.VMHistory`). A rule that stops something returns a :class:`Refusal` naming
+itself (its ``kind`` is the blocker kind the plan shows) and saying what to do; ``None`` means
+the rule does not object. The step decisions (:mod:`.steps`) call these rules, and
+:meth:`~ceph_failback.failback.Failback.plan` calls the same step decisions, so the plan cannot
+promise what a step will then refuse. docs/safety.rst links each rule here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..ceph.status import MirrorImageInfo, MirrorStatus, ReplayKind
+from ..errors import FailbackError, ImageNotFoundError, SafetyError
+from ..opennebula.records import VM
+from .ledger import ImageHistory, VMHistory
+
+__all__ = [
+    "FORCE_PROMOTE",
+    "Names",
+    "ImageView",
+    "Refusal",
+    "being_recreated",
+    "already_home",
+    "image_missing",
+    "split_brain_on_b",
+    "stale_journal",
+    "no_primary",
+    "only_current_copy",
+    "replay_proof",
+    "needs_resync",
+    "promote_proof",
+    "promotable",
+    "takeover_unready",
+    "unsafe_disks",
+    "writer_on_b",
+    "resumed_by_us",
+    "not_primary_on_a",
+]
+
+#: Never force-promote: a forced promote makes both copies primary (split-brain). The
+#: orchestrator passes this to every promote, and the journal records it.
+FORCE_PROMOTE = False
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names a rule's message uses: the two sites, the pool and the journal's path."""
+
+    site_a: str
+    site_b: str
+    pool: str
+    journal: str = ""
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """One image as both sites show it now. ``None`` where a site does not list it (missing,
+    or not mirror-enabled) or where the status was not read."""
+
+    name: str
+    info_a: MirrorImageInfo | None
+    info_b: MirrorImageInfo | None
+    status_a: MirrorStatus | None = None
+    status_b: MirrorStatus | None = None
+
+    @property
+    def primary_a(self) -> bool:
+        """Primary on A (``False`` when not listed)."""
+        return bool(self.info_a is not None and self.info_a.primary)
+
+    @property
+    def primary_b(self) -> bool:
+        """Primary on B (``False`` when not listed)."""
+        return bool(self.info_b is not None and self.info_b.primary)
+
+    @property
+    def mode(self) -> str | None:
+        """The image's mirroring mode (``journal``/``snapshot``), from either site."""
+        known = self.info_a or self.info_b
+        return known.mode if known is not None else None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rule's objection.
+
+    Attributes:
+        kind: the rule (and the plan's blocker kind): ``image-missing``, ``stale-promote``...
+        message: what is wrong, naming the site.
+        site: the site the message is about.
+        hint: what to do next.
+        missing: the image does not exist (or is not mirrored) there: the step's error is an
+            :class:`ImageNotFoundError` rather than a :class:`SafetyError`.
+    """
+
+    kind: str
+    message: str
+    site: str
+    hint: str | None = None
+    missing: bool = False
+
+    def error(self, *, pool: str, image: str | None = None,
+              vm: int | None = None) -> FailbackError:
+        """The exception a step records for the refused target."""
+        cls = ImageNotFoundError if self.missing else SafetyError
+        return cls(self.message, site=self.site, pool=pool, image=image, vm=vm, hint=self.hint)
+
+
+# -- the image's presence and role -------------------------------------------------------------
+
+def being_recreated(view: ImageView, history: ImageHistory) -> bool:
+    """Missing on A only because this failback asked for its resync: rbd-mirror moves the old
+    image to the trash and creates it again, and for that while it is in no listing (an intent
+    without an outcome counts: the request may have reached librbd before the process died)."""
+    return (view.info_a is None and view.info_b is not None
+            and history.resync_attempted_at is not None)
+
+
+def already_home(view: ImageView) -> bool:
+    """Primary on A and not on B: failed back already, or never failed over."""
+    return view.primary_a and not view.primary_b
+
+
+def image_missing(view: ImageView, names: Names, history: ImageHistory) -> Refusal | None:
+    """Rule ``image-missing``: an image in scope must be a mirror-enabled image on both sites
+    (except while this failback's resync recreates it on A)."""
+    if being_recreated(view, history):
+        return None
+    missing = [site for site, info in ((names.site_a, view.info_a), (names.site_b, view.info_b))
+               if info is None]
+    if not missing:
+        return None
+    return Refusal("image-missing", f"not a mirrored image on {' and '.join(missing)} "
+                   "(missing, or mirroring disabled)", site=missing[0], missing=True)
+
+
+def split_brain_on_b(view: ImageView, names: Names, history: ImageHistory) -> Refusal | None:
+    """Rule ``split-brain-on-b``: B's copy diverged from A's (B demoted by hand after writes
+    there, say). Which copy is current is a decision for a person, not for this tool. Once this
+    failback demoted B, a split-brain report there is its own doing and not a reason to stop."""
+    status = view.status_b
+    if status is None or not status.local.is_split_brain() or history.demote_b_attempted:
+        return None
+    return Refusal("split-brain-on-b", f"split-brain reported for {names.site_b}'s copy: the "
+                   "two copies diverged; decide which one is current and resync the other by "
+                   "hand", site=names.site_b)
+
+
+def stale_journal(view: ImageView, names: Names, history: ImageHistory) -> Refusal | None:
+    """Rule ``stale-journal``: the journal says this failback already promoted the image on A,
+    yet it is primary on B again: a new failover happened since. The journal's resyncs and
+    replay proofs belong to the earlier failback; trusting them could skip a needed resync and
+    promote A's old copy."""
+    if not (view.primary_b and history.promoted_at is not None):
+        return None
+    return Refusal("stale-journal", f"journal {names.journal} records that a failback already "
+                   f"promoted it on {names.site_a} (at {history.promoted_at}), yet it is primary "
+                   f"on {names.site_b} again: a new failover happened since; start this "
+                   "failback with a new journal", site=names.site_b)
+
+
+def no_primary(view: ImageView, names: Names, history: ImageHistory) -> Refusal | None:
+    """Rule ``no-primary``: primary on neither site, and not because this failback demoted B:
+    which copy is current is unknown."""
+    if view.primary_a or view.primary_b or history.demote_b_attempted:
+        return None
+    return Refusal("no-primary", f"primary on neither site; this failback did not demote it on "
+                   f"{names.site_b}, so which copy is current is unknown: promote the right one "
+                   "by hand first", site=names.site_b)
+
+
+# -- resync ------------------------------------------------------------------------------------
+
+def only_current_copy(view: ImageView, names: Names) -> Refusal | None:
+    """Rule ``only-current-copy``: never resync the site that holds the only current copy. A
+    resync discards A's image and copies B's, so B must be the primary."""
+    if view.primary_b:
+        return None
+    return Refusal("only-current-copy", f"not primary on {names.site_b}: resyncing A now could "
+                   "discard the only current copy", site=names.site_b)
+
+
+def needs_resync(status: MirrorStatus | None) -> bool:
+    """A's copy is split-brained: it diverged from B and must be resynced from B."""
+    return status is not None and status.is_split_brain()
+
+
+def replay_proof(status: MirrorStatus | None) -> str | None:
+    """Rule ``replay-proof`` (the tag-epoch rule): what A's status proves of its replay from B,
+    or ``None`` if it proves nothing.
+
+    Journal mode: A reports replaying (``up``, no split-brain) **and** its replay position
+    carries B's current ``tag_tid``: A has replayed past B's promotion, so it is no orphan of
+    its own demotion. "Replaying" alone is not enough: right after a flip (a DR test) A can
+    report replaying before it has replayed B's promotion, and librbd would then accept a
+    non-forced promote of A's old data. Snapshot mode: replaying from B (the promote step then
+    also requires A's newest mirror snapshot to be the complete copy of B's demotion snapshot).
+    """
+    if status is None or status.is_split_brain():
+        return None
+    local = status.local
+    if not (local.up and local.is_replaying() and local.replay is not None):
+        return None
+    if local.replay.kind is ReplayKind.SNAPSHOT:
+        return "replaying from B"
+    if local.replay.in_primary_epoch():
+        return "replaying from B inside B's current epoch"
+    return None
+
+
+# -- promote -----------------------------------------------------------------------------------
+
+def promote_proof(names: Names, history: ImageHistory) -> Refusal | None:
+    """Rule ``stale-promote`` (the stale-promote trap): a non-forced promote that librbd accepts
+    does not prove A is current: an image whose last event is its own demotion accepts one at
+    once, with its old data. So A is promoted, and B demoted, only after this failback saw A
+    replay B's copy (:attr:`~.ledger.ImageHistory.proven`: resynced from B, or
+    :func:`replay_proof`), after the last resync it requested."""
+    if history.proven:
+        return None
+    return Refusal("stale-promote", f"no proof that {names.site_a} replayed {names.site_b}'s "
+                   "copy during this failback (never resynced from B, never seen replaying "
+                   "from B): a non-forced promote could succeed with stale data (the "
+                   "stale-promote trap)", site=names.site_a,
+                   hint="run resync_site_a() (step 2) for it; never force-promote")
+
+
+def promotable(view: ImageView, names: Names) -> Refusal | None:
+    """Rule ``promote-order``: promote A only once B is demoted, and never a split-brained A."""
+    if view.primary_b:
+        return Refusal("promote-order", f"still primary on {names.site_b}: demote it there "
+                       "first (step 4)", site=names.site_a)
+    if needs_resync(view.status_a):
+        return Refusal("split-brain-on-a", "split-brain on A", site=names.site_a,
+                       hint="resync A from B (step 2)")
+    return None
+
+
+def not_primary_on_a(images: Sequence[str],
+                     infos_a: dict[str, MirrorImageInfo | None]) -> list[str]:
+    """Rule ``resume-order``: the images of a VM not yet primary on A (it must not be resumed
+    on them)."""
+    return [i for i in images if not ((info := infos_a.get(i)) is not None and info.primary)]
+
+
+# -- VMs ---------------------------------------------------------------------------------------
+
+def takeover_unready(views: Iterable[tuple[ImageView, ImageHistory]]) -> list[str]:
+    """Rule ``takeover-unready``: a VM on B is stopped only when A can take over each of its
+    images: proven to replay from B (steps 1 and 2), or already demoted on B by this failback,
+    or already home. Otherwise the VM would stay down with no copy on A to resume from. Returns
+    the images that A could not take over."""
+    return [view.name for view, history in views
+            if not (history.proven or history.demote_b_attempted or already_home(view))]
+
+
+def unsafe_disks(vm: VM, pool: str) -> list[str]:
+    """Rule ``non-persistent-disk``: terminating a VM whose disk is a non-persistent clone or
+    volatile makes OpenNebula's ceph driver delete that RBD image, and rbd-mirror then deletes
+    A's copy too. Returns those disks' images (none for a VM already DONE)."""
+    if vm.is_done:
+        return []
+    return [d.image for d in vm.disks_in(pool) if not d.is_persistent]
+
+
+def writer_on_b(users: Iterable[VM], names: Names) -> Refusal | None:
+    """Rule ``writer-on-b``: demote B only with the writer gone: every VM on B using the image
+    DONE (a live client holding its exclusive lock is waited for when demoting)."""
+    busy = [vm for vm in users if not vm.is_done]
+    if not busy:
+        return None
+    vm = busy[0]
+    return Refusal("writer-on-b", f"VM {vm.id} on B still uses it ({vm.status})",
+                   site=names.site_b, hint="terminate the VM first (step 3)")
+
+
+def resumed_by_us(history: VMHistory) -> bool:
+    """A VM found running on A is not a blocker (``vm-not-stopped``) when this failback resumed
+    it (step 6 checks its images are primary on A first); its outcome may be unrecorded."""
+    return history.resume_attempted

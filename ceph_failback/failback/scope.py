@@ -1,0 +1,200 @@
+"""What a failback works on: its VM pairs and images, fixed at its first step.
+
+The scope is read from OpenNebula (the cross-site mapping of VMs by their RBD images), narrowed
+by the caller's filters, and written to the journal at the first step, so that a resumed
+failback works on the same set even after the VMs on B are DONE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import FailbackError, VMNotFoundError
+from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
+from ..opennebula.records import VM
+from .ledger import Ledger, Mark, Step, image_target, vm_target
+from .plan import Blocker, unique
+from .safety import resumed_by_us
+
+if TYPE_CHECKING:
+    from ..ceph.seams import MirrorSide
+    from .core import Site
+
+__all__ = ["Scope", "ScopeReader", "WAIVABLE"]
+
+#: Blocker kinds that may be waived: proceeding despite them cannot lose data.
+WAIVABLE = frozenset({
+    FindingKind.PARTIAL_PAIR.value,
+    FindingKind.EXPLICIT_PAIR.value,
+    "daemon-health-unknown",
+})
+
+#: Up to this many VM pairs, the VMs are read one by one; beyond, each site's VMs are listed
+#: once (a listing costs about as much as a few hundred single reads).
+PER_VM_READS = 20
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The pairs and images a failback works on, and the mapping they came from."""
+
+    pairs: tuple[Pair, ...]
+    images: tuple[str, ...]
+    mapping: Mapping | None
+
+
+class ScopeReader:
+    """Reads (and caches) a failback's scope from OpenNebula and its journal."""
+
+    def __init__(self, site_a: Site, site_b: Site, pool: str, ledger: Ledger, *,
+                 images: tuple[str, ...] | None, vms: tuple[int, ...] | None,
+                 pairs: dict[int, int]) -> None:
+        self.site_a, self.site_b, self.pool, self.ledger = site_a, site_b, pool, ledger
+        self.image_filter, self.vm_filter, self.explicit_pairs = images, vms, pairs
+        self.cached: Scope | None = None
+
+    def mapping(self) -> Mapping:
+        """The cross-site VM/image mapping as OpenNebula shows it now."""
+        return self._map(self.site_a.one.vms(), self.site_b.one.vms(include_done=True))
+
+    def _map(self, vms_a: list[VM], vms_b: list[VM]) -> Mapping:
+        return map_sites(vms_a, vms_b, self.pool, pairs=self.explicit_pairs or None,
+                         site_a=self.site_a.name, site_b=self.site_b.name)
+
+    def present(self, pairs: Sequence[Pair]) -> list[Pair]:
+        """The pairs with their VMs as OpenNebula shows them now: read VM by VM for a few pairs,
+        else with one pool listing per site (one call per VM would be thousands of calls)."""
+        if len(pairs) <= PER_VM_READS:
+            return [Pair(self.site_a.one.vm(p.vm_a.id), self.site_b.one.vm(p.vm_b.id), p.images,
+                         p.explicit) for p in pairs]
+        vms = self._from_listings([(p.vm_a.id, p.vm_b.id) for p in pairs], self.site_a.one.vms(),
+                                  self.site_b.one.vms(include_done=True))
+        return [Pair(a, b, p.images, p.explicit) for (a, b), p in zip(vms, pairs, strict=True)]
+
+    def _from_listings(self, ids: Sequence[tuple[int, int]], vms_a: list[VM], vms_b: list[VM]
+                       ) -> list[tuple[VM, VM]]:
+        """The VMs of each (id on A, id on B) from the two sites' listings; one a listing leaves
+        out (a DONE VM on A) is read by itself."""
+        on_a, on_b = {vm.id: vm for vm in vms_a}, {vm.id: vm for vm in vms_b}
+        return [(on_a.get(a) or self.site_a.one.vm(a), on_b.get(b) or self.site_b.one.vm(b))
+                for a, b in ids]
+
+    def scope(self, mirrored: MirrorSide) -> Scope:
+        """The scope (``mirrored``: site B's mirror adapter, to tell mirrored VMs)."""
+        if self.cached is not None:
+            return self.cached
+        recorded = self.ledger.scope()
+        if recorded is not None:
+            # One listing per site, not one read per VM (a scope can hold thousands of VMs).
+            vms_a, vms_b = self.site_a.one.vms(), self.site_b.one.vms(include_done=True)
+            entries = recorded.data.get("pairs", [])
+            vms = self._from_listings([(int(p["vm_a"]), int(p["vm_b"])) for p in entries],
+                                      vms_a, vms_b)
+            pairs = [Pair(a, b, tuple(p["images"]), bool(p.get("explicit")))
+                     for (a, b), p in zip(vms, entries, strict=True)]
+            self.cached = Scope(tuple(pairs), tuple(recorded.data.get("images", [])),
+                                self._map(vms_a, vms_b))
+            return self.cached
+        mapping = self.mapping()
+        names = mirrored.mirrored_names()
+        chosen = []
+        for pair in mapping.pairs:
+            if self.vm_filter is not None and pair.vm_b.id not in self.vm_filter:
+                continue
+            if self.image_filter is not None and not set(pair.images) & set(self.image_filter):
+                continue
+            if self.image_filter is None and self.vm_filter is None and not (
+                    set(pair.images) & names):
+                continue  # not a mirrored VM: not ours
+            chosen.append(pair)
+        images = unique(i for p in chosen for i in p.images)
+        if self.image_filter is not None:
+            images = unique([*images, *self.image_filter])
+        self.cached = Scope(tuple(chosen), tuple(images), mapping)
+        return self.cached
+
+    def record(self, mirrored: MirrorSide) -> None:
+        """Write the scope to the journal (once)."""
+        if self.ledger.scope() is not None:
+            return
+        scope = self.scope(mirrored)
+        self.ledger.write(Step.RUN, Mark.SCOPE, pool=self.pool, images=list(scope.images),
+                          pairs=[{"vm_a": p.vm_a.id, "vm_b": p.vm_b.id,
+                                  "images": list(p.images), "explicit": p.explicit}
+                                 for p in scope.pairs])
+
+    def select_images(self, scope: Scope, images: Iterable[str] | None) -> list[str]:
+        """``images`` (all of the scope's if ``None``), refusing one out of scope."""
+        if images is None:
+            return list(scope.images)
+        chosen = unique(images)
+        unknown = [i for i in chosen if i not in scope.images]
+        if unknown:
+            raise FailbackError(f"images not in this failback's scope: {unknown}",
+                                pool=self.pool, site=self.site_a.name)
+        return chosen
+
+    def select_pairs(self, scope: Scope, vms: Iterable[int] | None) -> list[Pair]:
+        """The pairs of ``vms`` (ids on B; all of the scope's if ``None``)."""
+        if vms is None:
+            return list(scope.pairs)
+        wanted = [int(v) for v in vms]
+        chosen = [p for p in scope.pairs if p.vm_b.id in wanted]
+        missing = set(wanted) - {p.vm_b.id for p in chosen}
+        if missing:
+            raise FailbackError(f"VMs on site B not in this failback's scope: {sorted(missing)}",
+                                site=self.site_b.name, pool=self.pool)
+        return chosen
+
+    def blockers(self, scope: Scope) -> tuple[list[Blocker], list[str]]:
+        """The mapping's findings that concern this scope, as blockers and warnings, and a
+        blocker per VM asked for (``vms=``) that is not in the scope."""
+        blockers: list[Blocker] = []
+        warnings: list[str] = []
+        if scope.mapping is None:
+            return blockers, warnings
+        # A scope recorded in the journal is a filter too: resuming a failback of some VMs must
+        # not be blocked by VMs it does not touch (another failback's, say).
+        filtered = (self.image_filter is not None or self.vm_filter is not None
+                    or self.ledger.scope() is not None)
+        ids = {(self.site_a.name, p.vm_a.id) for p in scope.pairs} | {
+            (self.site_b.name, p.vm_b.id) for p in scope.pairs}
+        for f in scope.mapping.findings:
+            # VM ids are per site: VM 0 on B is not VM 0 on A. A finding about a VM out of scope
+            # (one running on A after an earlier failback, say) is not this one's.
+            vm_in_scope = f.vm is not None and (f.site, f.vm) in ids
+            relevant = (not filtered or f.kind is FindingKind.UNKNOWN_VM or vm_in_scope
+                        or (f.image in scope.images if f.image is not None else f.vm is None))
+            if not relevant:
+                continue
+            target = (image_target(f.image) if f.image else
+                      vm_target(f.site, f.vm) if f.vm is not None else "pool")
+            if f.kind is FindingKind.VM_NOT_STOPPED and f.vm is not None and resumed_by_us(
+                    self.ledger.vm(f.site, f.vm)):
+                continue
+            if f.severity is Severity.BLOCKER:
+                blockers.append(Blocker(f.kind.value, target, f.message,
+                                        waivable=f.kind.value in WAIVABLE))
+            else:
+                warnings.append(str(f))
+        if self.vm_filter is not None:
+            for vm_id in dict.fromkeys(self.vm_filter):
+                if not any(p.vm_b.id == vm_id for p in scope.pairs):
+                    blockers.append(Blocker(FindingKind.UNKNOWN_VM.value,
+                                            vm_target(self.site_b.name, vm_id),
+                                            self._why_not_in_scope(vm_id)))
+        return blockers, warnings
+
+    def _why_not_in_scope(self, vm_id: int) -> str:
+        """Why a VM asked for (``vms=``) on B is not in the scope."""
+        try:
+            vm = self.site_b.one.vm(vm_id)
+        except VMNotFoundError:
+            return f"no VM {vm_id} exists on {self.site_b.name} (--vm takes ids on site B)"
+        also = " (or none of its images is among the images asked for)" if (
+            self.image_filter is not None) else ""
+        return (f"VM {vm_id} on {self.site_b.name} ({vm.status}) shares no persistent image of "
+                f"pool {self.pool!r} with a VM on {self.site_a.name}: nothing to fail back for "
+                f"it{also}")

@@ -1,0 +1,64 @@
+"""Step 6, site A: resume the VMs, and wait until they run.
+
+A VM whose images are not all primary on A is refused (it would boot on stale, read-only disks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from ...ceph.status import MirrorImageInfo
+from ...opennebula.mapping import Pair
+from ...opennebula.records import VM
+from ..ledger import Step, vm_target
+from ..safety import Names, Refusal, not_primary_on_a
+from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
+
+STEP = Step.RESUME_A
+
+
+def decide(vm_a: VM, images: Sequence[str], infos_a: Mapping[str, MirrorImageInfo | None],
+           names: Names) -> Decision:
+    """Step 6's decision for one VM on A."""
+    if vm_a.is_running:
+        return Decision.skip("already RUNNING")
+    not_primary = not_primary_on_a(images, dict(infos_a))
+    if not_primary:
+        return Decision.refuse(Refusal("resume-order", f"images {not_primary} are not primary "
+                                       "on A yet", site=names.site_a,
+                                       hint="promote them first (step 5)"))
+    return Decision.do(f"{vm_a.status} on A")
+
+
+def effect(vm_a: VM, decision: Decision) -> VM:
+    """The VM after the decision took effect."""
+    if decision.verdict is not Verdict.DO:
+        return vm_a
+    return dataclasses.replace(vm_a, state="ACTIVE", lcm_state="RUNNING")
+
+
+def run(ctx: StepContext, pairs: Sequence[Pair]) -> StepResult:
+    """Resume on A the partners of ``pairs`` as :func:`decide` says."""
+    rec = Recorder(STEP, ctx)
+    parallel(pairs, lambda p: guarded(rec, vm_target(ctx.site_a.name, p.vm_a.id),
+                                      lambda: _one(ctx, rec, p)), ctx.vm_concurrency)
+    return rec.finish()
+
+
+def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
+    t = vm_target(ctx.site_a.name, pair.vm_a.id)
+    vm = ctx.site_a.one.vm(pair.vm_a.id)
+    infos: Mapping[str, MirrorImageInfo | None] = {}
+    if not vm.is_running:
+        infos = ctx.pool_a().infos(pair.images)
+    decision = decide(vm, pair.images, infos, ctx.names)
+    if decision.verdict is Verdict.SKIP:
+        rec.skip(t, decision.reason)
+        return
+    if decision.verdict is Verdict.REFUSE:
+        assert decision.refusal is not None
+        raise decision.refusal.error(pool=ctx.pool, vm=vm.id)
+    rec.intent(t, state=vm.status)
+    final = ctx.site_a.one.resume(vm, timeout=ctx.timeouts.resume)
+    rec.done(t, "running on A", state=final.status, vm_b=pair.vm_b.id)

@@ -1,0 +1,229 @@
+"""Step 2, site A: flag the images for resync, and wait until they replay from B.
+
+Only images that need it are resynced: those that were primary on A (they diverged from B), and
+those that are split-brained or do not prove within ``timeouts.settle`` that they replay from B
+(:func:`~ceph_failback.failback.safety.replay_proof`). A resync already requested by this
+failback is never requested again; B must be the primary (never resync the only current copy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+from ...ceph.status import MirrorStatus
+from ...errors import FailbackError, WaitFailedError
+from ...waiting import Judgement, wait_until
+from ...waiting import Verdict as WaitVerdict
+from ..events import EventKind
+from ..ledger import ImageHistory, Step, image_target
+from ..safety import (
+    ImageView,
+    Names,
+    Refusal,
+    already_home,
+    being_recreated,
+    image_missing,
+    needs_resync,
+    only_current_copy,
+    replay_proof,
+)
+from .base import Decision, Recorder, StepContext, StepResult, Verdict
+
+STEP = Step.RESYNC_A
+
+
+def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
+    """Step 2's decision for one image (``view`` with A's status)."""
+    if being_recreated(view, history):
+        return Decision.wait("resync under way (image being recreated)")
+    missing = image_missing(view, names, history)
+    if missing is not None:
+        return Decision.refuse(missing)
+    if already_home(view):
+        return Decision.skip("primary on A and not on B: already home")
+    if history.resync_requested_at is not None:
+        if history.proven:
+            return Decision.skip("resynced by this failback, replaying from B")
+        return Decision.wait("resync requested by this failback: waiting until it replays")
+    if history.resync_interrupted:
+        # Whether the request reached librbd is unknown: the status decides (a resync under way
+        # replays; one never requested stays split-brained), so none is requested twice.
+        return Decision.settle("interrupted around its resync request: the status decides")
+    if view.primary_a:
+        return Decision.refuse(Refusal("still-primary-on-a", "still primary on A: demote it "
+                                       "first (step 1)", site=names.site_a))
+    if not view.primary_b:
+        if history.demote_b_attempted:
+            return Decision.skip("B already demoted by this failback")
+        refusal = only_current_copy(view, names)
+        assert refusal is not None
+        return Decision.refuse(refusal)
+    if history.proven:
+        return Decision.skip("seen replaying from B by this failback")
+    if history.demoted_a:
+        return Decision.do("A was primary (diverged): resync from B")
+    if needs_resync(view.status_a):
+        return Decision.do("split-brain on A: resync from B")
+    proof = replay_proof(view.status_a)
+    if proof is not None:
+        return Decision.skip(f"already {proof}", proof=f"{proof} before the failback")
+    label = view.status_a.local.label if view.status_a is not None else "no status"
+    return Decision.settle(f"not proven replaying from B ({label}): resync unless it proves "
+                           "it within the settle limit")
+
+
+def effect(view: ImageView, history: ImageHistory, decision: Decision
+           ) -> tuple[ImageView, ImageHistory]:
+    """After step 2, an image it resynced, settled or waited for replays from B (proven); the
+    step fails for any that does not."""
+    if decision.proof:
+        return view, dataclasses.replace(history, proven=True)
+    if decision.verdict not in (Verdict.DO, Verdict.SETTLE, Verdict.WAIT):
+        return view, history
+    # A resynced image is a new, non-primary copy of B's, with a new status.
+    info_a = view.info_a
+    if info_a is None and view.info_b is not None:
+        info_a = dataclasses.replace(view.info_b, primary=False, image_id=None)
+    return (dataclasses.replace(view, info_a=info_a, status_a=None),
+            dataclasses.replace(history, proven=True))
+
+
+def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
+        on_ready: Callable[[str], None] | None = None) -> StepResult:
+    """Resync on A what :func:`decide` says to, then wait (``wait``) until the resynced images
+    replay from B; ``on_ready(image)`` is called as soon as each image is ready for steps 3-5."""
+    rec = Recorder(STEP, ctx)
+    pa = ctx.pool_a()
+    infos_a, statuses_a = pa.overview(names)
+    infos_b = ctx.pool_b().infos(names)
+    ctx.require_daemon_a("resync")
+    to_resync: list[str] = []
+    to_settle: list[str] = []
+    waiting: dict[str, float] = {}  # image -> when its resync was requested
+    for name in names:
+        t = image_target(name)
+        history = ctx.ledger.image(name)
+        view = ImageView(name, infos_a.get(name), infos_b.get(name), statuses_a.get(name))
+        decision = decide(view, history, ctx.names)
+        if decision.verdict is Verdict.WAIT:
+            assert history.resync_attempted_at is not None
+            waiting[name] = history.resync_attempted_at
+        elif decision.verdict is Verdict.REFUSE:
+            rec.refuse(t, decision, image=name)
+        elif decision.verdict is Verdict.SKIP:
+            if decision.proof is not None:
+                ctx.ledger.prove(name, decision.proof)
+            rec.skip(t, decision.reason)
+        elif decision.verdict is Verdict.DO:
+            to_resync.append(name)
+        else:
+            to_settle.append(name)
+    for name, proof in settle(ctx, to_settle).items():
+        if proof is None:
+            to_resync.append(name)
+        else:
+            ctx.ledger.prove(name, f"{proof} before the failback")
+            rec.skip(image_target(name), f"already {proof}")
+    now = time.time()
+    for name in to_resync:
+        rec.intent(image_target(name))
+    for name, r in pa.resync_many(to_resync).items():
+        if r.ok:
+            rec.done(image_target(name), "resync requested on A")
+            waiting[name] = now
+        else:
+            assert r.error is not None
+            rec.fail(image_target(name), r.error)
+    if on_ready is not None:
+        for name in names:
+            if rec.result.outcomes.get(image_target(name), ("",))[0] == "skipped":
+                on_ready(name)
+    if wait and waiting:
+        _wait_resynced(ctx, waiting, rec, on_ready)
+    return rec.finish()
+
+
+def settle(ctx: StepContext, names: Sequence[str]) -> dict[str, str | None]:
+    """For images with no proof yet: wait up to ``timeouts.settle`` for a status that decides
+    (:func:`~ceph_failback.failback.safety.replay_proof`, or split-brain). Returns the proof per
+    image, ``None`` where a resync is needed (split-brained, or undecided: B is primary, so the
+    resync is safe)."""
+    if not names:
+        return {}
+    decided: dict[str, str | None] = {}
+
+    def observe() -> dict[str, MirrorStatus]:
+        return ctx.pool_a().statuses([n for n in names if n not in decided])
+
+    def judge(statuses: dict[str, MirrorStatus]) -> Judgement[dict[str, MirrorStatus]]:
+        for name, status in statuses.items():
+            if needs_resync(status):
+                decided[name] = None
+            else:
+                proof = replay_proof(status)
+                if proof is not None:
+                    decided[name] = proof
+        return Judgement(WaitVerdict.DONE if len(decided) == len(names) else WaitVerdict.RETRY)
+
+    try:
+        wait_until(observe, judge, what="site A to report how it replays",
+                   timeout=ctx.timeouts.settle, interval=ctx.timeouts.poll)
+    except FailbackError:
+        pass
+    return {name: decided.get(name) for name in names}
+
+
+def _wait_resynced(ctx: StepContext, waiting: dict[str, float], rec: Recorder,
+                   on_ready: Callable[[str], None] | None) -> None:
+    """Wait until each resynced image replays from B (a report newer than its request)."""
+    pa = ctx.pool_a()
+    pending = dict(waiting)
+    last: dict[str, str] = {}
+
+    def observe() -> dict[str, MirrorStatus]:
+        if not ctx.daemon_a_ok():
+            raise WaitFailedError(
+                f"no healthy rbd-mirror daemon on {ctx.site_a.name} while resyncing",
+                site=ctx.site_a.name, pool=ctx.pool,
+                hint="start rbd-mirror on site A, then run again: requested resyncs are "
+                     "not repeated")
+        return pa.statuses(list(pending))
+
+    def judge(statuses: dict[str, MirrorStatus]) -> Judgement[dict[str, MirrorStatus]]:
+        for name, since in list(pending.items()):
+            status = statuses.get(name)
+            last[name] = status.local.summary() if status else "being recreated (not listed)"
+            if status is None:
+                continue
+            pct = status.local.bootstrap_percent
+            if pct is None and status.local.replay is not None:
+                pct = status.local.replay.syncing_percent
+            if pct is not None:
+                ctx.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: {last[name]}",
+                                step=STEP.value, target=image_target(name), percent=pct)
+            fresh = (status.local.last_update is not None
+                     and status.local.last_update.timestamp() >= since)
+            if fresh and status.is_split_brain():
+                return Judgement(WaitVerdict.FAIL, f"{name} is split-brained after resync")
+            if fresh and status.local.up and status.local.is_replaying():
+                ctx.ledger.prove(name, "resynced from B")
+                ctx.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: replaying from B",
+                                step=STEP.value, target=image_target(name), percent=100)
+                del pending[name]
+                if on_ready is not None:
+                    on_ready(name)
+        return Judgement(WaitVerdict.DONE if not pending else WaitVerdict.RETRY,
+                         f"{len(pending)} image(s) not replaying yet")
+
+    try:
+        wait_until(observe, judge, what="the resynced images on site A to replay from B",
+                   timeout=ctx.timeouts.resync, interval=ctx.timeouts.poll,
+                   describe=lambda _: {n: last.get(n, "?") for n in pending},
+                   where={"site": ctx.site_a.name, "pool": ctx.pool},
+                   hint="the resync goes on in rbd-mirror; run again later to keep waiting "
+                        "(resyncs are not requested twice)")
+    except FailbackError as exc:
+        for name in list(pending):
+            rec.fail(image_target(name), exc)

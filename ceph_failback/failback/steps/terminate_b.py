@@ -1,0 +1,160 @@
+"""Step 3, site B: terminate the VMs, and wait until their images are mirrored to A.
+
+A VM with a non-persistent (clone) or volatile disk in the pool is refused: OpenNebula would
+delete those images and rbd-mirror the copies on A. A VM is stopped only when A can take over
+each of its images (:func:`~ceph_failback.failback.safety.takeover_unready`). A VM already DONE
+is not terminated again; one whose terminate an interrupted run sent is waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from ...errors import WaitFailedError
+from ...opennebula.mapping import Pair
+from ...opennebula.records import VM
+from ...waiting import Judgement, wait_until
+from ...waiting import Verdict as WaitVerdict
+from ..events import EventKind
+from ..ledger import ImageHistory, Mark, Step, vm_target
+from ..safety import ImageView, Names, Refusal, takeover_unready, unsafe_disks
+from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
+
+STEP = Step.TERMINATE_B
+
+#: LCM states of a VM whose terminate is under way.
+TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
+
+
+def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Names) -> Decision:
+    """Step 3's decision for one VM on B (``images``: its images as both sites show them)."""
+    if vm_b.is_done:
+        return Decision.skip("already DONE")
+    unsafe = unsafe_disks(vm_b, names.pool)
+    if unsafe:
+        return Decision.refuse(Refusal(
+            "non-persistent-disk", f"disks {unsafe} are not persistent: terminating would delete "
+            "them (and rbd-mirror the copies on A)", site=names.site_b,
+            hint="make the images persistent, or fail this VM back by hand"))
+    if terminating(vm_b):
+        return Decision.do("terminate under way (sent by an earlier run)")
+    unready = takeover_unready(images)
+    if unready:
+        return Decision.refuse(Refusal(
+            "takeover-unready", f"{names.site_a} is not ready to take over images {unready}: "
+            f"this failback has not seen them replay from {names.site_b} (steps 1 and 2); "
+            "stopping the VM now would leave it down with no copy on A to resume from",
+            site=names.site_b, hint="run demote_site_a() and resync_site_a() first (or run())"))
+    return Decision.do(f"{vm_b.status} on B")
+
+
+def terminating(vm: VM) -> bool:
+    """A terminate is under way (sent by this or an interrupted run): wait, do not resend."""
+    return vm.state == "ACTIVE" and vm.lcm_state in TERMINATING
+
+
+def run(ctx: StepContext, pairs: Sequence[Pair]) -> StepResult:
+    """Terminate each pair's VM on B as :func:`decide` says, then wait for its images."""
+    rec = Recorder(STEP, ctx)
+    parallel(pairs, lambda p: guarded(rec, vm_target(ctx.site_b.name, p.vm_b.id),
+                                      lambda: _one(ctx, rec, p)), ctx.vm_concurrency)
+    return rec.finish()
+
+
+def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
+    t = vm_target(ctx.site_b.name, pair.vm_b.id)
+    one_b = ctx.site_b.one
+    vm = one_b.vm(pair.vm_b.id)
+    images: list[tuple[ImageView, ImageHistory]] = []
+    if not vm.is_done and not terminating(vm):
+        histories = ctx.ledger.images(pair.images)
+        if not all(h.proven or h.demote_b_attempted for h in histories.values()):
+            # Only then does the rule need the images' roles (are they home already?).
+            infos_a, infos_b = ctx.pool_a().infos(pair.images), ctx.pool_b().infos(pair.images)
+            images = [(ImageView(i, infos_a.get(i), infos_b.get(i)), histories[i])
+                      for i in pair.images]
+        else:
+            images = [(ImageView(i, None, None), histories[i]) for i in pair.images]
+    decision = decide(vm, images, ctx.names)
+    if decision.verdict is Verdict.REFUSE:
+        assert decision.refusal is not None
+        raise decision.refusal.error(pool=ctx.pool, vm=vm.id)
+    if decision.verdict is Verdict.SKIP:
+        rec.skip(t, decision.reason)
+    else:
+        if terminating(vm):
+            rec.observed(t, state=vm.status)
+        else:
+            rec.intent(t, state=vm.status)
+        ctx.events.emit(EventKind.VM_STATE, f"{t}: terminating ({vm.status})",
+                        step=STEP.value, target=t)
+        final = one_b.terminate(vm, hard_after=ctx.hard_terminate_after,
+                                timeout=ctx.timeouts.terminate)
+        rec.done(t, "terminated", state=final.status)
+    wait_mirrored(ctx, pair)
+
+
+def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
+    """After the VM on B stopped: wait until its images are mirrored to A.
+
+    Journal mode: A replays from B (its latest report: up, replaying, no split-brain) and was
+    proven to replay B's copy during this failback (step 2), else its latest report says nothing
+    is behind. What proves that A has every write is librbd's non-forced promote in step 5,
+    which succeeds only once A has replayed B's demotion (the last entry of B's journal), so
+    step 5 waits for the catch-up: rbd-mirror reports a replaying image only every ~30 s, and
+    waiting here for a report that says "caught up" would add that much to every VM's downtime
+    and prove no more. Snapshot mode: a mirror snapshot taken on B after the stop is completely
+    copied to A."""
+    t = vm_target(ctx.site_b.name, pair.vm_b.id)
+    if ctx.ledger.vm(ctx.site_b.name, pair.vm_b.id).mirrored:
+        return
+    pa, pb = ctx.pool_a(), ctx.pool_b()
+    infos = pb.infos(pair.images)
+    journal_mode = [i for i in pair.images if (infos.get(i) and infos[i].mode != "snapshot")]
+    snap_mode = [i for i in pair.images if i not in journal_mode]
+    snaps: dict[str, int] = {}  # snapshot mode: one mirror snapshot on B after the stop
+    for name in snap_mode:
+        info = infos.get(name)
+        if info is not None and info.primary:
+            snaps[name] = pb.create_mirror_snapshot(name)
+    b_uuid = pb.mirror_uuid() if snap_mode else ""
+    last: dict[str, str] = {}
+    histories = ctx.ledger.images(journal_mode)
+    proven = {name for name in journal_mode if histories[name].proven}
+
+    def observe() -> dict[str, bool]:
+        ctx.require_daemon_a("mirroring")
+        statuses = pa.statuses(journal_mode, each=True) if journal_mode else {}
+        ok: dict[str, bool] = {}
+        for name in journal_mode:
+            s = statuses.get(name)
+            last[name] = s.local.summary() if s else "no status"
+            if s is not None and s.is_split_brain():
+                raise WaitFailedError("split-brain on A", site=ctx.site_a.name, pool=ctx.pool,
+                                      image=name)
+            ok[name] = bool(s and s.local.up and (
+                s.is_caught_up() or (name in proven and s.local.is_replaying())))
+        for name in snap_mode:
+            if name not in snaps:
+                ok[name] = True  # B already demoted: step 5 checks the demotion snapshot
+                continue
+            newest = pa.mirror_snapshots(name)
+            top = newest[-1] if newest else None
+            last[name] = (f"newest mirror snapshot {top.state} "
+                          f"{'complete' if top.complete else 'copying'}") if top else "none"
+            ok[name] = bool(top and top.complete and top.primary_mirror_uuid == b_uuid
+                            and top.primary_snap_id == snaps[name])
+        return ok
+
+    wait_until(observe, lambda ok: Judgement(WaitVerdict.DONE if all(ok.values())
+                                             else WaitVerdict.RETRY),
+               what=f"the images of {t} to be mirrored to {ctx.site_a.name}",
+               timeout=ctx.timeouts.mirror, interval=ctx.timeouts.poll,
+               describe=lambda ok: {n: last.get(n, "?") for n, v in ok.items() if not v},
+               where={"site": ctx.site_a.name, "pool": ctx.pool},
+               hint="run again to keep waiting (the VM is not terminated twice)")
+    for name in journal_mode:
+        if name not in proven:
+            ctx.ledger.prove(name, "replaying from B, caught up after the VM stopped")
+    ctx.ledger.write(STEP, Mark.MIRRORED, t, images=list(pair.images))
+

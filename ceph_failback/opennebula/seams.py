@@ -1,0 +1,29 @@
+"""The cloud seam: what the orchestrator needs from one site's OpenNebula, as a Protocol.
+
+:class:`~ceph_failback.opennebula.OpenNebulaSite` (XML-RPC through pyone) satisfies it; tests
+give the orchestrator that same class against the oned stand-in
+(:class:`ceph_failback.lab.oned.OnedStandIn`), which models oned's VM lifecycle.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from .records import VM
+
+__all__ = ["CloudSite"]
+
+
+@runtime_checkable
+class CloudSite(Protocol):
+    """One site's VMs: reads and the two actions a failback makes."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
+    def vms(self, *, state: str | None = None, include_done: bool = False) -> list[VM]: ...
+    def vm(self, vm_id: int | VM) -> VM: ...
+    def terminate(self, vm: int | VM, *, hard_after: float | None = None,
+                  timeout: float = 600.0) -> VM: ...
+    def resume(self, vm: int | VM, *, timeout: float = 600.0) -> VM: ...
