@@ -1,0 +1,599 @@
+"""An in-memory model of two Ceph clusters mirroring one pool with journal-based RBD mirroring.
+
+It satisfies the Ceph seam (:class:`~ceph_failback.ceph.seams.CephBackend`,
+:class:`~ceph_failback.ceph.seams.MirrorSide`, :class:`~ceph_failback.ceph.seams.PoolLockSide`)
+and behaves like librbd and rbd-mirror as the project's lab shows them (and as Ceph's source
+says: src/librbd/mirror/PromoteRequest.cc, src/librbd/Journal.cc, src/tools/rbd_mirror):
+
+* Each copy of an image is a journal of entries, each in a tag epoch (``tag_tid``). A promote
+  (forced or not) opens a new epoch owned by that site; a demote appends a demotion, which opens
+  an orphan epoch (no owner).
+* A non-forced promote is accepted only on a copy whose last entry is a demotion: the peer's
+  demotion replayed here, **or its own demotion** (the orphan of the stale-promote trap, which
+  librbd promotes at once with its old data). Otherwise it is refused with EBUSY
+  (:class:`~ceph_failback.errors.NotReadyError`).
+* rbd-mirror on a site replays, for each non-primary copy there, the peer's journal when its own
+  is a prefix of the peer's (``replaying``); a copy that diverged is ``split-brain detected``.
+  A resync request makes the daemon delete the copy (it leaves every listing for
+  ``resync_ticks``), then copy the peer's image again (``bootstrapping``), then replay.
+* Statuses lag: a state change is published at once, but the replay positions inside
+  ``replaying, {...}`` only every ``status_period`` ticks (rbd-mirror's ~30 s cycle), so right
+  after a flip a copy can report ``replaying`` with a position in an old epoch. A stopped daemon
+  makes every status of its site ``down``.
+
+Time is ticks. By default every call on a :class:`MemoryMirrorPool` first advances the daemons by
+one tick, so the orchestrator's own polling drives replication forward; ``auto_tick=False``
+freezes them until :meth:`MemoryCeph.tick`. Snapshot-based mirroring is not modelled.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import getpass
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..ceph.lock import Holder
+from ..ceph.mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
+from ..ceph.status import MirrorImageInfo, MirrorState, MirrorStatus, parse_mirror_status
+from ..errors import (
+    CephError,
+    CephOperationError,
+    ImageNotFoundError,
+    LockedError,
+    NotReadyError,
+    PoolNotFoundError,
+)
+
+__all__ = ["MemoryCeph", "MemoryCephSite", "MemoryMirrorPool", "MemoryPoolLock"]
+
+_TAG, _WRITE, _DEMOTE = "tag", "write", "demote"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kind: str  # tag (a promotion), write, demote
+    tag_tid: int
+    site: str  # who wrote it
+    data: bytes = b""
+
+
+@dataclass
+class _Copy:
+    """One site's copy of an image."""
+
+    entries: list[_Entry]
+    primary: bool
+    image_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    resync_requested: bool = False
+    recreating: int = 0  # ticks left while rbd-mirror recreates it (not listed meanwhile)
+    bootstrapping: bool = False
+    # What this site's daemon last published: (state, head of the description, positions).
+    published: tuple[MirrorState, str, dict[str, Any] | None] | None = None
+    published_at: float = 0.0
+
+
+@dataclass
+class _Image:
+    name: str
+    global_id: str
+    copies: dict[str, _Copy]
+
+
+class MemoryCeph:
+    """Two sites' clusters with one mirrored pool and an rbd-mirror daemon each.
+
+    Args:
+        sites: the two sites' names.
+        pool: the mirrored pool's name.
+        status_period: every how many ticks a daemon publishes the replay positions.
+        resync_ticks: ticks a resynced copy stays out of the listings.
+        auto_tick: advance the daemons by one tick on every call of a site's pool adapter.
+    """
+
+    def __init__(self, sites: tuple[str, str] = ("site-a", "site-b"), pool: str = "one", *,
+                 status_period: int = 3, resync_ticks: int = 2, auto_tick: bool = True) -> None:
+        self.site_names = sites
+        self.pool = pool
+        self.status_period = status_period
+        self.resync_ticks = resync_ticks
+        self.auto_tick = auto_tick
+        self.ticks = 0
+        self.lock = threading.RLock()
+        self.images: dict[str, _Image] = {}
+        self.daemon_up = {s: True for s in sites}
+        self.daemon_readable = {s: True for s in sites}
+        self.writers: dict[tuple[str, str], str] = {}  # (site, image) -> client holding the lock
+        self.locks: dict[str, Holder] = {}  # pool -> holder of the failback lock
+        self.calls: list[tuple[str, str, str]] = []  # (site, operation, image) of every change
+        self._tags = itertools.count(2)
+        self._fsids = {s: uuid.uuid4().hex for s in sites}
+
+    def site(self, name: str) -> MemoryCephSite:
+        """The Ceph side of a failback :class:`~ceph_failback.failback.Site`."""
+        if name not in self.site_names:
+            raise KeyError(name)
+        return MemoryCephSite(self, name)
+
+    def peer_of(self, site: str) -> str:
+        """The other site."""
+        a, b = self.site_names
+        return b if site == a else a
+
+    # -- building a scenario -------------------------------------------------------------------
+
+    def create_image(self, name: str, *, primary: str | None = None, data: bytes = b"") -> None:
+        """A mirrored image, primary on ``primary`` (default site A) and replicated to the
+        peer (already replaying, caught up)."""
+        with self.lock:
+            owner = primary or self.site_names[0]
+            entries = [_Entry(_TAG, 1, owner)]
+            if data:
+                entries.append(_Entry(_WRITE, 1, owner, data))
+            self.images[name] = _Image(name, uuid.uuid4().hex, {
+                s: _Copy(list(entries), s == owner) for s in self.site_names})
+            for s in self.site_names:
+                self._publish(s, self.images[name], force=True)
+
+    def remove_image(self, name: str, *, site: str) -> None:
+        """Delete a site's copy (OpenNebula deleting a clone); a deleted primary is deleted on
+        the peer too (rbd-mirror mirrors deletions)."""
+        with self.lock:
+            image = self.images.get(name)
+            if image is None or site not in image.copies:
+                return
+            was_primary = image.copies.pop(site).primary
+            if was_primary or not image.copies:
+                del self.images[name]
+
+    def write(self, site: str, name: str, data: bytes) -> None:
+        """A client's write on a site's primary copy (EROFS on a non-primary one)."""
+        with self.lock:
+            copy = self._copy(site, name)
+            if not copy.primary:
+                raise CephOperationError("write to a non-primary image", errno=errno_mod.EROFS,
+                                         site=site, pool=self.pool, image=name)
+            copy.entries.append(_Entry(_WRITE, copy.entries[-1].tag_tid, site, data))
+
+    def data(self, site: str, name: str) -> bytes:
+        """The image's content on a site (its last write)."""
+        with self.lock:
+            writes = [e.data for e in self._copy(site, name).entries if e.kind == _WRITE]
+            return writes[-1] if writes else b""
+
+    def is_primary(self, site: str, name: str) -> bool:
+        """Whether the site's copy is primary."""
+        with self.lock:
+            return self._copy(site, name).primary
+
+    def failover(self, names: Iterable[str], *, planned: bool, data: bytes | None = None) -> None:
+        """Fail over to site B: a DR test demotes A then promotes B (not forced, once B replayed
+        the demotion); an outage force-promotes B with A still primary. ``data`` is written on B."""
+        a, b = self.site_names
+        for name in names:
+            if planned:
+                self.demote(a, name)
+                for _ in range(10):
+                    self.tick()
+                self.promote(b, name)
+            else:
+                self.promote(b, name, force=True)
+            if data is not None:
+                self.write(b, name, data)
+
+    def open_writer(self, site: str, name: str, client: str = "client.4242") -> None:
+        """A client (a VM, a mapped device) holds the image's exclusive lock and watches it."""
+        with self.lock:
+            self.writers[(site, name)] = client
+
+    def close_writer(self, site: str, name: str) -> None:
+        """The writer let go."""
+        with self.lock:
+            self.writers.pop((site, name), None)
+
+    def stop_daemon(self, site: str) -> None:
+        """Stop a site's rbd-mirror: nothing replays there, its statuses read ``down``."""
+        with self.lock:
+            self.daemon_up[site] = False
+
+    def start_daemon(self, site: str) -> None:
+        """Start it again."""
+        with self.lock:
+            self.daemon_up[site] = True
+
+    # -- librbd's operations -------------------------------------------------------------------
+
+    def _copy(self, site: str, name: str) -> _Copy:
+        image = self.images.get(name)
+        copy = image.copies.get(site) if image is not None else None
+        if copy is None or copy.recreating:
+            raise ImageNotFoundError("image does not exist", errno=errno_mod.ENOENT, site=site,
+                                     pool=self.pool, image=name)
+        return copy
+
+    def demote(self, site: str, name: str) -> None:
+        """``mirror_image_demote``: only a primary copy; appends a demotion (an orphan epoch)."""
+        with self.lock:
+            copy = self._copy(site, name)
+            if not copy.primary:
+                raise CephOperationError("demote failed: image is not primary",
+                                         errno=errno_mod.EINVAL, site=site, pool=self.pool,
+                                         image=name)
+            copy.entries.append(_Entry(_DEMOTE, next(self._tags), site))
+            copy.primary = False
+            self.calls.append((site, "demote", name))
+
+    def promote(self, site: str, name: str, *, force: bool = False) -> None:
+        """``mirror_image_promote``: non-forced only when the copy's last entry is a demotion
+        (the peer's, replayed, or its own: the orphan), else EBUSY."""
+        with self.lock:
+            copy = self._copy(site, name)
+            if copy.primary:
+                raise CephOperationError("promote failed: image is already primary",
+                                         errno=errno_mod.EINVAL, site=site, pool=self.pool,
+                                         image=name)
+            if not force and copy.entries[-1].kind != _DEMOTE:
+                raise NotReadyError(
+                    "promote refused: the peer's demotion has not been replayed here yet",
+                    errno=errno_mod.EBUSY, site=site, pool=self.pool, image=name,
+                    hint="retry later")
+            copy.entries.append(_Entry(_TAG, next(self._tags), site))
+            copy.primary = True
+            copy.resync_requested = False
+            self.calls.append((site, "promote-forced" if force else "promote", name))
+
+    def resync(self, site: str, name: str) -> None:
+        """``mirror_image_resync``: flags a non-primary copy; rbd-mirror recreates it."""
+        with self.lock:
+            copy = self._copy(site, name)
+            if copy.primary:
+                raise CephOperationError("resync failed: image is primary",
+                                         errno=errno_mod.EINVAL, site=site, pool=self.pool,
+                                         image=name)
+            copy.resync_requested = True
+            self.calls.append((site, "resync", name))
+
+    # -- rbd-mirror ----------------------------------------------------------------------------
+
+    def tick(self, n: int = 1) -> None:
+        """Advance both daemons by ``n`` ticks."""
+        for _ in range(n):
+            with self.lock:
+                self.ticks += 1
+                for site in self.site_names:
+                    if self.daemon_up[site]:
+                        for image in list(self.images.values()):
+                            self._work(site, image)
+                periodic = self.ticks % self.status_period == 0
+                for site in self.site_names:
+                    for image in self.images.values():
+                        self._publish(site, image, force=periodic)
+
+    def _work(self, site: str, image: _Image) -> None:
+        copy = image.copies.get(site)
+        peer = image.copies.get(self.peer_of(site))
+        if copy is None or peer is None or copy.primary:
+            return
+        if copy.recreating:
+            copy.recreating -= 1
+            if copy.recreating == 0:
+                copy.entries = list(peer.entries)  # the full copy of the peer's image
+                copy.image_id = uuid.uuid4().hex[:12]
+                copy.bootstrapping = True
+            return
+        if copy.resync_requested and peer.primary:
+            copy.resync_requested = False
+            copy.recreating = self.resync_ticks
+            copy.published = None
+            return
+        if copy.bootstrapping:
+            copy.bootstrapping = False
+            return
+        mine, theirs = copy.entries, peer.entries
+        if len(mine) < len(theirs) and theirs[:len(mine)] == mine:
+            if copy.published is None or copy.published[0] is not MirrorState.REPLAYING:
+                # The replayer starts: it reports "replaying" with the positions it starts
+                # from; where it got to shows only on the next periodic update.
+                self._publish(site, image)
+            copy.entries = list(theirs)  # replay everything the peer has
+
+    def _state(self, site: str, image: _Image) -> tuple[MirrorState, str, dict[str, Any] | None]:
+        copy = image.copies[site]
+        peer = image.copies.get(self.peer_of(site))
+        if copy.primary:
+            return MirrorState.STOPPED, "local image is primary", None
+        if copy.bootstrapping or copy.recreating:
+            return MirrorState.SYNCING, "bootstrapping, IMAGE_COPY/COPY_OBJECT 50%", None
+        if peer is None:
+            return MirrorState.UNKNOWN, "remote image does not exist", None
+        mine, theirs = copy.entries, peer.entries
+        if not (len(mine) <= len(theirs) and theirs[:len(mine)] == mine):
+            return MirrorState.ERROR, "split-brain detected", None
+        if not peer.primary and len(mine) == len(theirs):
+            return MirrorState.UNKNOWN, "remote image demoted", None
+        positions = {
+            "primary_position": {"object_number": 0, "tag_tid": theirs[-1].tag_tid,
+                                 "entry_tid": len(theirs)},
+            "non_primary_position": {"object_number": 0, "tag_tid": mine[-1].tag_tid,
+                                     "entry_tid": len(mine)},
+            "entries_behind_primary": len(theirs) - len(mine),
+        }
+        return MirrorState.REPLAYING, "replaying", positions
+
+    def _publish(self, site: str, image: _Image, *, force: bool = False) -> None:
+        """What the site's daemon writes as the image's status: a new state at once, new replay
+        positions only on the periodic update (``force``). A stopped daemon writes nothing."""
+        copy = image.copies.get(site)
+        if copy is None or copy.recreating or not self.daemon_up[site]:
+            return
+        state, head, positions = self._state(site, image)
+        old = copy.published
+        if force or old is None or (old[0], old[1]) != (state, head):
+            copy.published = (state, head, positions)
+            copy.published_at = time.time()
+
+    def raw_status(self, site: str, name: str) -> dict[str, Any]:
+        """librbd's status dict of a site's copy (what ``mirror_image_get_status`` answers)."""
+        with self.lock:
+            image = self.images[name]
+            copy = self._copy(site, name)
+
+            def report(s: str) -> dict[str, Any]:
+                c = image.copies.get(s)
+                if c is None or c.published is None:
+                    return {"state": int(MirrorState.UNKNOWN), "description": "status not found",
+                            "up": False}
+                state, head, positions = c.published
+                description = f"{head}, {json.dumps(positions)}" if positions else head
+                return {"state": int(state), "description": description,
+                        "last_update": datetime.fromtimestamp(c.published_at, UTC).replace(
+                            tzinfo=None),
+                        "up": self.daemon_up[s]}
+
+            peer = self.peer_of(site)
+            return {"name": name,
+                    "info": {"global_id": image.global_id, "state": 1,
+                             "primary": copy.primary},
+                    **report(site),
+                    "remote_statuses": [{"mirror_uuid": _uuid(peer), **report(peer)}]}
+
+
+def _uuid(site: str) -> str:
+    return f"mirror-uuid-{site}"
+
+
+class MemoryCephSite:
+    """One site of a :class:`MemoryCeph` (a :class:`~ceph_failback.ceph.seams.CephBackend`)."""
+
+    def __init__(self, world: MemoryCeph, name: str) -> None:
+        self.world = world
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"MemoryCephSite({self.name!r})"
+
+    def fsid(self) -> str:
+        """The cluster's id."""
+        return self.world._fsids[self.name]
+
+    def describe(self) -> str:
+        """For messages."""
+        return f"in-memory cluster {self.name!r}"
+
+    def mirror_pool(self, pool: str, *, concurrency: int = 10) -> MemoryMirrorPool:
+        """The pool's mirror adapter."""
+        if pool != self.world.pool:
+            raise PoolNotFoundError("pool does not exist", site=self.name, pool=pool,
+                                    errno=errno_mod.ENOENT)
+        return MemoryMirrorPool(self.world, self.name, concurrency=concurrency)
+
+    def pool_lock(self, pool: str, *, purpose: str = "failback") -> MemoryPoolLock:
+        """The pool's failback lock."""
+        return MemoryPoolLock(self.world, self.name, pool, purpose)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class MemoryMirrorPool:
+    """The pool on one site of a :class:`MemoryCeph` (a
+    :class:`~ceph_failback.ceph.seams.MirrorSide`)."""
+
+    def __init__(self, world: MemoryCeph, site: str, *, concurrency: int = 10) -> None:
+        self.world = world
+        self.site_name = site
+        self.pool = world.pool
+        self.concurrency = concurrency
+
+    def __repr__(self) -> str:
+        return f"MemoryMirrorPool(site={self.site_name!r}, pool={self.pool!r})"
+
+    def _tick(self) -> None:
+        if self.world.auto_tick:
+            self.world.tick()
+
+    def require_mirroring(self) -> list[Peer]:
+        """The one peer."""
+        peer = self.world.peer_of(self.site_name)
+        return [Peer(f"peer-{peer}", peer, _uuid(peer), "rx-tx", "client.rbd-mirror-peer")]
+
+    def daemon_health(self, *, beacon_grace: float = 60.0) -> list[DaemonHealth]:
+        """The site's one rbd-mirror daemon."""
+        if not self.world.daemon_readable[self.site_name]:
+            raise CephError("service status unreadable", site=self.site_name)
+        up = self.world.daemon_up[self.site_name]
+        return [DaemonHealth("4100", "4100", True, datetime.now(UTC), up, {}, up)]
+
+    def mirror_uuid(self) -> str:
+        """This pool's mirror uuid."""
+        return _uuid(self.site_name)
+
+    def _listed(self) -> dict[str, _Copy]:
+        return {name: copy for name, image in self.world.images.items()
+                if (copy := image.copies.get(self.site_name)) is not None and not copy.recreating}
+
+    def mirrored_names(self) -> set[str]:
+        """Mirror-enabled images listed on this site."""
+        self._tick()
+        with self.world.lock:
+            return set(self._listed())
+
+    def images(self) -> dict[str, MirrorImageInfo]:
+        """Every mirrored image's info."""
+        self._tick()
+        with self.world.lock:
+            return {name: self._info(name, copy) for name, copy in self._listed().items()}
+
+    def _info(self, name: str, copy: _Copy) -> MirrorImageInfo:
+        return MirrorImageInfo(name, self.world.images[name].global_id, True, copy.primary,
+                               "journal", copy.image_id)
+
+    def infos(self, images: Iterable[str] | None = None) -> dict[str, MirrorImageInfo]:
+        """The infos of ``images`` (missing ones left out)."""
+        listed = self.images()
+        return listed if images is None else {n: listed[n] for n in images if n in listed}
+
+    def status(self, image: str) -> MirrorStatus:
+        """One image's status."""
+        self._tick()
+        raw = self.world.raw_status(self.site_name, image)
+        return parse_mirror_status(raw, site=self.site_name, pool=self.pool,
+                                   peer_names={_uuid(s): s for s in self.world.site_names})
+
+    def statuses(self, images: Iterable[str] | None = None, *,
+                 each: bool = False) -> dict[str, MirrorStatus]:
+        """The statuses of ``images`` (or all), missing ones left out."""
+        return self.overview(images)[1]
+
+    def overview(self, images: Iterable[str] | None = None
+                 ) -> tuple[dict[str, MirrorImageInfo], dict[str, MirrorStatus]]:
+        """Infos and statuses together."""
+        self._tick()
+        with self.world.lock:
+            listed = self._listed()
+            wanted = list(listed) if images is None else [n for n in images if n in listed]
+            infos = {n: self._info(n, listed[n]) for n in wanted}
+            names = {_uuid(s): s for s in self.world.site_names}
+            statuses = {n: parse_mirror_status(self.world.raw_status(self.site_name, n),
+                                               site=self.site_name, pool=self.pool,
+                                               peer_names=names) for n in wanted}
+        return infos, statuses
+
+    def watchers(self, image: str) -> list[dict[str, Any]]:
+        """The writer's watch, if one holds the image."""
+        with self.world.lock:
+            self.world._copy(self.site_name, image)
+            client = self.world.writers.get((self.site_name, image))
+            return [{"addr": f"10.0.0.1:0/{client}", "id": 1, "cookie": 1}] if client else []
+
+    def lock_owners(self, image: str) -> list[dict[str, Any]]:
+        """The writer holding the exclusive lock, if any."""
+        with self.world.lock:
+            self.world._copy(self.site_name, image)
+            client = self.world.writers.get((self.site_name, image))
+            return [{"owner": f"10.0.0.1:0/{client}", "mode": 1}] if client else []
+
+    def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
+        """None: journal-based mirroring."""
+        return []
+
+    def demote(self, image: str) -> None:
+        """Demote on this site."""
+        self._tick()
+        self.world.demote(self.site_name, image)
+
+    def promote(self, image: str, *, force: bool = False) -> None:
+        """Promote on this site."""
+        self._tick()
+        self.world.promote(self.site_name, image, force=force)
+
+    def resync(self, image: str) -> None:
+        """Flag for resync on this site."""
+        self._tick()
+        self.world.resync(self.site_name, image)
+
+    def create_mirror_snapshot(self, image: str) -> int:
+        """Refused: journal-based mirroring."""
+        raise CephOperationError("not a snapshot-mirrored image", errno=errno_mod.EINVAL,
+                                 site=self.site_name, pool=self.pool, image=image)
+
+    def run_many(self, images: Iterable[str], operation: Callable[[str], Any], *,
+                 concurrency: int | None = None) -> dict[str, OperationResult]:
+        """``operation`` on each image, a result each (as :meth:`MirrorPool.run_many`)."""
+        names = list(dict.fromkeys(images))
+
+        def one(name: str) -> OperationResult:
+            try:
+                return OperationResult(name, True, None, operation(name))
+            except CephError as exc:
+                return OperationResult(name, False, exc)
+
+        with ThreadPoolExecutor(max(1, min(concurrency or self.concurrency, len(names) or 1))) as ex:
+            return {r.image: r for r in ex.map(one, names)}
+
+    def demote_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
+        """:meth:`demote` each image."""
+        return self.run_many(images, self.demote, **kw)
+
+    def resync_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
+        """:meth:`resync` each image."""
+        return self.run_many(images, self.resync, **kw)
+
+
+class MemoryPoolLock:
+    """The failback lock of a :class:`MemoryCeph` pool (a
+    :class:`~ceph_failback.ceph.seams.PoolLockSide`)."""
+
+    def __init__(self, world: MemoryCeph, site: str, pool: str, purpose: str) -> None:
+        self.world, self.site, self.pool, self.purpose = world, site, pool, purpose
+        self._held: Holder | None = None
+
+    @property
+    def held(self) -> Holder | None:
+        """The holder record if this object holds the lock."""
+        return self._held
+
+    def holder(self) -> Holder | None:
+        """Who holds it."""
+        return self.world.locks.get(self.pool)
+
+    def acquire(self) -> Holder:
+        """Take it, or :class:`LockedError`."""
+        with self.world.lock:
+            if self._held is not None:
+                return self._held
+            current = self.world.locks.get(self.pool)
+            if current is not None:
+                raise LockedError(f"another failback holds the lock of this pool: {current}",
+                                  site=self.site, pool=self.pool)
+            holder = Holder("memory", os.getpid(), getpass.getuser(), self.purpose,
+                            datetime.now(UTC).isoformat(timespec="seconds"), uuid.uuid4().hex,
+                            locker="client.1")
+            self.world.locks[self.pool] = self._held = holder
+            return holder
+
+    def release(self) -> None:
+        """Release it if held."""
+        with self.world.lock:
+            if self._held is not None and self.world.locks.get(self.pool) == self._held:
+                del self.world.locks[self.pool]
+            self._held = None
+
+    def break_(self, expected: Holder | None = None) -> Holder | None:
+        """Break it."""
+        with self.world.lock:
+            current = self.world.locks.get(self.pool)
+            if current is None or (expected is not None and current.cookie != expected.cookie):
+                return None
+            del self.world.locks[self.pool]
+            return current
+

@@ -1,0 +1,137 @@
+"""A whole two-site world in memory: the Ceph model (:class:`~.ceph.MemoryCeph`) plus one oned
+stand-in per site, wired like the lab's world (OpenNebula's deletions hit the model's pool).
+
+It builds what OpenNebula's DR guide leaves after a failover: on site A, persistent images and
+VMs using them (powered off after the disaster); on site B, the mirrored images registered as
+persistent images and VMs created from them, running.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..failback.core import Failback, Site, Timeouts
+from ..lab.oned import Delays, OnedStandIn
+from ..opennebula.site import OpenNebulaSite
+from .ceph import MemoryCeph
+
+__all__ = ["MemoryWorld", "MemoryVM", "FAST"]
+
+#: Wait limits for in-memory worlds: the model progresses on every poll.
+FAST = Timeouts(settle=5, resync=10, mirror=10, promote=10, terminate=10, resume=10,
+                poll=0.005, writer=0.5)
+
+
+@dataclass(frozen=True)
+class MemoryVM:
+    """A VM of the world: its id on A, its id on B (after the disaster), and its images."""
+
+    name: str
+    vm_a: int
+    vm_b: int | None
+    images: tuple[str, ...]
+
+
+class MemoryWorld:
+    """Two sites, in memory, for fast tests and rehearsals of scripts.
+
+    Args:
+        delays: the oned stand-ins' transition delays (default: 10 ms each).
+        ceph: options of :class:`~.ceph.MemoryCeph` (``status_period``, ``auto_tick``...).
+    """
+
+    def __init__(self, *, delays: Delays | None = None, pool: str = "one",
+                 **ceph: Any) -> None:
+        self.ceph = MemoryCeph(("site-a", "site-b"), pool, **ceph)
+        self.pool = pool
+        delays = delays or Delays.uniform(0.01)
+        self.oned_a = OnedStandIn(name="site-a", delays=delays, ceph_pool=pool,
+                                  delete_rbd_image=self._deleter("site-a"))
+        self.oned_b = OnedStandIn(name="site-b", delays=delays, ceph_pool=pool,
+                                  delete_rbd_image=self._deleter("site-b"))
+        self.vms: list[MemoryVM] = []
+        self._ids = itertools.count(100)
+
+    def _deleter(self, site: str):  # type: ignore[no-untyped-def]
+        def delete(pool: str, image: str) -> None:
+            self.ceph.remove_image(image, site=site)
+        return delete
+
+    def start(self) -> MemoryWorld:
+        """Start both stand-ins."""
+        self.oned_a.start()
+        self.oned_b.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop both stand-ins."""
+        self.oned_a.stop()
+        self.oned_b.stop()
+
+    def __enter__(self) -> MemoryWorld:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def site(self, which: str) -> Site:
+        """Site ``a`` or ``b`` as a failback :class:`~ceph_failback.failback.Site`."""
+        name = {"a": "site-a", "b": "site-b"}[which]
+        oned = self.oned_a if which == "a" else self.oned_b
+        one = OpenNebulaSite(name, oned.endpoint, credentials=oned.session, timeout=5,
+                             poll_interval=0.005)
+        return Site(name, self.ceph.site(name), one)
+
+    def failback(self, journal: str | Path, **kwargs: Any) -> Failback:
+        """A :class:`~ceph_failback.failback.Failback` B -> A over this world (fast timeouts
+        unless given)."""
+        kwargs.setdefault("timeouts", FAST)
+        return Failback(self.site("a"), self.site("b"), self.pool, journal=journal, **kwargs)
+
+    def add_vm(self, name: str, *, disks: int = 1, data: bytes | None = None,
+               state_a: str = "RUNNING") -> MemoryVM:
+        """On site A: ``disks`` persistent images with data and a VM using them."""
+        ids, images = [], []
+        for _ in range(disks):
+            image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
+                                             image_id=next(self._ids))
+            rbd = f"one-{image_id}"
+            self.ceph.create_image(rbd, data=data or f"{name}:{rbd}".encode())
+            ids.append(image_id)
+            images.append(rbd)
+        vm = MemoryVM(name, self.oned_a.add_vm(name, disks=ids, state=state_a), None,
+                      tuple(images))
+        self.vms.append(vm)
+        return vm
+
+    def disaster(self, kind: Literal["unplanned", "planned"] = "unplanned", *,
+                 new_data: bytes | None = None, vms: Iterable[MemoryVM] | None = None,
+                 persistent_on_b: bool = True) -> None:
+        """Fail over to B: A's VMs powered off, the images primary on B (forced for an unplanned
+        disaster, after A's demotion for a planned one), registered in B's OpenNebula, and VMs
+        running there from them; ``new_data`` written on B. ``persistent_on_b=False`` registers
+        non-persistent images (B's VMs then use clones, which a failback must refuse)."""
+        chosen = list(vms) if vms is not None else list(self.vms)
+        one_a = self.site("a").one
+        for vm in chosen:
+            assert isinstance(one_a, OpenNebulaSite)
+            one_a.poweroff(vm.vm_a, timeout=5)
+        self.ceph.failover([i for vm in chosen for i in vm.images], planned=kind == "planned",
+                           data=new_data)
+        for vm in chosen:
+            ids = [self.oned_b.add_image(f"{vm.name}-{img}", persistent=persistent_on_b,
+                                         source=f"{self.pool}/{img}") for img in vm.images]
+            vm_b = self.oned_b.add_vm(vm.name, disks=ids, state="RUNNING")
+            if not persistent_on_b:
+                for disk_id, img in enumerate(vm.images):
+                    clone = f"{img}-{vm_b}-{disk_id}"
+                    self.ceph.create_image(clone, primary="site-b")
+            self.vms[self.vms.index(vm)] = MemoryVM(vm.name, vm.vm_a, vm_b, vm.images)
+
+    def images(self) -> list[str]:
+        """Every image of every VM."""
+        return [i for vm in self.vms for i in vm.images]

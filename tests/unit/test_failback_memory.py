@@ -1,0 +1,327 @@
+"""The whole Failback on in-memory sites (ceph_failback.testing): every blocker and safety rule
+through the facade, the plan equal to what the steps do, and a crash at every journal write.
+
+The Ceph side is the in-memory model of journal-based mirroring, the cloud side the oned
+stand-in; both are checked against the real lab by tests/lab (same scenarios, real daemons)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ceph_failback.errors import LockedError, SafetyError, StepFailedError
+from ceph_failback.failback import Failback
+from ceph_failback.failback.journal import Journal
+from ceph_failback.lab.oned import Delays
+from ceph_failback.testing import MemoryWorld
+
+warnings.filterwarnings("ignore", module="requests")
+
+NEW = b"written on B after the failover"
+
+
+@pytest.fixture
+def world() -> Iterator[MemoryWorld]:
+    with MemoryWorld() as w:
+        yield w
+
+
+def promotes(world: MemoryWorld) -> list[tuple[str, str, str]]:
+    return [c for c in world.ceph.calls if c[1].startswith("promote")]
+
+
+def assert_failed_back(world: MemoryWorld, images: list[str]) -> None:
+    """A primary only, holding B's last writes; B non-primary; no forced promote of ours."""
+    for image in images:
+        assert world.ceph.is_primary("site-a", image) and not world.ceph.is_primary("site-b", image)
+        assert world.ceph.data("site-a", image) == NEW, image
+    assert ("site-a", "promote-forced") not in {(s, op) for s, op, _ in world.ceph.calls}
+
+
+def test_unplanned_disaster_end_to_end(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db", disks=2)
+    world.add_vm("web")
+    world.disaster("unplanned", new_data=NEW)
+    db, web = world.vms
+    report = world.failback(tmp_path / "j.jsonl").run()
+    assert report.complete, report
+    assert_failed_back(world, world.images())
+    assert {i.name for i in report.images if i.resynced} == set(world.images())
+    assert world.oned_a.vm_state(db.vm_a) == ("ACTIVE", "RUNNING")
+    assert world.oned_b.vm_state(web.vm_b) == ("DONE", "LCM_INIT")
+
+
+def test_dr_test_failback_resyncs_nothing(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db", disks=2)
+    world.disaster("planned", new_data=NEW)
+    report = world.failback(tmp_path / "j.jsonl").run()
+    assert report.complete and not any(i.resynced for i in report.images), report
+    assert not [c for c in world.ceph.calls if c[1] == "resync"]
+    assert_failed_back(world, world.images())
+
+
+def test_dr_test_waits_for_the_epoch_proof_instead_of_trusting_replaying(
+        tmp_path: Path) -> None:
+    # Statuses lag: A reports "replaying" right after the flip with a position in its own old
+    # epoch. Step 2 must neither skip on that (the stale-promote trap) nor resync: it waits for
+    # the periodic update that proves A is inside B's epoch.
+    with MemoryWorld(status_period=25) as world:
+        world.add_vm("db")
+        world.disaster("planned", new_data=NEW)
+        fb = world.failback(tmp_path / "j.jsonl")
+        plan = fb.plan()
+        image = world.images()[0]
+        assert plan.images[0].status_a is not None
+        action = plan.images[0].action("resync_a")
+        assert action is not None and action.do and "not proven" in action.reason, plan
+        report = fb.run()
+        assert report.complete and not report.images[0].resynced
+        proofs = [r.data["proof"] for r in Journal(tmp_path / "j.jsonl").find(event="observed")]
+        assert proofs and "epoch" in proofs[0]
+        assert_failed_back(world, [image])
+
+
+# -- plan equals execution -------------------------------------------------------------------
+
+def outcomes(journal: Path) -> dict[tuple[str, str], str]:
+    done: dict[tuple[str, str], str] = {}
+    for r in Journal(journal).records:
+        if r.event in ("done", "skipped") and r.target:
+            done[(r.step, r.target)] = r.event
+    return done
+
+
+def scenario(world: MemoryWorld, kind: str) -> None:
+    world.add_vm("db", disks=2)
+    world.add_vm("web")
+    world.disaster("planned" if kind == "planned" else "unplanned", new_data=NEW)
+
+
+@pytest.mark.parametrize("kind", ["unplanned", "planned"])
+def test_the_plan_is_what_the_steps_do(world: MemoryWorld, tmp_path: Path, kind: str) -> None:
+    scenario(world, kind)
+    world.ceph.tick(10)  # every status published: no decision is left to the settle wait
+    fb = world.failback(tmp_path / "j.jsonl")
+    plan = fb.plan()
+    assert plan.ok, plan
+    fb.run()
+    did = outcomes(tmp_path / "j.jsonl")
+    for action in plan.actions():
+        assert did.get((action.step, action.target)) == ("done" if action.do else "skipped"), (
+            action, did.get((action.step, action.target)))
+
+
+def test_a_resumed_failback_plans_what_its_steps_then_do(world: MemoryWorld,
+                                                          tmp_path: Path) -> None:
+    scenario(world, "unplanned")
+    fb = world.failback(tmp_path / "j.jsonl")
+    with fb.locked():
+        fb.demote_site_a()
+        fb.resync_site_a()
+        fb.terminate_site_b(vms=[world.vms[0].vm_b])  # interrupted here
+    again = world.failback(tmp_path / "j.jsonl")
+    plan = again.plan()
+    assert plan.ok, plan
+    before = len(Journal(tmp_path / "j.jsonl").records)
+    again.run()
+    after = Journal(tmp_path / "j.jsonl").records[before:]
+    did = {(r.step, r.target): r.event for r in after if r.event in ("done", "skipped")}
+    for action in plan.actions():
+        assert did.get((action.step, action.target)) == ("done" if action.do else "skipped"), (
+            action, did.get((action.step, action.target)))
+    assert_failed_back(world, world.images())
+
+
+# -- every blocker through the facade ---------------------------------------------------------
+
+def blockers(fb: Failback) -> set[tuple[str, str]]:
+    return {(b.kind, b.target) for b in fb.plan().blockers}
+
+
+def refused_and_untouched(world: MemoryWorld, fb: Failback) -> None:
+    before = list(world.ceph.calls)
+    actions_b = list(world.oned_b.actions)
+    with pytest.raises(SafetyError):
+        fb.run()
+    assert world.ceph.calls == before and world.oned_b.actions == actions_b
+
+
+def test_clone_disk_on_b_is_a_blocker(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW, persistent_on_b=False)
+    vm = world.vms[0]
+    fb = world.failback(tmp_path / "j.jsonl", vms=[vm.vm_b], pairs={vm.vm_b: vm.vm_a})
+    assert ("non-persistent-disk", f"vm:site-b:{vm.vm_b}") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_split_brain_on_b_is_a_blocker(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    image = world.images()[0]
+    world.ceph.demote("site-b", image)  # by hand, after writes there: B diverged from A
+    world.ceph.tick(2)
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert ("split-brain-on-b", f"image:{image}") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_no_primary_is_a_blocker(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("planned", new_data=NEW)
+    image = world.images()[0]
+    world.ceph.demote("site-b", image)
+    world.ceph.tick(5)
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert ("no-primary", f"image:{image}") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_a_journal_of_an_earlier_failback_is_stale(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    assert world.failback(tmp_path / "j.jsonl").run().complete
+    # A second disaster: the VMs go to B again (new VMs there), B promoted by force.
+    world.ceph.failover(world.images(), planned=False, data=NEW)
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert ("stale-journal", f"image:{world.images()[0]}") in blockers(fb)
+
+
+def test_a_vm_running_on_a_is_a_blocker_unless_this_failback_resumed_it(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    vm = world.vms[0]
+    world.site("a").one.resume(vm.vm_a, timeout=5)  # someone restarted it on stale disks
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert ("vm-not-stopped", f"vm:site-a:{vm.vm_a}") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_rbd_mirror_down_on_a_is_a_blocker(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    world.ceph.stop_daemon("site-a")
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert ("rbd-mirror-down", "rbd-mirror@site-a") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_missing_image_is_a_blocker(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    fb = world.failback(tmp_path / "j.jsonl", images=[*world.images(), "one-999"])
+    assert ("image-missing", "image:one-999") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_another_failback_holding_the_lock_is_a_blocker(world: MemoryWorld,
+                                                        tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    first, second = world.failback(tmp_path / "1.jsonl"), world.failback(tmp_path / "2.jsonl")
+    with first.locked():
+        assert ("locked", "lock@site-a") in blockers(second)
+        with pytest.raises(LockedError):
+            second.run()
+
+
+# -- the rules inside the steps, steps called one by one --------------------------------------
+
+def test_steps_out_of_order_are_refused_and_change_nothing(world: MemoryWorld,
+                                                           tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    vm = world.vms[0]
+    image = world.images()[0]
+    fb = world.failback(tmp_path / "j.jsonl")
+    with pytest.raises(StepFailedError) as info:
+        fb.terminate_site_b()  # A has not been seen replaying from B
+    assert "not ready to take over" in str(info.value.failures)
+    with pytest.raises(StepFailedError) as info:
+        fb.demote_site_b()  # would leave A's old copy the one to promote
+    assert "replaying" in str(info.value.failures)
+    with pytest.raises(StepFailedError) as info:
+        fb.promote_site_a()
+    assert "demote it there first" in str(info.value.failures)
+    assert world.ceph.calls == [("site-b", "promote-forced", image)]
+    assert world.oned_b.vm_state(vm.vm_b) == ("ACTIVE", "RUNNING")
+
+
+def test_a_writer_still_on_b_stops_the_demote_until_it_lets_go(world: MemoryWorld,
+                                                              tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    image = world.images()[0]
+    world.ceph.open_writer("site-b", image)  # a mapped device the cloud does not know of
+    with pytest.raises(StepFailedError) as info:
+        world.failback(tmp_path / "j.jsonl").run()
+    assert "still in use" in info.value.failures[f"image:{image}"]
+    assert world.ceph.is_primary("site-b", image)
+    world.ceph.close_writer("site-b", image)
+    assert world.failback(tmp_path / "j.jsonl").run().complete
+    assert_failed_back(world, [image])
+
+
+# -- a crash at every journal write -----------------------------------------------------------
+
+class Crash(BaseException):
+    """The process dies (nothing after it runs, not even the journal's next line)."""
+
+
+class DyingJournal(Journal):
+    """A journal whose process dies at its ``at``-th write (the write itself lands or not)."""
+
+    def __init__(self, path: Path, at: int, land: bool) -> None:
+        super().__init__(path)
+        self.at, self.land, self.count, self.dead = at, land, 0, False
+
+    def write(self, step: str, event: str, target: str = "", **data: Any) -> Any:
+        if self.dead:
+            raise Crash
+        self.count += 1
+        if self.count == self.at:
+            self.dead = True
+            if self.land:
+                super().write(step, event, target, **data)
+            raise Crash
+        return super().write(step, event, target, **data)
+
+
+def crash_world() -> MemoryWorld:
+    # One VM with two disks: every step, and the batch operations, in as few writes as that.
+    world = MemoryWorld(delays=Delays.uniform(0.001)).start()
+    world.add_vm("db", disks=2)
+    world.disaster("unplanned", new_data=NEW)
+    return world
+
+
+def full_run_writes(tmp_path: Path) -> int:
+    with crash_world() as world:
+        world.failback(tmp_path / "count.jsonl").run()
+    return len(Journal(tmp_path / "count.jsonl").records)
+
+
+@pytest.mark.parametrize("land", [True, False], ids=["after-write", "before-write"])
+def test_a_crash_at_any_journal_write_resumes_to_the_same_end(tmp_path: Path,
+                                                             land: bool) -> None:
+    total = full_run_writes(tmp_path)
+    assert total > 30
+    for at in range(1, total + 1):
+        with crash_world() as world:
+            path = tmp_path / f"crash-{at}-{land}.jsonl"
+            fb = world.failback(DyingJournal(path, at, land))
+            with pytest.raises(Crash):
+                fb.run()
+            again = world.failback(path)
+            again.break_lock()  # a dead process's lock (a real one is taken over on its machine)
+            report = again.run()
+            assert report.complete, (at, report)
+            assert_failed_back(world, world.images())
+            resyncs = [c for c in world.ceph.calls if c[1] == "resync"]
+            assert len(resyncs) == len(set(resyncs)), (at, resyncs)  # never requested twice
+            assert len(promotes(world)) == 2 * len(world.images()), (at, promotes(world))

@@ -1,0 +1,238 @@
+"""Every safety rule and step decision, table-driven: for each rule a case where it fires and a
+case where it does not, through the pure decision functions (no Ceph, no oned)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from ceph_failback.ceph.status import MirrorImageInfo, parse_mirror_status
+from ceph_failback.errors import ImageNotFoundError, SafetyError
+from ceph_failback.failback import safety
+from ceph_failback.failback.ledger import ImageHistory
+from ceph_failback.failback.safety import ImageView, Names
+from ceph_failback.failback.steps import (
+    Verdict,
+    demote_a,
+    demote_b,
+    promote_a,
+    resume_a,
+    resync_a,
+    terminate_b,
+)
+from ceph_failback.opennebula.naming import Disk, DiskKind
+from ceph_failback.opennebula.records import VM
+
+NAMES = Names("site-a", "site-b", "one", "j.jsonl")
+IMG = "one-7"
+
+
+def info(primary: bool | None) -> MirrorImageInfo:
+    return MirrorImageInfo(IMG, "gid-7", True, primary, "journal", "id7")
+
+
+def status(description: str, *, state: int = 4, up: bool = True,
+           primary: bool = False) -> Any:
+    return parse_mirror_status({"name": IMG, "state": state, "description": description,
+                                "up": up, "info": {"global_id": "gid-7", "primary": primary}},
+                               site="site-a", pool="one")
+
+
+def replaying(local_tag: int, remote_tag: int, behind: int = 0) -> Any:
+    detail = {"primary_position": {"object_number": 0, "tag_tid": remote_tag, "entry_tid": 9},
+              "non_primary_position": {"object_number": 0, "tag_tid": local_tag,
+                                       "entry_tid": 9 - behind},
+              "entries_behind_primary": behind}
+    return status(f"replaying, {json.dumps(detail)}")
+
+
+SPLIT = status("split-brain detected", state=1)
+IN_EPOCH = replaying(5, 5)
+OLD_EPOCH = replaying(3, 5)  # replaying, but not yet past B's promotion: an orphan still
+
+
+def view(a: bool | None, b: bool | None, sa: Any = None, sb: Any = None) -> ImageView:
+    """``a``/``b``: primary on that site; ``None``: not listed there."""
+    return ImageView(IMG, None if a is None else info(a), None if b is None else info(b), sa, sb)
+
+
+H = ImageHistory(IMG)
+PROVEN = replace(H, proven=True)
+
+
+def disk(image: str, persistent: bool = True, pool: str = "one") -> Disk:
+    return Disk(0, 7, pool, image, DiskKind.PERSISTENT if persistent else DiskKind.CLONE)
+
+
+def vm(state: str = "ACTIVE", lcm: str = "RUNNING", *disks: Disk, vm_id: int = 4) -> VM:
+    return VM(vm_id, "db", state, lcm, disks or (disk(IMG),))
+
+
+# -- the rules, each firing and not firing ---------------------------------------------------
+
+RULES = [
+    # (rule id, fires, call)
+    ("image-missing", True, lambda: safety.image_missing(view(None, True), NAMES, H)),
+    ("image-missing", False, lambda: safety.image_missing(view(False, True), NAMES, H)),
+    ("image-missing (being recreated)", False, lambda: safety.image_missing(
+        view(None, True), NAMES, replace(H, resync_attempted_at=1.0))),
+    ("split-brain-on-b", True, lambda: safety.split_brain_on_b(
+        view(False, True, sb=SPLIT), NAMES, H)),
+    ("split-brain-on-b", False, lambda: safety.split_brain_on_b(
+        view(False, True, sb=IN_EPOCH), NAMES, H)),
+    ("split-brain-on-b (B demoted by us)", False, lambda: safety.split_brain_on_b(
+        view(False, False, sb=SPLIT), NAMES, replace(H, demote_b_attempted=True))),
+    ("stale-journal", True, lambda: safety.stale_journal(
+        view(False, True), NAMES, replace(H, promoted_at="2026-12-01T00:00:00"))),
+    ("stale-journal", False, lambda: safety.stale_journal(
+        view(True, False), NAMES, replace(H, promoted_at="2026-12-01T00:00:00"))),
+    ("no-primary", True, lambda: safety.no_primary(view(False, False), NAMES, H)),
+    ("no-primary (B demoted by us)", False, lambda: safety.no_primary(
+        view(False, False), NAMES, replace(H, demote_b_attempted=True))),
+    ("only-current-copy", True, lambda: safety.only_current_copy(view(False, False), NAMES)),
+    ("only-current-copy", False, lambda: safety.only_current_copy(view(False, True), NAMES)),
+    ("stale-promote", True, lambda: safety.promote_proof(NAMES, H)),
+    ("stale-promote", False, lambda: safety.promote_proof(NAMES, PROVEN)),
+    ("promote-order", True, lambda: safety.promotable(view(False, True), NAMES)),
+    ("promote-order", False, lambda: safety.promotable(view(False, False), NAMES)),
+    ("split-brain-on-a", True, lambda: safety.promotable(view(False, False, sa=SPLIT), NAMES)),
+    ("writer-on-b", True, lambda: safety.writer_on_b([vm()], NAMES)),
+    ("writer-on-b", False, lambda: safety.writer_on_b([vm("DONE", "LCM_INIT")], NAMES)),
+]
+
+
+@pytest.mark.parametrize(("rule", "fires", "call"), RULES, ids=[
+    f"{r}-{'fires' if f else 'quiet'}" for r, f, _ in RULES])
+def test_rule(rule: str, fires: bool, call: Any) -> None:
+    refusal = call()
+    if fires:
+        assert refusal is not None and refusal.kind == rule.split(" ")[0]
+        assert refusal.site in ("site-a", "site-b") and refusal.message
+    else:
+        assert refusal is None
+
+
+def test_replay_proof_is_the_tag_epoch_rule() -> None:
+    assert safety.replay_proof(IN_EPOCH) is not None
+    assert safety.replay_proof(OLD_EPOCH) is None  # replaying, yet still an orphan
+    assert safety.replay_proof(replace(IN_EPOCH, local=replace(IN_EPOCH.local, up=False))) is None
+    assert safety.replay_proof(SPLIT) is None
+    assert safety.replay_proof(status("remote image demoted", state=0)) is None
+    assert safety.replay_proof(None) is None
+    snap = status('replaying, {"replay_state": "idle", "remote_snapshot_timestamp": 1}')
+    assert safety.replay_proof(snap) is not None
+
+
+def test_takeover_and_unsafe_disks() -> None:
+    assert safety.takeover_unready([(view(False, True), H)]) == [IMG]
+    assert safety.takeover_unready([(view(False, True), PROVEN)]) == []
+    assert safety.takeover_unready([(view(False, False), replace(H, demote_b_attempted=True))]) == []
+    assert safety.takeover_unready([(view(True, False), H)]) == []  # home already
+    clone = vm("ACTIVE", "RUNNING", disk(IMG), disk("one-8-4-1", persistent=False))
+    assert safety.unsafe_disks(clone, "one") == ["one-8-4-1"]
+    assert safety.unsafe_disks(replace(clone, state="DONE"), "one") == []
+    other_pool = vm("ACTIVE", "RUNNING", disk("one-9-4-0", persistent=False, pool="ssd"))
+    assert safety.unsafe_disks(other_pool, "one") == []
+
+
+def test_refusal_errors_name_the_site_and_the_kind_of_error() -> None:
+    missing = safety.image_missing(view(None, True), NAMES, H)
+    assert missing is not None
+    err = missing.error(pool="one", image=IMG)
+    assert isinstance(err, ImageNotFoundError) and "site-a" in str(err) and IMG in str(err)
+    trap = safety.promote_proof(NAMES, H)
+    assert trap is not None and isinstance(trap.error(pool="one", image=IMG), SafetyError)
+
+
+# -- the step decisions ----------------------------------------------------------------------
+
+DECISIONS = [
+    # (case, call, verdict, words in the reason)
+    ("demote_a primary on both (unplanned)", lambda: demote_a.decide(view(True, True), H, NAMES),
+     Verdict.DO, "primary on A"),
+    ("demote_a already demoted (DR test)", lambda: demote_a.decide(view(False, True), H, NAMES),
+     Verdict.SKIP, "non-primary"),
+    ("demote_a home already", lambda: demote_a.decide(view(True, False), H, NAMES),
+     Verdict.SKIP, "home"),
+    ("demote_a missing on B", lambda: demote_a.decide(view(True, None), H, NAMES),
+     Verdict.REFUSE, "site-b"),
+    ("demote_a being recreated", lambda: demote_a.decide(
+        view(None, True), replace(H, resync_attempted_at=1.0), NAMES), Verdict.SKIP, "recreated"),
+    ("resync_a after our demote", lambda: resync_a.decide(
+        view(False, True), replace(H, demoted_a=True), NAMES), Verdict.DO, "diverged"),
+    ("resync_a split-brain", lambda: resync_a.decide(view(False, True, SPLIT), H, NAMES),
+     Verdict.DO, "split-brain"),
+    ("resync_a proven by status", lambda: resync_a.decide(view(False, True, IN_EPOCH), H, NAMES),
+     Verdict.SKIP, "epoch"),
+    ("resync_a replaying in an old epoch", lambda: resync_a.decide(
+        view(False, True, OLD_EPOCH), H, NAMES), Verdict.SETTLE, "not proven"),
+    ("resync_a still primary on A", lambda: resync_a.decide(view(True, True), H, NAMES),
+     Verdict.REFUSE, "demote it first"),
+    ("resync_a B not primary", lambda: resync_a.decide(view(False, False), H, NAMES),
+     Verdict.REFUSE, "only current copy"),
+    ("resync_a B demoted by us", lambda: resync_a.decide(
+        view(False, False), replace(H, demote_b_attempted=True), NAMES), Verdict.SKIP, "demoted"),
+    ("resync_a requested, not proven", lambda: resync_a.decide(
+        view(False, True), replace(H, resync_attempted_at=1.0, resync_requested_at=1.0), NAMES),
+     Verdict.WAIT, "waiting"),
+    ("resync_a requested and proven", lambda: resync_a.decide(
+        view(False, True), replace(PROVEN, resync_attempted_at=1.0, resync_requested_at=1.0),
+        NAMES), Verdict.SKIP, "resynced"),
+    ("resync_a interrupted request", lambda: resync_a.decide(
+        view(False, True, SPLIT), replace(H, resync_attempted_at=1.0), NAMES),
+     Verdict.SETTLE, "interrupted"),
+    ("resync_a being recreated", lambda: resync_a.decide(
+        view(None, True), replace(H, resync_attempted_at=1.0), NAMES), Verdict.WAIT, "recreated"),
+    ("terminate_b running, A ready", lambda: terminate_b.decide(
+        vm(), [(view(False, True), PROVEN)], NAMES), Verdict.DO, "RUNNING"),
+    ("terminate_b A not ready", lambda: terminate_b.decide(
+        vm(), [(view(False, True), H)], NAMES), Verdict.REFUSE, "not ready"),
+    ("terminate_b clone disk", lambda: terminate_b.decide(
+        vm("ACTIVE", "RUNNING", disk(IMG), disk("one-8-4-1", persistent=False)),
+        [(view(False, True), PROVEN)], NAMES), Verdict.REFUSE, "not persistent"),
+    ("terminate_b done", lambda: terminate_b.decide(vm("DONE", "LCM_INIT"), [], NAMES),
+     Verdict.SKIP, "DONE"),
+    ("terminate_b under way", lambda: terminate_b.decide(
+        vm("ACTIVE", "EPILOG"), [(view(False, True), H)], NAMES), Verdict.DO, "under way"),
+    ("demote_b proven, VM done", lambda: demote_b.decide(
+        view(False, True), PROVEN, [vm("DONE", "LCM_INIT")], NAMES), Verdict.DO, "primary on B"),
+    ("demote_b not proven", lambda: demote_b.decide(view(False, True), H, [], NAMES),
+     Verdict.REFUSE, "replaying"),
+    ("demote_b writer on B", lambda: demote_b.decide(view(False, True), PROVEN, [vm()], NAMES),
+     Verdict.REFUSE, "still uses"),
+    ("demote_b already", lambda: demote_b.decide(view(False, False), H, [], NAMES),
+     Verdict.SKIP, "non-primary"),
+    ("promote_a proven", lambda: promote_a.decide(view(False, False), PROVEN, NAMES),
+     Verdict.DO, "non-forced"),
+    ("promote_a the stale-promote trap", lambda: promote_a.decide(view(False, False), H, NAMES),
+     Verdict.REFUSE, "stale-promote trap"),
+    ("promote_a B still primary", lambda: promote_a.decide(view(False, True), PROVEN, NAMES),
+     Verdict.REFUSE, "demote it there first"),
+    ("promote_a split-brain on A", lambda: promote_a.decide(
+        view(False, False, SPLIT), PROVEN, NAMES), Verdict.REFUSE, "split-brain"),
+    ("promote_a home", lambda: promote_a.decide(view(True, False), H, NAMES),
+     Verdict.SKIP, "already primary"),
+    ("promote_a missing", lambda: promote_a.decide(
+        view(None, False), replace(PROVEN, resync_attempted_at=1.0), NAMES),
+     Verdict.REFUSE, "not a mirrored image"),
+    ("resume_a images primary", lambda: resume_a.decide(
+        vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(True)}, NAMES), Verdict.DO, "POWEROFF"),
+    ("resume_a images not primary", lambda: resume_a.decide(
+        vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(False)}, NAMES), Verdict.REFUSE,
+     "not primary"),
+    ("resume_a running", lambda: resume_a.decide(vm(), [IMG], {}, NAMES), Verdict.SKIP,
+     "RUNNING"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "verdict", "words"), DECISIONS,
+                         ids=[c for c, *_ in DECISIONS])
+def test_decision(case: str, call: Any, verdict: Verdict, words: str) -> None:
+    decision = call()
+    assert decision.verdict is verdict, decision
+    assert words in decision.reason, decision.reason
+    if verdict is Verdict.REFUSE:
+        assert decision.refusal is not None
