@@ -3,13 +3,14 @@ their renderings for Jupyter (:class:`NotebookProgress`)."""
 
 from __future__ import annotations
 
-from .core import WAIVABLE, Failback, Site, StepResult, Timeouts
+from .core import WAIVABLE, Failback, Site, Timeouts
 from .display import NotebookProgress
 from .events import Event, EventKind, Listener
 from .journal import Journal, Record
 from .plan import STEP_TITLES, STEPS, Action, Blocker, ImagePlan, Plan, VMPlan
 from .report import ImageOutcome, Report, VMOutcome
 from .status import ImageSide, ImageState, Status, VMState
+from .steps.base import StepResult
 
 __all__ = [
     "STEPS",

@@ -42,9 +42,9 @@ from .safety import ImageView, Names
 from .scope import WAIVABLE, Scope, ScopeReader
 from .status import ImageSide, ImageState, Status, VMState
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
-from .steps.base import StepResult
+from .steps.base import StepResult  # noqa: F401 (importable from here, as documented before)
 
-__all__ = ["Site", "Timeouts", "StepResult", "Failback", "WAIVABLE"]
+__all__ = ["Site", "Timeouts", "Failback", "WAIVABLE"]
 
 log = logging.getLogger("ceph_failback.failback")
 

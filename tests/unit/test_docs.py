@@ -31,10 +31,31 @@ def test_every_exception_is_in_troubleshooting(cls: type) -> None:
     assert cls.__name__ in errors.__all__
 
 
+FAILBACK = ROOT / "ceph_failback" / "failback"
+
+
+def refusal_kinds() -> set[str]:
+    """The kinds of every safety rule's refusal (each is a plan blocker kind too)."""
+    sources = [FAILBACK / "safety.py", *sorted((FAILBACK / "steps").glob("*.py"))]
+    return {k for p in sources for k in re.findall(r'Refusal\(\s*"([a-z][a-z-]+)"',
+                                                   p.read_text())}
+
+
 def blocker_kinds() -> set[str]:
-    core = (ROOT / "ceph_failback" / "failback" / "core.py").read_text()
+    core = (FAILBACK / "core.py").read_text()
     literal = set(re.findall(r'Blocker\(\s*"([a-z][a-z-]+)"', core))
-    return literal | {k.value for k in FindingKind}
+    return literal | refusal_kinds() | {k.value for k in FindingKind}
+
+
+def test_every_safety_rule_is_linked_from_the_safety_page() -> None:
+    from ceph_failback.failback import safety
+
+    text = (DOCS / "safety.rst").read_text()
+    rules = [n for n in safety.__all__ if inspect.isfunction(getattr(safety, n))]
+    missing = [n for n in rules if f":func:`~ceph_failback.failback.safety.{n}`" not in text]
+    assert not missing, f"docs/safety.rst does not link these rules to their code: {missing}"
+    kinds = sorted(k for k in refusal_kinds() if f"``{k}``" not in text)
+    assert not kinds, f"docs/safety.rst does not name these rule kinds: {kinds}"
 
 
 def test_every_blocker_kind_is_in_troubleshooting() -> None:
