@@ -10,16 +10,16 @@ out, :class:`~ceph_failback.errors.WaitTimeoutError` says what was last observed
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import tenacity
 
 from .errors import WaitFailedError, WaitTimeoutError
 
-__all__ = ["Verdict", "Judgement", "wait_until"]
+__all__ = ["Verdict", "Judgement", "wait_until", "Acceptor", "Waiter"]
 
 T = TypeVar("T")
 
@@ -134,3 +134,121 @@ def wait_until(
             hint=hint,
             **where,  # type: ignore[arg-type,unused-ignore]
         ) from None
+
+
+@dataclass(frozen=True)
+class Acceptor(Generic[T]):
+    """One rule of a :class:`Waiter`: when ``matcher(observation)`` holds, that target's wait
+    ends with ``verdict`` (``DONE``: success; ``FAIL``: a terminal failure, the whole wait fails
+    at once) for ``reason``."""
+
+    verdict: Verdict
+    matcher: Callable[[T], bool]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Waiter(Generic[T]):
+    """A wait declared once, like a botocore waiter: what it waits for, per target (an image, a
+    VM), its acceptors (the first that matches decides; none: poll again), which
+    :class:`~ceph_failback.failback.Timeouts` field limits it, and how an observation reads in an
+    error. The judge is pure: side effects (journal records, progress, the next step) belong to
+    the caller's ``on_done``, called after each target's wait ended.
+
+    Attributes:
+        name: a short identifier.
+        what: what is waited for, in words (``"the resynced images on A to replay from B"``).
+        acceptors: the rules, in order.
+        limit: the name of the :class:`~ceph_failback.failback.Timeouts` field that limits it.
+        describe: an observation in words, for errors and progress.
+        must_finish: ``False`` for a wait whose undecided targets are an answer, not an error
+            (:meth:`run` returns them as ``None`` when the limit runs out).
+    """
+
+    name: str
+    what: str
+    acceptors: tuple[Acceptor[T], ...]
+    limit: str
+    describe: Callable[[T], str]
+    must_finish: bool = True
+
+    def judge(self, observation: T) -> Acceptor[T] | None:
+        """The acceptor that decides this observation, if any."""
+        return next((a for a in self.acceptors if a.matcher(observation)), None)
+
+    def run(
+        self,
+        targets: Iterable[str],
+        observe: Callable[[list[str]], Mapping[str, T]],
+        *,
+        timeouts: Any = None,
+        timeout: float | None = None,
+        interval: float | None = None,
+        on_done: Callable[[str, T, Acceptor[T]], None] | None = None,
+        on_seen: Callable[[str, T], None] | None = None,
+        what: str | None = None,
+        missing: str = "not listed",
+        where: dict[str, object] | None = None,
+        hint: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Acceptor[T] | None]:
+        """Poll ``observe(pending targets)`` until every target is decided.
+
+        The limit is ``timeouts.<limit>`` and the interval ``timeouts.poll`` (a
+        :class:`~ceph_failback.failback.Timeouts`), unless ``timeout``/``interval`` are given.
+        ``on_seen(target, observation)`` is called with every observation (progress),
+        ``on_done(target, observation, acceptor)`` once per target whose wait ended well;
+        ``what`` words the wait for its errors (default :attr:`what`).
+
+        Returns each target's deciding acceptor (``None``: undecided when the limit ran out,
+        only for a wait that need not finish). Raises :class:`WaitFailedError` at once when an
+        acceptor says ``FAIL``, and :class:`WaitTimeoutError` when the limit runs out; both say
+        what was last observed of each target still waited for (``missing`` for a target the
+        observation did not hold).
+        """
+        if timeout is None:
+            timeout = float(getattr(timeouts, self.limit))
+        if interval is None:
+            interval = float(getattr(timeouts, "poll", 1.0))
+        pending = list(dict.fromkeys(targets))
+        decided: dict[str, Acceptor[T] | None] = {}
+        last: dict[str, str] = {}
+        if not pending:
+            return decided
+
+        def look() -> dict[str, tuple[T | None, Acceptor[T] | None]]:
+            seen = observe(list(pending))
+            return {t: (seen[t], self.judge(seen[t])) if t in seen else (None, None)
+                    for t in pending}
+
+        def verdict(judged: dict[str, tuple[T | None, Acceptor[T] | None]]) -> Judgement[Any]:
+            failed = [(t, a) for t, (_, a) in judged.items()
+                      if a is not None and a.verdict is Verdict.FAIL]
+            if failed:
+                return Judgement(Verdict.FAIL, f"{failed[0][0]}: {failed[0][1].reason}")
+            left = [t for t, (_, a) in judged.items() if a is None]
+            return Judgement(Verdict.DONE if not left else Verdict.RETRY,
+                             f"{len(left)} of {len(judged)} not yet")
+
+        def settle(judged: dict[str, tuple[T | None, Acceptor[T] | None]],
+                   _: Judgement[Any]) -> None:
+            for target, (obs, acceptor) in judged.items():
+                last[target] = self.describe(obs) if obs is not None else missing
+                if obs is not None and on_seen is not None:
+                    on_seen(target, obs)
+                if acceptor is not None and acceptor.verdict is Verdict.DONE:
+                    pending.remove(target)
+                    decided[target] = acceptor
+                    if on_done is not None:
+                        assert obs is not None
+                        on_done(target, obs, acceptor)
+
+        try:
+            wait_until(look, verdict, what=what or self.what, timeout=timeout, interval=interval,
+                       describe=lambda _: {t: last.get(t, "?") for t in pending},
+                       on_observation=settle, sleep=sleep, where=where, hint=hint)
+        except WaitTimeoutError:
+            if self.must_finish:
+                raise
+            decided.update({t: None for t in pending})
+        return decided

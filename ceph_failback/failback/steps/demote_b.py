@@ -13,10 +13,9 @@ from collections.abc import Iterable, Sequence
 
 from ...errors import FailbackError, SafetyError, WaitTimeoutError
 from ...opennebula.records import VM
-from ...waiting import Judgement, wait_until
-from ...waiting import Verdict as WaitVerdict
 from ..ledger import ImageHistory, Step, image_target
 from ..safety import ImageView, Names, Refusal, promote_proof, writer_on_b
+from ..waits import WRITER_RELEASED
 from .base import Decision, Recorder, StepContext, StepResult, Verdict
 
 STEP = Step.DEMOTE_B
@@ -115,11 +114,9 @@ def wait_no_writer(ctx: StepContext, name: str) -> None:
         return [o for o in owners if o in watching]
 
     try:
-        wait_until(writers, lambda w: Judgement(WaitVerdict.RETRY if w else WaitVerdict.DONE),
-                   what=f"the writer of {name} on {ctx.site_b.name} to let go",
-                   timeout=ctx.timeouts.writer, interval=ctx.timeouts.poll,
-                   describe=lambda w: {name: f"exclusive lock held by {w}"},
-                   where={"site": ctx.site_b.name, "pool": ctx.pool, "image": name})
+        WRITER_RELEASED.run([name], lambda _: {name: writers()}, timeouts=ctx.timeouts,
+                            what=f"the writer of {name} on {ctx.site_b.name} to let go",
+                            where={"site": ctx.site_b.name, "pool": ctx.pool, "image": name})
     except WaitTimeoutError as exc:
         raise SafetyError(
             f"still in use: {exc.last_seen.get(name, 'a client holds its exclusive lock')}",

@@ -24,6 +24,7 @@ from ..safety import (
     promotable,
     promote_proof,
 )
+from ..waits import DEMOTION_COPIED, Snapshotted
 from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
 
 STEP = Step.PROMOTE_A
@@ -113,13 +114,11 @@ def wait_demotion_copied(ctx: StepContext, name: str) -> None:
                           site=ctx.site_b.name, pool=ctx.pool, image=name)
     demotion = b_snaps[-1].id
 
-    def observe() -> bool:
+    def observe(_: list[str]) -> dict[str, Snapshotted]:
         snaps = pa.mirror_snapshots(name)
-        top = snaps[-1] if snaps else None
-        return bool(top and top.state == "non-primary-demoted" and top.complete
-                    and top.primary_mirror_uuid == b_uuid and top.primary_snap_id == demotion)
+        return {name: Snapshotted(snaps[-1] if snaps else None, demotion, b_uuid)}
 
-    wait_until(observe, lambda ok: Judgement(WaitVerdict.DONE if ok else WaitVerdict.RETRY),
-               what=f"B's demotion snapshot of {name} to be copied to A",
-               timeout=ctx.timeouts.promote, interval=min(0.5, ctx.timeouts.poll),
-               where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name})
+    DEMOTION_COPIED.run([name], observe, timeouts=ctx.timeouts,
+                        interval=min(0.5, ctx.timeouts.poll),
+                        what=f"B's demotion snapshot of {name} to be copied to A",
+                        where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name})

@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 
 from ...ceph.status import MirrorStatus
 from ...errors import FailbackError, WaitFailedError
-from ...waiting import Judgement, wait_until
-from ...waiting import Verdict as WaitVerdict
 from ..events import EventKind
 from ..ledger import ImageHistory, Step, image_target
 from ..safety import (
@@ -29,6 +27,7 @@ from ..safety import (
     only_current_copy,
     replay_proof,
 )
+from ..waits import REPLAY_PROOF, RESYNCED, Resynced
 from .base import Decision, Recorder, StepContext, StepResult, Verdict
 
 STEP = Step.RESYNC_A
@@ -147,83 +146,65 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
 
 def settle(ctx: StepContext, names: Sequence[str]) -> dict[str, str | None]:
     """For images with no proof yet: wait up to ``timeouts.settle`` for a status that decides
-    (:func:`~ceph_failback.failback.safety.replay_proof`, or split-brain). Returns the proof per
-    image, ``None`` where a resync is needed (split-brained, or undecided: B is primary, so the
-    resync is safe)."""
+    (:data:`~ceph_failback.failback.waits.REPLAY_PROOF`). Returns the proof per image, ``None``
+    where a resync is needed (split-brained, or undecided: B is primary, so the resync is
+    safe)."""
+    proofs: dict[str, str | None] = {}
     if not names:
-        return {}
-    decided: dict[str, str | None] = {}
+        return proofs
 
-    def observe() -> dict[str, MirrorStatus]:
-        return ctx.pool_a().statuses([n for n in names if n not in decided])
-
-    def judge(statuses: dict[str, MirrorStatus]) -> Judgement[dict[str, MirrorStatus]]:
-        for name, status in statuses.items():
-            if needs_resync(status):
-                decided[name] = None
-            else:
-                proof = replay_proof(status)
-                if proof is not None:
-                    decided[name] = proof
-        return Judgement(WaitVerdict.DONE if len(decided) == len(names) else WaitVerdict.RETRY)
+    def done(name: str, status: MirrorStatus, _: object) -> None:
+        proofs[name] = replay_proof(status)  # None: split-brained
 
     try:
-        wait_until(observe, judge, what="site A to report how it replays",
-                   timeout=ctx.timeouts.settle, interval=ctx.timeouts.poll)
+        REPLAY_PROOF.run(names, lambda pending: ctx.pool_a().statuses(pending),
+                         timeouts=ctx.timeouts, on_done=done,
+                         where={"site": ctx.site_a.name, "pool": ctx.pool})
     except FailbackError:
-        pass
-    return {name: decided.get(name) for name in names}
+        pass  # undecided: resynced
+    return {name: proofs.get(name) for name in names}
 
 
 def _wait_resynced(ctx: StepContext, waiting: dict[str, float], rec: Recorder,
                    on_ready: Callable[[str], None] | None) -> None:
-    """Wait until each resynced image replays from B (a report newer than its request)."""
+    """Wait until each resynced image replays from B (:data:`~.waits.RESYNCED`)."""
     pa = ctx.pool_a()
-    pending = dict(waiting)
-    last: dict[str, str] = {}
+    ready: set[str] = set()
 
-    def observe() -> dict[str, MirrorStatus]:
+    def observe(pending: list[str]) -> dict[str, Resynced]:
         if not ctx.daemon_a_ok():
             raise WaitFailedError(
                 f"no healthy rbd-mirror daemon on {ctx.site_a.name} while resyncing",
                 site=ctx.site_a.name, pool=ctx.pool,
                 hint="start rbd-mirror on site A, then run again: requested resyncs are "
                      "not repeated")
-        return pa.statuses(list(pending))
+        statuses = pa.statuses(pending)
+        return {n: Resynced(statuses[n], waiting[n]) for n in pending if n in statuses}
 
-    def judge(statuses: dict[str, MirrorStatus]) -> Judgement[dict[str, MirrorStatus]]:
-        for name, since in list(pending.items()):
-            status = statuses.get(name)
-            last[name] = status.local.summary() if status else "being recreated (not listed)"
-            if status is None:
-                continue
-            pct = status.local.bootstrap_percent
-            if pct is None and status.local.replay is not None:
-                pct = status.local.replay.syncing_percent
-            if pct is not None:
-                ctx.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: {last[name]}",
-                                step=STEP.value, target=image_target(name), percent=pct)
-            fresh = (status.local.last_update is not None
-                     and status.local.last_update.timestamp() >= since)
-            if fresh and status.is_split_brain():
-                return Judgement(WaitVerdict.FAIL, f"{name} is split-brained after resync")
-            if fresh and status.local.up and status.local.is_replaying():
-                ctx.ledger.prove(name, "resynced from B")
-                ctx.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: replaying from B",
-                                step=STEP.value, target=image_target(name), percent=100)
-                del pending[name]
-                if on_ready is not None:
-                    on_ready(name)
-        return Judgement(WaitVerdict.DONE if not pending else WaitVerdict.RETRY,
-                         f"{len(pending)} image(s) not replaying yet")
+    def seen(name: str, obs: Resynced) -> None:
+        local = obs.status.local
+        pct = local.bootstrap_percent
+        if pct is None and local.replay is not None:
+            pct = local.replay.syncing_percent
+        if pct is not None:
+            ctx.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: {local.summary()}",
+                            step=STEP.value, target=image_target(name), percent=pct)
+
+    def done(name: str, obs: Resynced, _: object) -> None:
+        ctx.ledger.prove(name, "resynced from B")
+        ctx.events.emit(EventKind.IMAGE_PROGRESS, f"{name}: replaying from B", step=STEP.value,
+                        target=image_target(name), percent=100)
+        ready.add(name)
+        if on_ready is not None:
+            on_ready(name)
 
     try:
-        wait_until(observe, judge, what="the resynced images on site A to replay from B",
-                   timeout=ctx.timeouts.resync, interval=ctx.timeouts.poll,
-                   describe=lambda _: {n: last.get(n, "?") for n in pending},
-                   where={"site": ctx.site_a.name, "pool": ctx.pool},
-                   hint="the resync goes on in rbd-mirror; run again later to keep waiting "
-                        "(resyncs are not requested twice)")
+        RESYNCED.run(waiting, observe, timeouts=ctx.timeouts, on_done=done, on_seen=seen,
+                     missing="being recreated (not listed)",
+                     where={"site": ctx.site_a.name, "pool": ctx.pool},
+                     hint="the resync goes on in rbd-mirror; run again later to keep waiting "
+                          "(resyncs are not requested twice)")
     except FailbackError as exc:
-        for name in list(pending):
-            rec.fail(image_target(name), exc)
+        for name in waiting:
+            if name not in ready:
+                rec.fail(image_target(name), exc)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ...errors import WaitFailedError
 from ...opennebula.mapping import Pair
 from ...opennebula.records import VM
-from ...waiting import Judgement, wait_until
-from ...waiting import Verdict as WaitVerdict
 from ..events import EventKind
 from ..ledger import ImageHistory, Mark, Step, vm_target
 from ..safety import ImageView, Names, Refusal, takeover_unready, unsafe_disks
+from ..waits import MIRRORED, Mirrored
 from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
 
 STEP = Step.TERMINATE_B
@@ -118,43 +116,26 @@ def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
         if info is not None and info.primary:
             snaps[name] = pb.create_mirror_snapshot(name)
     b_uuid = pb.mirror_uuid() if snap_mode else ""
-    last: dict[str, str] = {}
     histories = ctx.ledger.images(journal_mode)
     proven = {name for name in journal_mode if histories[name].proven}
 
-    def observe() -> dict[str, bool]:
+    def observe(pending: list[str]) -> dict[str, Mirrored]:
         ctx.require_daemon_a("mirroring")
-        statuses = pa.statuses(journal_mode, each=True) if journal_mode else {}
-        ok: dict[str, bool] = {}
-        for name in journal_mode:
-            s = statuses.get(name)
-            last[name] = s.local.summary() if s else "no status"
-            if s is not None and s.is_split_brain():
-                raise WaitFailedError("split-brain on A", site=ctx.site_a.name, pool=ctx.pool,
-                                      image=name)
-            ok[name] = bool(s and s.local.up and (
-                s.is_caught_up() or (name in proven and s.local.is_replaying())))
-        for name in snap_mode:
-            if name not in snaps:
-                ok[name] = True  # B already demoted: step 5 checks the demotion snapshot
-                continue
-            newest = pa.mirror_snapshots(name)
-            top = newest[-1] if newest else None
-            last[name] = (f"newest mirror snapshot {top.state} "
-                          f"{'complete' if top.complete else 'copying'}") if top else "none"
-            ok[name] = bool(top and top.complete and top.primary_mirror_uuid == b_uuid
-                            and top.primary_snap_id == snaps[name])
-        return ok
+        journal = [n for n in pending if n in journal_mode]
+        statuses = pa.statuses(journal, each=True) if journal else {}
+        seen = {n: Mirrored(status=statuses.get(n), proven=n in proven) for n in journal}
+        for n in pending:
+            if n not in journal:
+                newest = pa.mirror_snapshots(n) if n in snaps else []
+                seen[n] = Mirrored(snapshot=newest[-1] if newest else None,
+                                   expected=snaps.get(n), source=b_uuid, snapshot_mode=True)
+        return seen
 
-    wait_until(observe, lambda ok: Judgement(WaitVerdict.DONE if all(ok.values())
-                                             else WaitVerdict.RETRY),
-               what=f"the images of {t} to be mirrored to {ctx.site_a.name}",
-               timeout=ctx.timeouts.mirror, interval=ctx.timeouts.poll,
-               describe=lambda ok: {n: last.get(n, "?") for n, v in ok.items() if not v},
-               where={"site": ctx.site_a.name, "pool": ctx.pool},
-               hint="run again to keep waiting (the VM is not terminated twice)")
+    MIRRORED.run(pair.images, observe, timeouts=ctx.timeouts,
+                 what=f"the images of {t} to be mirrored to {ctx.site_a.name}",
+                 where={"site": ctx.site_a.name, "pool": ctx.pool},
+                 hint="run again to keep waiting (the VM is not terminated twice)")
     for name in journal_mode:
         if name not in proven:
             ctx.ledger.prove(name, "replaying from B, caught up after the VM stopped")
     ctx.ledger.write(STEP, Mark.MIRRORED, t, images=list(pair.images))
-

@@ -1,0 +1,137 @@
+"""Every wait of the failback's Ceph steps, declared once (see :class:`~ceph_failback.waiting.Waiter`).
+
+Each wait says what it waits for per image, which observation ends it well (``DONE``) or badly at
+once (``FAIL``: waiting longer would not help), and which :class:`~ceph_failback.failback.Timeouts`
+field limits it. The steps supply the observations and act on the outcomes; the judging is here.
+The VM waits (DONE on B, RUNNING on A) are :meth:`~ceph_failback.opennebula.OpenNebulaSite.terminate`
+and :meth:`~ceph_failback.opennebula.OpenNebulaSite.resume`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ceph.mirror import MirrorSnapshot
+from ..ceph.status import MirrorStatus
+from ..waiting import Acceptor, Verdict, Waiter
+from .safety import needs_resync, replay_proof
+
+__all__ = ["Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
+           "WRITER_RELEASED", "DEMOTION_COPIED"]
+
+
+def _summary(status: MirrorStatus) -> str:
+    return status.local.summary()
+
+
+#: Step 2, an image not known to need a resync: wait until A's status decides it (limit
+#: ``settle``). Proven replaying from B: no resync. Split-brained: resync. Undecided at the
+#: limit: resync (B is primary, so that is safe).
+REPLAY_PROOF: Waiter[MirrorStatus] = Waiter(
+    "replay-proof", "site A to report how it replays",
+    (Acceptor(Verdict.DONE, needs_resync, "split-brain: resync from B"),
+     Acceptor(Verdict.DONE, lambda s: replay_proof(s) is not None, "proven replaying from B")),
+    limit="settle", describe=_summary, must_finish=False)
+
+
+@dataclass(frozen=True)
+class Resynced:
+    """A resynced image's status, with when its resync was requested (epoch seconds)."""
+
+    status: MirrorStatus
+    since: float
+
+    @property
+    def fresh(self) -> bool:
+        """Reported after the request: an older report (a pre-resync split-brain, say) says
+        nothing of the new copy."""
+        stamp = self.status.local.last_update
+        return stamp is not None and stamp.timestamp() >= self.since
+
+
+#: Step 2, a resynced image: until it replays from B (limit ``resync``). Split-brain after the
+#: request fails the wait.
+RESYNCED: Waiter[Resynced] = Waiter(
+    "resynced", "the resynced images on site A to replay from B",
+    (Acceptor(Verdict.FAIL, lambda o: o.fresh and o.status.is_split_brain(),
+              "split-brained after resync"),
+     Acceptor(Verdict.DONE, lambda o: o.fresh and o.status.local.up
+              and o.status.local.is_replaying(), "resynced from B")),
+    limit="resync", describe=lambda o: o.status.local.summary())
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    """After the VM stopped on B, one image as A shows it: journal mode, A's status and whether
+    this failback proved A replays from B; snapshot mode, A's newest mirror snapshot and the one
+    it must be a complete copy of (``expected``: B's snapshot id, ``source``: B's mirror uuid;
+    ``None`` expected: B is demoted already, the promote step checks the demotion snapshot)."""
+
+    status: MirrorStatus | None = None
+    proven: bool = False
+    snapshot: MirrorSnapshot | None = None
+    expected: int | None = None
+    source: str = ""
+    snapshot_mode: bool = False
+
+    def copied(self) -> bool:
+        """Snapshot mode: the expected snapshot is completely copied (or none is expected)."""
+        top = self.snapshot
+        return self.expected is None or bool(
+            top and top.complete and top.primary_mirror_uuid == self.source
+            and top.primary_snap_id == self.expected)
+
+    def caught_up(self) -> bool:
+        """Journal mode: A replays from B (up), caught up as of its report, or proven to replay
+        B's copy: librbd's non-forced promote (step 5) then waits for the catch-up itself."""
+        s = self.status
+        return bool(s and s.local.up and (s.is_caught_up()
+                                          or (self.proven and s.local.is_replaying())))
+
+    def __str__(self) -> str:
+        if self.snapshot_mode:
+            top = self.snapshot
+            return (f"newest mirror snapshot {top.state} "
+                    f"{'complete' if top.complete else 'copying'}") if top else "none"
+        return self.status.local.summary() if self.status else "no status"
+
+
+#: Step 3: until a stopped VM's images are mirrored to A (limit ``mirror``).
+MIRRORED: Waiter[Mirrored] = Waiter(
+    "mirrored", "the images to be mirrored to A",
+    (Acceptor(Verdict.FAIL, lambda o: not o.snapshot_mode and o.status is not None
+              and o.status.is_split_brain(), "split-brain on A"),
+     Acceptor(Verdict.DONE, lambda o: o.copied() if o.snapshot_mode else o.caught_up(),
+              "mirrored")),
+    limit="mirror", describe=str)
+
+#: Step 4: until no live client holds the image's exclusive lock on B (limit ``writer``); an
+#: observation is the list of lock owners that still watch the image.
+WRITER_RELEASED: Waiter[list[str]] = Waiter(
+    "writer-released", "the image's writer on B to let go",
+    (Acceptor(Verdict.DONE, lambda writers: not writers, "no writer"),),
+    limit="writer", describe=lambda w: f"exclusive lock held by {w}")
+
+
+@dataclass(frozen=True)
+class Snapshotted:
+    """Snapshot mode, step 5: A's newest mirror snapshot against B's demotion snapshot."""
+
+    snapshot: MirrorSnapshot | None
+    demotion: int
+    source: str
+
+    def copied(self) -> bool:
+        """A's newest is the complete, non-primary copy of B's demotion snapshot."""
+        top = self.snapshot
+        return bool(top and top.state == "non-primary-demoted" and top.complete
+                    and top.primary_mirror_uuid == self.source
+                    and top.primary_snap_id == self.demotion)
+
+
+#: Step 5, snapshot mode: until B's demotion snapshot is completely copied to A (``promote``).
+DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
+    "demotion-copied", "B's demotion snapshot to be copied to A",
+    (Acceptor(Verdict.DONE, Snapshotted.copied, "demotion copied"),),
+    limit="promote",
+    describe=lambda o: (f"newest mirror snapshot {o.snapshot.state}" if o.snapshot else "none"))
