@@ -41,21 +41,20 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
-from . import __version__
 from .ceph.seams import CephBackend
+from .cli_parser import _UsageError, build_parser
 from .config import FailbackConfig, load_config
+from .console import Progress, render_plan, render_status
 from .errors import (
     CephConnectionError,
     CephNotInstalledError,
@@ -71,9 +70,8 @@ from .errors import (
     StepFailedError,
     WaitTimeoutError,
 )
-from .failback.core import WAIVABLE, Failback
-from .failback.events import Event, EventKind
-from .failback.plan import STEP_TITLES, STEPS, Plan
+from .failback.core import Failback
+from .failback.events import Event
 from .failback.report import Report
 
 __all__ = [
@@ -100,20 +98,6 @@ EXIT_REFUSED = 3
 EXIT_INTERRUPTED = 4
 EXIT_UNREACHABLE = 5
 
-EPILOG = """\
-exit codes:
-  0  success: no blocker in the plan, failback complete, status read
-  1  the failback failed (a step failed, a wait timed out): fix the cause, then `resume`
-  2  bad usage or configuration (also: a pool that does not exist, nothing to resume)
-  3  refused, nothing changed: blockers in the plan, --yes missing, or the pool is locked
-  4  interrupted (Ctrl-C, SIGTERM): `resume` continues from the journal
-  5  a site cannot be reached, or refused the credentials or the Ceph client's capabilities
-
-OpenNebula credentials: the site's one_auth file, else $ONE_AUTH, else ~/.one/one_auth;
-endpoint: the site's one_endpoint, else $ONE_XMLRPC.
-"""
-
-
 # -- exit codes -----------------------------------------------------------------------------------
 
 
@@ -132,370 +116,6 @@ def exit_code(exc: BaseException) -> int:
 
 
 # -- arguments ------------------------------------------------------------------------------------
-
-
-class _UsageError(Exception):
-    """argparse's complaint, caught by :func:`main` instead of exiting."""
-
-    def __init__(self, message: str, usage: str) -> None:
-        super().__init__(message)
-        self.usage = usage
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message, self.format_usage())
-
-
-def _pair(text: str) -> tuple[int, int]:
-    b, sep, a = text.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        vm_b, vm_a = int(b), int(a)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not VMB:VMA (two VM ids)") from None
-    if vm_b < 0 or vm_a < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: VM ids are not negative")
-    return vm_b, vm_a
-
-
-def _vm_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a VM id") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: VM ids are not negative")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be positive seconds")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (``ceph-failback --help``)."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = _Parser(prog="ceph-failback", formatter_class=fmt, epilog=EPILOG,
-                     description="Fail OpenNebula VMs and their Ceph RBD images back from site B "
-                                 "(where they run since a disaster) to site A (home).")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-
-    common = _Parser(add_help=False)
-    common.add_argument("-c", "--config", required=True, metavar="FILE",
-                        help="the failback configuration file (TOML: the sites and the pool)")
-    common.add_argument("--pool", help="the mirrored RBD pool (overrides the file's `pool`)")
-    common.add_argument("--journal", metavar="FILE",
-                        help="the journal file (overrides the file's `journal`; default "
-                             "failback-<site_a>-<site_b>-<pool>.jsonl in the working directory)")
-    common.add_argument("--json", action="store_true",
-                        help="print one JSON document on stdout (errors too) instead of tables")
-    common.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log to stderr (-v: info, -vv: debug)")
-
-    scope = _Parser(add_help=False)
-    scope.add_argument("--image", action="append", default=[], metavar="NAME",
-                       help="restrict the failback to this RBD image (and the VMs using it); "
-                            "repeatable")
-    scope.add_argument("--vm", action="append", default=[], type=_vm_id, metavar="ID",
-                       help="restrict the failback to this VM of site B (its id there); "
-                            "repeatable")
-    scope.add_argument("--pair", action="append", default=[], type=_pair, metavar="VMB:VMA",
-                       help="pair VM VMB of site B with VM VMA of site A explicitly (overrides "
-                            "the mapping read from their disks); repeatable")
-
-    waive = _Parser(add_help=False)
-    waive.add_argument("--waive", action="append", default=[], choices=sorted(WAIVABLE),
-                       metavar="KIND",
-                       help="proceed despite blockers of this kind; only kinds where that cannot "
-                            f"lose data can be waived: {', '.join(sorted(WAIVABLE))}; repeatable")
-
-    running = _Parser(add_help=False)
-    running.add_argument("--yes", action="store_true",
-                         help="really change things (without it: show the plan and stop, exit 3)")
-    running.add_argument("--hard-terminate-after", type=_seconds, metavar="SECONDS",
-                         help="terminate-hard a VM on site B still not DONE after SECONDS "
-                              "(default: never force)")
-    running.add_argument("--no-pipeline", action="store_true",
-                         help="run each step for every VM before the next step (default: move "
-                              "each VM through steps 3-6 as soon as its images are ready)")
-
-    confirm = _Parser(add_help=False)
-    confirm.add_argument("--yes", action="store_true",
-                         help="really break the lock (without it: show the holder, exit 3)")
-
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, parents, text in (
-        ("plan", [common, scope, waive], "show what a failback would do and what stops it; "
-                                         "changes nothing (exit 3 if something blocks it)"),
-        ("run", [common, scope, waive, running], "show the plan, then run the failback (--yes)"),
-        ("status", [common, scope], "show both sites side by side; changes nothing"),
-        ("resume", [common, waive, running], "continue an interrupted failback from its journal "
-                                             "(the scope is the one the journal records)"),
-        ("unlock", [common, confirm], "show who holds the pool's failback lock; with --yes, "
-                                      "break it (only when that run is dead)"),
-    ):
-        sub.add_parser(name, parents=parents, help=text, description=text, epilog=EPILOG,
-                       formatter_class=fmt)
-    return parser
-
-
-# -- output ---------------------------------------------------------------------------------------
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [c.ljust(widths[i]) for i, c in enumerate(cells[:-1])] + [cells[-1]]
-        return (indent + "  ".join(padded)).rstrip()
-
-    return [line(headers), *(line(r) for r in rows)]
-
-
-def _cell(status: Any) -> str:
-    if status is None:
-        return "(no status)"
-    role = "primary" if status.is_primary() else "non-primary"
-    return f"{role} {status.local.summary()}"
-
-
-def render_plan(plan: Plan, journal: Path | None = None) -> str:
-    """The plan as tables: blockers first, then the images, the VMs and each step."""
-    lines = [f"Failback plan for pool {plan.pool!r}: {plan.site_b} (B) -> {plan.site_a} (A)"]
-    if journal is not None:
-        lines.append(f"Journal: {journal}")
-    if plan.blockers:
-        lines += ["", f"BLOCKERS ({len(plan.unwaived)} in force, "
-                      f"{len(plan.blockers) - len(plan.unwaived)} waived):"]
-        rows = []
-        for b in plan.blockers:
-            state = ("waived" if b.waivable and b.kind in plan.waived
-                     else "waivable" if b.waivable else "no")
-            rows.append([b.kind, b.target, state, b.message])
-        lines += _table(["KIND", "TARGET", "WAIVE", "WHAT IS WRONG"], rows)
-    if plan.warnings:
-        lines += ["", "Warnings:"] + [f"  - {w}" for w in plan.warnings]
-    image_steps = ("demote_a", "resync_a", "demote_b", "promote_a")
-    if plan.images:
-        lines += ["", f"Images ({len(plan.images)}):"]
-        rows = []
-        for i in plan.images:
-            cells = ["do" if (a := i.action(s)) is not None and a.do else "-" for s in image_steps]
-            rows.append([i.name, i.mode or "?", _cell(i.status_a), _cell(i.status_b), *cells])
-        lines += _table(["IMAGE", "MODE", f"{plan.site_a} (A)", f"{plan.site_b} (B)",
-                         *(s.upper() for s in image_steps)], rows)
-    if plan.vms:
-        lines += ["", f"VMs ({len(plan.vms)}):"]
-        rows = []
-        for v in plan.vms:
-            todo = {a.step: "do" if a.do else "-" for a in v.actions}
-            rows.append([str(v.vm_b.id), v.vm_b.status, str(v.vm_a.id), v.vm_a.status,
-                         ", ".join(v.images), todo.get("terminate_b", "-"),
-                         todo.get("resume_a", "-")])
-        lines += _table([f"VM ON {plan.site_b}", "STATE", f"VM ON {plan.site_a}", "STATE",
-                         "IMAGES", "TERMINATE_B", "RESUME_A"], rows)
-    lines += ["", "Steps:"]
-    for n, step in enumerate(STEPS, 1):
-        lines.append(f"  {n}. {step:<12} {STEP_TITLES[step]}")
-        groups: dict[tuple[bool, str], int] = {}
-        for a in plan.actions(step):
-            groups[(a.do, a.reason)] = groups.get((a.do, a.reason), 0) + 1
-        if not groups:
-            lines.append("       nothing in scope")
-        for (do, reason), count in sorted(groups.items(), key=lambda kv: not kv[0][0]):
-            lines.append(f"       {'do' if do else 'skip'} {count}: {reason}")
-    lines.append("")
-    if plan.ok:
-        lines.append("No blocker: the failback can run.")
-    else:
-        lines.append(f"REFUSED: {len(plan.unwaived)} blocker(s) in force; fix them (waivable "
-                     "kinds can be waived with --waive KIND).")
-    return "\n".join(lines)
-
-
-def render_status(status: dict[str, Any], site_a: str, site_b: str, pool: str) -> str:
-    """:meth:`Failback.status` as a side-by-side table of both sites (with the holder of the
-    pool's failback lock when ``status`` has a ``lock`` entry: ``None`` means free)."""
-    lines = [f"Pool {pool!r}: {site_b} (B) -> {site_a} (A)"]
-    if "lock" in status:
-        holder = status["lock"]
-        lines.append(f"Failback lock: held by {holder}" if holder else "Failback lock: free")
-    images = status.get("images", {})
-    lines += ["", f"Images ({len(images)}):"]
-    if images:
-        lines += _table(["IMAGE", f"{site_a} (A)", f"{site_b} (B)"],
-                        [[name, cells.get(site_a, "?"), cells.get(site_b, "?")]
-                         for name, cells in images.items()])
-    else:
-        lines.append("  none in scope")
-    vms = status.get("vms", {})
-    lines += ["", f"VMs ({len(vms)}):"]
-    if vms:
-        lines += _table([f"VM {site_b} -> {site_a}", f"{site_b} (B)", f"{site_a} (A)", "IMAGES"],
-                        [[key.replace("->", " -> "), str(cells.get(site_b, "?")),
-                          str(cells.get(site_a, "?")), ", ".join(cells.get("images", []))]
-                         for key, cells in vms.items()])
-    else:
-        lines.append("  none in scope")
-    failback = status.get("failback")
-    if failback:
-        state = "complete" if failback.get("complete") else "NOT complete"
-        lines += ["", f"Journal {status.get('journal')}: failback {state}, "
-                      f"{failback.get('runs')} run(s)"]
-    elif status.get("journal"):
-        lines += ["", f"Journal {status['journal']}: no failback recorded"]
-    return "\n".join(lines)
-
-
-class Progress:
-    """A failback listener that prints progress for humans.
-
-    Step headers (once per step), each target's outcome, and for waits that report progress
-    (``IMAGE_PROGRESS``) a single line that updates in place with a carriage return when
-    ``stream`` is a terminal; otherwise plain lines (every 10 %), so that logs hold no control
-    characters. Thread-safe: events come from the failback's worker threads.
-
-    Args:
-        stream: where to print.
-        tty: whether ``stream`` is a terminal (default: ask it).
-        width: the terminal width (default: ask the terminal).
-        tick: seconds between two redraws of the progress line on a terminal.
-    """
-
-    def __init__(self, stream: TextIO, *, tty: bool | None = None, width: int | None = None,
-                 tick: float = 1.0) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
-        self.width = width
-        self.tick = tick
-        self._lock = threading.RLock()
-        self._headers: set[str] = set()
-        self._active: dict[str, int] = {}
-        self._since: dict[str, float] = {}
-        self._percent: dict[str, dict[str, float]] = {}
-        self._printed_decile: dict[str, int] = {}
-        self._bar = 0  # length of the progress line on screen (tty only)
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> Progress:
-        """On a terminal, redraw the progress line every second (elapsed time of long waits)."""
-        if self.tty and self._ticker is None:
-            self._ticker = threading.Thread(target=self._tick, name="ceph-failback-progress",
-                                            daemon=True)
-            self._ticker.start()
-        return self
-
-    def close(self) -> None:
-        """Stop redrawing and clear the progress line."""
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join(timeout=2)
-            self._ticker = None
-        with self._lock:
-            self._clear()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.tick):
-            with self._lock:
-                if self._active:
-                    self._draw()
-
-    # -- events ----------------------------------------------------------------------------------
-
-    def __call__(self, event: Event) -> None:
-        with self._lock:
-            step = event.step or ""
-            if event.kind is EventKind.STEP_STARTED:
-                self._active[step] = self._active.get(step, 0) + 1
-                self._since.setdefault(step, time.monotonic())
-                if step not in self._headers:
-                    self._headers.add(step)
-                    n = STEPS.index(step) + 1 if step in STEPS else 0
-                    self._line(f"[{n}/{len(STEPS)}] {STEP_TITLES.get(step, event.message)}")
-            elif event.kind is EventKind.STEP_FINISHED:
-                left = self._active.get(step, 1) - 1
-                if left > 0:
-                    self._active[step] = left
-                else:
-                    self._active.pop(step, None)
-                    self._since.pop(step, None)
-                self._line(f"    {event.message}")
-            elif event.kind is EventKind.IMAGE_PROGRESS:
-                self._progress(event)
-            elif event.kind is EventKind.WARNING:
-                self._line(f"  {step:<11} ! {event.message}")
-            else:  # ACTION, VM_STATE
-                self._line(f"  {step:<11} {event.message}")
-            if self.tty and self._active:
-                self._draw()
-
-    def _progress(self, event: Event) -> None:
-        step, target = event.step or "", event.target or "?"
-        pct = event.data.get("percent")
-        if isinstance(pct, int | float):
-            self._percent.setdefault(step, {})[target] = float(pct)
-        if self.tty:
-            return  # drawn by __call__
-        decile = int(pct // 10) if isinstance(pct, int | float) else -1
-        key = f"{step} {target}"
-        if self._printed_decile.get(key) != decile:
-            self._printed_decile[key] = decile
-            self._line(f"  {step:<11} {event.message}")
-
-    # -- drawing ---------------------------------------------------------------------------------
-
-    def _columns(self) -> int:
-        return self.width or shutil.get_terminal_size((100, 24)).columns
-
-    def _status_line(self) -> str:
-        now = time.monotonic()
-        parts = []
-        for step in STEPS:
-            if step not in self._active:
-                continue
-            elapsed = now - self._since.get(step, now)
-            pcts = self._percent.get(step)
-            if pcts:
-                avg = sum(pcts.values()) / len(pcts)
-                full = sum(1 for p in pcts.values() if p >= 100)
-                filled = int(avg / 100 * 20)
-                parts.append(f"{step} [{'#' * filled}{'.' * (20 - filled)}] {avg:3.0f}% "
-                             f"{full}/{len(pcts)} images, {elapsed:.0f}s")
-            else:
-                parts.append(f"{step}: waiting {elapsed:.0f}s")
-        return "  " + " | ".join(parts)
-
-    def _draw(self) -> None:
-        text = self._status_line()[: max(10, self._columns() - 1)]
-        pad = " " * max(0, self._bar - len(text))
-        self.stream.write("\r" + text + pad)
-        self.stream.flush()
-        self._bar = len(text)
-
-    def _clear(self) -> None:
-        if self._bar:
-            self.stream.write("\r" + " " * self._bar + "\r")
-            self.stream.flush()
-            self._bar = 0
-
-    def _line(self, text: str) -> None:
-        self._clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
 
 
 # -- running a command ------------------------------------------------------------------------------

@@ -16,40 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     CephConnectionError,
-    CephError,
-    CephNotInstalledError,
-    CephOperationError,
-    CephPermissionError,
     ConfigurationError,
     PoolNotFoundError,
 )
+from .bindings import APT_HINT, caps_hint, import_bindings, map_ceph_error
+from .lock import PoolLock
+from .mirror import MirrorPool
 
 if TYPE_CHECKING:
     import rados
 
-    from .lock import PoolLock
-    from .mirror import MirrorPool
-
-__all__ = ["CephConfig", "CephSite", "caps_hint", "import_bindings", "map_ceph_error"]
+__all__ = ["APT_HINT", "CephConfig", "CephSite", "caps_hint", "import_bindings", "map_ceph_error"]
 
 log = logging.getLogger(__name__)
-
-APT_HINT = "apt-get install -y python3-rados python3-rbd (Debian's packages, for /usr/bin/python3)"
-
-
-def import_bindings() -> tuple[Any, Any]:
-    """Import and return the ``rados`` and ``rbd`` modules, or explain how to install them."""
-    try:
-        import rados
-        import rbd
-    except ImportError as exc:
-        raise CephNotInstalledError(
-            f"the Ceph Python bindings are not importable ({exc})",
-            hint=f"{APT_HINT}; then run with /usr/bin/python3 or a venv made with "
-            "--system-site-packages",
-        ) from exc
-    return rados, rbd
-
 
 @dataclass(frozen=True)
 class CephConfig:
@@ -98,42 +77,6 @@ class CephConfig:
             opts["keyring"] = self.keyring
         opts.update(self.options)
         return opts
-
-
-def map_ceph_error(
-    exc: BaseException,
-    what: str,
-    *,
-    site: str | None = None,
-    pool: str | None = None,
-    image: str | None = None,
-) -> CephError:
-    """Turn a ``rados.Error``/``rbd.Error`` into the package's error, naming where it happened."""
-    from ..errors import ImageNotFoundError
-
-    err = getattr(exc, "errno", None)
-    if isinstance(err, int) and err < 0:
-        err = -err
-    text = f"{what} failed: {exc}"
-    where: dict[str, Any] = {"site": site, "pool": pool, "image": image, "errno": err}
-    if err in (errno_mod.EPERM, errno_mod.EACCES):
-        return CephPermissionError(text, hint=caps_hint(pool), **where)
-    if err == errno_mod.ENOENT:
-        if image is not None:
-            return ImageNotFoundError(text, **where)
-        if pool is not None:
-            return PoolNotFoundError(text, **where)
-    if err in (errno_mod.ETIMEDOUT, errno_mod.ENOTCONN, errno_mod.ESHUTDOWN):
-        return CephConnectionError(text, **where)
-    return CephOperationError(text, **where)
-
-
-def caps_hint(pool: str | None = None) -> str:
-    """What a Ceph client needs for a failback of ``pool`` (docs/safety.rst, "The Ceph client")."""
-    p = pool or "POOL"
-    return (f"check the Ceph client's capabilities: a failback needs mon 'profile rbd', "
-            f"osd 'profile rbd pool={p}', mgr 'profile rbd pool={p}, allow command \"service "
-            f"status\"'")
 
 
 def _check_keyring(path: str, client: str, *, site: str) -> None:
@@ -297,14 +240,10 @@ class CephSite:
     def mirror_pool(self, pool: str, *, concurrency: int = 10) -> MirrorPool:
         """The mirror adapter for ``pool`` (the Ceph seam's
         :meth:`~ceph_failback.ceph.seams.CephBackend.mirror_pool`)."""
-        from .mirror import MirrorPool
-
         return MirrorPool(self, pool, concurrency=concurrency)
 
     def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLock:
         """The failback lock of ``pool`` on this site (a RADOS object lock)."""
-        from .lock import PoolLock
-
         return PoolLock(self, pool, purpose=purpose)
 
     def describe(self) -> str:

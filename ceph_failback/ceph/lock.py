@@ -23,10 +23,13 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CephError, LockedError
-from .connection import CephSite, import_bindings, map_ceph_error
+from .bindings import import_bindings, map_ceph_error
+
+if TYPE_CHECKING:
+    from .connection import CephSite
 
 __all__ = ["LOCK_OBJECT", "Holder", "PoolLock"]
 

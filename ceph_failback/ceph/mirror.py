@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     CephError,
@@ -26,8 +26,11 @@ from ..errors import (
     MirroringNotEnabledError,
     NotReadyError,
 )
-from .connection import CephSite, import_bindings, map_ceph_error
+from .bindings import import_bindings, map_ceph_error
 from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
+
+if TYPE_CHECKING:
+    from .connection import CephSite
 
 __all__ = [
     "MirrorPool",

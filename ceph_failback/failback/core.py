@@ -449,85 +449,59 @@ class Failback:
 
     @_step
     def demote_site_a(self, images: Iterable[str] | None = None) -> StepResult:
-        """Step 1: demote the images on site A that are primary there (see
-        :mod:`~ceph_failback.failback.steps.demote_a`).
-
-        An image already non-primary on A (a DR test demotes A before failing over) is skipped.
-        """
+        """Step 1: demote the images on site A that are primary there; one already non-primary
+        (a DR test demotes A first) is skipped. See :mod:`~ceph_failback.failback.steps.demote_a`."""
         return demote_a.run(self, self._scope.select_images(self.scope(), images))
 
     @_step
     def resync_site_a(self, images: Iterable[str] | None = None, *, wait: bool = True,
                       on_ready: Callable[[str], None] | None = None) -> StepResult:
-        """Step 2: flag the images on site A for resync, and wait until they replay from B (see
-        :mod:`~ceph_failback.failback.steps.resync_a`).
+        """Step 2: flag the images on site A for resync where needed, and wait until they replay
+        from B. See :mod:`~ceph_failback.failback.steps.resync_a`.
 
-        Only images that need it are resynced: those that were primary on A (they diverged from
-        B) and those that are split-brained or do not prove within ``timeouts.settle`` that they
-        replay from B. An image already replaying cleanly from B is left alone (a DR test
-        resyncs nothing). Before any resync the step checks that B holds the primary (never
-        resync the only current copy) and that A's rbd-mirror daemon is up. A resync already
-        requested by this failback (journal) is never requested again.
-
-        ``on_ready`` is called (from this step's thread) with each image as soon as it is ready
-        for steps 3-5: at once for an image that needs no resync, else when it replays from B
-        during the wait. :meth:`run` uses it to start each VM's steps as soon as its own images
-        are ready.
-        """
+        Resynced: images that were primary on A, and those split-brained or not proven to replay
+        from B within ``timeouts.settle``; an image proven replaying is left alone (a DR test
+        resyncs nothing). B must be primary, A's rbd-mirror healthy; a resync is never
+        requested twice. ``on_ready(image)`` is called (from this step's thread) as soon as
+        each image is ready for steps 3-5; :meth:`run` uses it to start each VM's steps."""
         return resync_a.run(self, self._scope.select_images(self.scope(), images), wait=wait,
                             on_ready=on_ready)
 
     @_step
     def terminate_site_b(self, vms: Iterable[int] | None = None) -> StepResult:
-        """Step 3: terminate the VMs on site B and wait until their images are mirrored to A
-        (see :mod:`~ceph_failback.failback.steps.terminate_b`).
+        """Step 3: terminate the VMs on site B and wait until their images are mirrored to A.
+        See :mod:`~ceph_failback.failback.steps.terminate_b`.
 
-        A VM with a non-persistent (clone) or volatile disk in the pool is refused: OpenNebula
-        would delete those images and rbd-mirror the copies on A. A VM already DONE is not
-        terminated again. Mirrored means, after the VM stopped: in journal mode A replays from B
-        (its latest report: up, replaying, no split-brain) and was proven to replay B's copy
-        during this failback (step 2), else its latest report says nothing is behind; what
-        proves that A has every write is librbd's non-forced promote in step 5, which succeeds
-        only once A has replayed B's demotion, so step 5 waits for the catch-up. In snapshot
-        mode, a mirror snapshot taken on B after the stop is completely copied to A.
-        """
+        A VM with a clone or volatile disk in the pool is refused (OpenNebula would delete it,
+        and rbd-mirror A's copy), and so is one that A could not take over; a VM already DONE is
+        not terminated again."""
         return terminate_b.run(self, self._scope.select_pairs(self.scope(), vms))
 
     @_step
     def demote_site_b(self, images: Iterable[str] | None = None) -> StepResult:
-        """Step 4: demote the images on site B (see
-        :mod:`~ceph_failback.failback.steps.demote_b`).
+        """Step 4: demote the images on site B. See
+        :mod:`~ceph_failback.failback.steps.demote_b`.
 
-        Refused for an image that site A was not seen replaying from B during this failback
-        (steps 1 and 2 not done), for one that a VM on B not yet DONE uses, or whose exclusive
-        lock a client holds (a running VM, a mapped device): demoting under a writer loses its
-        last writes. The image's watchers are recorded in the journal (rbd-mirror itself
-        watches it).
-        """
+        Refused for an image A was not seen replaying from B during this failback, one a VM on
+        B not yet DONE uses, or whose exclusive lock a live client holds (a writer would lose
+        its last writes). The image's watchers are recorded in the journal."""
         return demote_b.run(self, self._scope.select_images(self.scope(), images))
 
     @_step
     def promote_site_a(self, images: Iterable[str] | None = None) -> StepResult:
-        """Step 5: promote the images on site A, never forced (see
-        :mod:`~ceph_failback.failback.steps.promote_a`).
+        """Step 5: promote the images on site A, never forced. See
+        :mod:`~ceph_failback.failback.steps.promote_a`.
 
-        Before promoting, the image must be demoted on B and proven to have replayed from B
-        during this failback (resynced from B, or seen replaying from B): an image on A whose
-        last event is its own demotion would accept a non-forced promote with stale data (the
-        stale-promote trap), so without that proof the promote is refused. In snapshot mode,
-        A's newest mirror snapshot must also be the complete copy of B's demotion snapshot.
-        Then the non-forced promote is retried while librbd says the demotion has not arrived.
-        """
+        Refused unless the image is demoted on B and this failback proved A replayed B's copy
+        (the stale-promote trap); in snapshot mode A must also hold the complete copy of B's
+        demotion snapshot. The non-forced promote is retried until librbd accepts it."""
         return promote_a.run(self, self._scope.select_images(self.scope(), images))
 
     @_step
     def resume_site_a(self, vms: Iterable[int] | None = None) -> StepResult:
-        """Step 6: resume the VMs on site A and wait until they run (see
-        :mod:`~ceph_failback.failback.steps.resume_a`).
-
-        ``vms`` are ids of VMs on **site B** (the scope's key); their partners on A are resumed.
-        A VM whose images are not all primary on A is refused.
-        """
+        """Step 6: resume the VMs on site A and wait until they run. ``vms`` are ids of VMs on
+        **site B** (the scope's key); their partners on A are resumed. A VM whose images are not
+        all primary on A is refused. See :mod:`~ceph_failback.failback.steps.resume_a`."""
         return resume_a.run(self, self._scope.select_pairs(self.scope(), vms))
 
     # -- run -----------------------------------------------------------------------------------

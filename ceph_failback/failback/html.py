@@ -189,7 +189,7 @@ def _do(do: bool, reason: str) -> str:
 
 def plan_html(plan: Plan) -> str:
     """The plan: verdict, blockers, warnings, images and VMs with each step's action."""
-    from .plan import STEP_TITLES, STEPS
+    from .ledger import STEP_TITLES, STEPS
 
     verdict = (badge("ready: no blocker", "ok") if plan.ok
                else badge(f"REFUSED: {len(plan.unwaived)} blocker(s)", "bad"))
@@ -326,7 +326,7 @@ def report_html(report: Report) -> str:
 
 def step_result_html(result: StepResult) -> str:
     """One step call's outcome per target."""
-    from .plan import STEP_TITLES
+    from .ledger import STEP_TITLES
 
     tone = "bad" if result.failed else "ok"
     out = [_ROOT, heading(f"{result.step}: {STEP_TITLES.get(result.step, '')}",

@@ -18,7 +18,8 @@ from typing import Any
 
 from .journal import Journal, Record
 
-__all__ = ["Step", "Mark", "ImageHistory", "VMHistory", "Ledger", "image_target", "vm_target"]
+__all__ = ["STEPS", "STEP_TITLES", "Step", "Mark", "ImageHistory", "VMHistory", "Ledger",
+           "image_target", "vm_target"]
 
 
 class Step(StrEnum):
@@ -31,6 +32,21 @@ class Step(StrEnum):
     PROMOTE_A = "promote_a"
     RESUME_A = "resume_a"
     RUN = "run"
+
+
+#: The documented steps, in order, as the journal and events name them.
+STEPS = tuple(step.value for step in Step if step is not Step.RUN)
+
+#: Each step's title, as OpenNebula's failback page words it.
+STEP_TITLES = {
+    "demote_a": "Site A: demote the images",
+    "resync_a": "Site A: flag the images for resync (and wait until they replay from B)",
+    "terminate_b": "Site B: terminate the VMs (and wait until their images are mirrored to A)",
+    "demote_b": "Site B: demote the images",
+    "promote_a": "Site A: promote the images",
+    "resume_a": "Site A: resume the VMs",
+}
+
 
 
 class Mark(StrEnum):

@@ -8,24 +8,10 @@ from typing import Any
 
 from ..ceph.status import MirrorStatus
 from ..opennebula.records import VM
-from .ledger import image_target, vm_target
+from .ledger import STEP_TITLES, STEPS, image_target, vm_target
 
 __all__ = ["STEPS", "STEP_TITLES", "Action", "Blocker", "ImagePlan", "VMPlan", "Plan",
            "image_target", "vm_target", "unique"]
-
-#: The documented steps, in order, as the journal and events name them.
-STEPS = ("demote_a", "resync_a", "terminate_b", "demote_b", "promote_a", "resume_a")
-
-#: Each step's title, as OpenNebula's failback page words it.
-STEP_TITLES = {
-    "demote_a": "Site A: demote the images",
-    "resync_a": "Site A: flag the images for resync (and wait until they replay from B)",
-    "terminate_b": "Site B: terminate the VMs (and wait until their images are mirrored to A)",
-    "demote_b": "Site B: demote the images",
-    "promote_a": "Site A: promote the images",
-    "resume_a": "Site A: resume the VMs",
-}
-
 
 @dataclass(frozen=True)
 class Action:

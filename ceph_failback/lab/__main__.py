@@ -22,8 +22,8 @@ DEFAULT_DIR = "/tmp/ceph-failback-lab"
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    from .. import demo
-    from ..demo import add_arguments, options_from, parse_ips, parse_size, rehearse
+    from . import demo
+    from .demo import add_arguments, options_from, parse_ips, parse_size, rehearse
 
     parser = argparse.ArgumentParser(prog="python -m ceph_failback.lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import FailbackError, StepFailedError
 from ..events import Emitter, EventKind
-from ..ledger import Ledger, Mark, Step
-from ..plan import STEP_TITLES
+from ..ledger import STEP_TITLES, Ledger, Mark, Step
 from ..safety import Names, Refusal
 
 if TYPE_CHECKING:
