@@ -94,9 +94,13 @@ def build_plan(
                                     pair.vm_b.disks))
 
     users: dict[str, list[VM]] = {}
+    held: set[str] = set()  # images of a VM that will not be stopped: steps 4-5 cannot come
     for index, pair in enumerate(pairs):
         for name in pair.images:
             users.setdefault(name, []).append(vm_b_after.get(index, pair.vm_b))
+        if index not in vm_b_after:
+            held |= set(pair.images)
+    blocked |= held  # the VM's (or its other image's) blocker says why
     for name, (view, history) in list(state.items()):
         if name in blocked:
             continue

@@ -325,3 +325,16 @@ def test_a_crash_at_any_journal_write_resumes_to_the_same_end(tmp_path: Path,
             resyncs = [c for c in world.ceph.calls if c[1] == "resync"]
             assert len(resyncs) == len(set(resyncs)), (at, resyncs)  # never requested twice
             assert len(promotes(world)) == 2 * len(world.images()), (at, promotes(world))
+
+
+def test_a_vm_that_cannot_be_stopped_blocks_only_itself(world: MemoryWorld, tmp_path: Path) -> None:
+    # One of the VM's two images is missing on A: the image is a blocker, and the VM's other,
+    # healthy image gets none (its steps 4-5 cannot come before the VM stops).
+    world.add_vm("db", disks=2)
+    world.add_vm("web")
+    world.disaster("unplanned", new_data=NEW)
+    db, web = world.vms
+    world.ceph.remove_image(db.images[1], site="site-a")
+    found = blockers(world.failback(tmp_path / "j.jsonl"))
+    assert ("image-missing", f"image:{db.images[1]}") in found
+    assert not any(t in (f"image:{db.images[0]}", f"image:{web.images[0]}") for _, t in found)
