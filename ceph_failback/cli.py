@@ -257,7 +257,7 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
             # The pool's lock in Ceph first (taking it re-reads the journal): a run that was
             # still writing it must not leave this one with a stale picture.
             stack.enter_context(fb.locked())
-        recorded = fb.journal.last(step="run", event="scope")
+        recorded = fb.ledger.scope()
         if resume and recorded is None:
             raise ConfigurationError(
                 f"nothing to resume: the journal {ctx.journal} records no failback",

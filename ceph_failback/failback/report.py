@@ -9,7 +9,7 @@ from typing import Any
 
 from ..opennebula.mapping import Pair
 from .journal import Journal
-from .plan import image_target, vm_target
+from .ledger import Mark, Step, image_target, vm_target
 
 __all__ = ["ImageOutcome", "VMOutcome", "Report", "build_report"]
 
@@ -129,25 +129,25 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
                  site_a: str, site_b: str, pool: str) -> Report:
     """Build the report from ``journal`` for the given scope."""
     def last_error(target: str) -> str | None:
-        failed = journal.last(event="failed", target=target)
+        failed = journal.last(event=Mark.FAILED, target=target)
         if failed is None:
             return None
-        later_done = [r for r in journal.find(event="done", target=target)
+        later_done = [r for r in journal.find(event=Mark.DONE, target=target)
                       if r.time > failed.time]
-        later_skip = [r for r in journal.find(event="skipped", target=target)
+        later_skip = [r for r in journal.find(event=Mark.SKIPPED, target=target)
                       if r.time > failed.time]
         return None if (later_done or later_skip) else str(failed.data.get("error"))
 
     image_outcomes = []
     for name in images:
         t = image_target(name)
-        promoted = journal.last(step="promote_a", event="done", target=t)
-        skipped = journal.last(step="promote_a", event="skipped", target=t)
+        promoted = journal.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
+        skipped = journal.last(step=Step.PROMOTE_A, event=Mark.SKIPPED, target=t)
         image_outcomes.append(ImageOutcome(
             name=name,
-            demoted_a=journal.has(step="demote_a", event="done", target=t),
-            resynced=journal.has(step="resync_a", event="done", target=t),
-            demoted_b=journal.has(step="demote_b", event="done", target=t),
+            demoted_a=journal.has(step=Step.DEMOTE_A, event=Mark.DONE, target=t),
+            resynced=journal.has(step=Step.RESYNC_A, event=Mark.DONE, target=t),
+            demoted_b=journal.has(step=Step.DEMOTE_B, event=Mark.DONE, target=t),
             promoted=promoted is not None or skipped is not None,
             promote_attempts=int(promoted.data.get("attempts", 0)) if promoted else None,
             error=last_error(t),
@@ -155,20 +155,20 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
     vm_outcomes = []
     for p in pairs:
         tb, ta = vm_target(site_b, p.vm_b.id), vm_target(site_a, p.vm_a.id)
-        intents = journal.find(step="terminate_b", event="intent", target=tb)
-        resumed = journal.last(step="resume_a", event="done", target=ta)
-        resumed_skip = journal.last(step="resume_a", event="skipped", target=ta)
+        intents = journal.find(step=Step.TERMINATE_B, event=Mark.INTENT, target=tb)
+        resumed = journal.last(step=Step.RESUME_A, event=Mark.DONE, target=ta)
+        resumed_skip = journal.last(step=Step.RESUME_A, event=Mark.SKIPPED, target=ta)
         downtime = (resumed.time - intents[0].time) if (intents and resumed) else None
         vm_outcomes.append(VMOutcome(
             vm_b=p.vm_b.id, vm_a=p.vm_a.id, images=tuple(p.images),
-            terminated=journal.has(step="terminate_b", event="done", target=tb) or bool(
-                journal.last(step="terminate_b", event="skipped", target=tb)),
+            terminated=journal.has(step=Step.TERMINATE_B, event=Mark.DONE, target=tb) or bool(
+                journal.last(step=Step.TERMINATE_B, event=Mark.SKIPPED, target=tb)),
             resumed=resumed is not None or resumed_skip is not None,
             downtime=downtime,
             error=last_error(tb) or last_error(ta),
         ))
-    runs = journal.find(step="run", event="started")
-    finished = journal.last(step="run", event="finished")
+    runs = journal.find(step=Step.RUN, event=Mark.STARTED)
+    finished = journal.last(step=Step.RUN, event=Mark.FINISHED)
     wall = (finished.time - runs[0].time) if (runs and finished) else None
     return Report(pool, site_a, site_b, tuple(image_outcomes), tuple(vm_outcomes),
                   len(journal.runs()), wall)
