@@ -39,6 +39,7 @@ __all__ = [
     "unsafe_disks",
     "writer_on_b",
     "resumed_by_us",
+    "history_on_b",
     "not_primary_on_a",
 ]
 
@@ -277,6 +278,15 @@ def writer_on_b(users: Iterable[VM], names: Names) -> Refusal | None:
     vm = busy[0]
     return Refusal("writer-on-b", f"VM {vm.id} on B still uses it ({vm.status})",
                    site=names.site_b, hint="terminate the VM first (step 3)")
+
+
+def history_on_b(vm: VM, history: VMHistory) -> bool:
+    """Rule ``dr-history``: oned keeps DONE VMs, so after an earlier DR test or failback site B
+    holds DONE VMs whose disks name the same images as today's. Such a VM is history: it never
+    pairs with a VM on A (the plan would call it "already DONE" and resync A from B's copy, which
+    after a pool-wide force promote may be older than A's). A DONE VM counts only when this
+    failback's own journal terminated it (a rerun after step 3)."""
+    return vm.is_done and not history.terminate_attempted
 
 
 def resumed_by_us(history: VMHistory) -> bool:

@@ -16,7 +16,7 @@ from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
 from .ledger import Ledger, Mark, Step, image_target, vm_target
 from .plan import Blocker, unique
-from .safety import resumed_by_us
+from .safety import history_on_b, resumed_by_us
 
 if TYPE_CHECKING:
     from ..ceph.seams import MirrorSide
@@ -60,7 +60,10 @@ class ScopeReader:
         return self._map(self.site_a.one.vms(), self.site_b.one.vms(include_done=True))
 
     def _map(self, vms_a: list[VM], vms_b: list[VM]) -> Mapping:
-        return map_sites(vms_a, vms_b, self.pool, pairs=self.explicit_pairs or None,
+        # B's DONE VMs are history unless this failback terminated them (safety.history_on_b).
+        current_b = [vm for vm in vms_b
+                     if not history_on_b(vm, self.ledger.vm(self.site_b.name, vm.id))]
+        return map_sites(vms_a, current_b, self.pool, pairs=self.explicit_pairs or None,
                          site_a=self.site_a.name, site_b=self.site_b.name)
 
     def present(self, pairs: Sequence[Pair]) -> list[Pair]:

@@ -338,3 +338,26 @@ def test_a_vm_that_cannot_be_stopped_blocks_only_itself(world: MemoryWorld, tmp_
     found = blockers(world.failback(tmp_path / "j.jsonl"))
     assert ("image-missing", f"image:{db.images[1]}") in found
     assert not any(t in (f"image:{db.images[0]}", f"image:{web.images[0]}") for _, t in found)
+
+
+def test_dr_history_on_b_never_pairs(world: MemoryWorld, tmp_path: Path) -> None:
+    # A DR test, failed back: site B keeps the DONE VM, whose disk names the same image.
+    world.add_vm("db")
+    world.disaster("planned", new_data=NEW)
+    assert world.failback(tmp_path / "dr-test.jsonl").run().complete
+    (vm,) = world.vms
+    image = vm.images[0]
+    assert world.oned_b.vm_state(vm.vm_b)[0] == "DONE"
+    # Later, a real disaster: A wrote after the DR test, B's rbd-mirror was down (B's copy is
+    # older), and OpenNebula's pool-wide force promote made B primary; no VM was started on B.
+    world.ceph.stop_daemon("site-b")
+    world.ceph.write("site-a", image, b"written on A after the DR test")
+    world.site("a").one.poweroff(vm.vm_a, timeout=5)
+    world.ceph.failover([image], planned=False)
+    world.ceph.start_daemon("site-b")
+    fb = world.failback(tmp_path / "new.jsonl")
+    plan = fb.plan()
+    assert not plan.vms and image not in [i.name for i in plan.images], plan  # history: not ours
+    fb.run()
+    assert world.ceph.data("site-a", image) == b"written on A after the DR test"  # not resynced
+    assert not [c for c in world.ceph.calls if c[1] == "resync"]

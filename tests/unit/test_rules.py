@@ -236,3 +236,12 @@ def test_decision(case: str, call: Any, verdict: Verdict, words: str) -> None:
     assert words in decision.reason, decision.reason
     if verdict is Verdict.REFUSE:
         assert decision.refusal is not None
+
+
+def test_a_done_vm_on_b_is_history_unless_this_failback_terminated_it() -> None:
+    from ceph_failback.failback.ledger import VMHistory
+
+    done = vm("DONE", "LCM_INIT")
+    assert safety.history_on_b(done, VMHistory("vm:site-b:4"))
+    assert not safety.history_on_b(done, VMHistory("vm:site-b:4", terminate_attempted=True))
+    assert not safety.history_on_b(vm(), VMHistory("vm:site-b:4"))
