@@ -17,6 +17,7 @@ from ..opennebula.records import VM
 from .ledger import ImageHistory, image_target, vm_target
 from .plan import Action, Blocker, ImagePlan, Plan, VMPlan
 from .safety import ImageView, Names, image_missing, no_primary, split_brain_on_b, stale_journal
+from .scope import WAIVABLE
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
 from .steps.base import Decision, Verdict
 
@@ -57,7 +58,9 @@ def build_plan(
     def note(step: str, target: str, decision: Decision, acts: list[Action]) -> bool:
         if decision.verdict is Verdict.REFUSE:
             assert decision.refusal is not None
-            found.append(Blocker(decision.refusal.kind, target, decision.refusal.message))
+            kind = decision.refusal.kind
+            found.append(Blocker(kind, target, decision.refusal.message,
+                                 waivable=kind in WAIVABLE))
             return False
         acts.append(Action(step, target, decision.acts, decision.reason))
         return True
@@ -86,8 +89,13 @@ def build_plan(
     for index in live:
         pair = pairs[index]
         images = [state[i] for i in pair.images if i in state]
-        decision = terminate_b.decide(pair.vm_b, images, names)
         target = vm_target(names.site_b, pair.vm_b.id)
+        decision = terminate_b.decide(pair.vm_b, images, names)
+        refusal = decision.refusal
+        if refusal is not None and refusal.kind in WAIVABLE and refusal.kind in waived:
+            # Shown as waived, and the step goes on.
+            found.append(Blocker(refusal.kind, target, refusal.message, waivable=True))
+            decision = terminate_b.decide(pair.vm_b, images, names, waived)
         if note("terminate_b", target, decision, vm_acts[index]):
             vm_b_after[index] = (pair.vm_b if decision.verdict is Verdict.SKIP else
                                  VM(pair.vm_b.id, pair.vm_b.name, "DONE", "LCM_INIT",

@@ -37,6 +37,7 @@ __all__ = [
     "promotable",
     "takeover_unready",
     "unsafe_disks",
+    "saved_memory_on_b",
     "writer_on_b",
     "resumed_by_us",
     "history_on_b",
@@ -267,6 +268,20 @@ def unsafe_disks(vm: VM, pool: str) -> list[str]:
     if vm.is_done:
         return []
     return [d.image for d in vm.disks_in(pool) if not d.is_persistent]
+
+
+def saved_memory_on_b(vm: VM, names: Names) -> Refusal | None:
+    """Rule ``saved-memory-on-b`` (waivable): a SUSPENDED or STOPPED VM on B keeps its guest's
+    memory in a checkpoint, with whatever the guest had not yet written to its disks;
+    terminating it discards that checkpoint (oned goes straight to EPILOG). Proceeding loses
+    only what a crash of the guest would lose, so the operator may waive it, knowingly."""
+    if vm.state not in ("SUSPENDED", "STOPPED"):
+        return None
+    return Refusal("saved-memory-on-b", f"VM {vm.id} on {names.site_b} is {vm.status}: "
+                   "terminating it discards its saved memory, and with it what the guest had "
+                   "not yet written to its disks", site=names.site_b,
+                   hint=f"resume VM {vm.id} on {names.site_b} and shut it down there (or power "
+                        "it off), or waive saved-memory-on-b to discard that memory")
 
 
 def writer_on_b(users: Iterable[VM], names: Names) -> Refusal | None:

@@ -29,6 +29,7 @@ WAIVABLE = frozenset({
     FindingKind.PARTIAL_PAIR.value,
     FindingKind.EXPLICIT_PAIR.value,
     "daemon-health-unknown",
+    "saved-memory-on-b",  # loses what a crash of the guest would lose: the operator's call
 })
 
 #: Up to this many VM pairs, the VMs are read one by one; beyond, each site's VMs are listed

@@ -17,6 +17,7 @@ from ceph_failback.errors import LockedError, SafetyError, StepFailedError
 from ceph_failback.failback import Failback
 from ceph_failback.failback.journal import Journal
 from ceph_failback.lab.oned import Delays
+from ceph_failback.opennebula.site import OpenNebulaSite
 from ceph_failback.testing import MemoryWorld
 
 warnings.filterwarnings("ignore", module="requests")
@@ -361,3 +362,35 @@ def test_dr_history_on_b_never_pairs(world: MemoryWorld, tmp_path: Path) -> None
     fb.run()
     assert world.ceph.data("site-a", image) == b"written on A after the DR test"  # not resynced
     assert not [c for c in world.ceph.calls if c[1] == "resync"]
+
+
+@pytest.mark.parametrize("state", ["SUSPENDED", "STOPPED"])
+def test_a_suspended_or_stopped_vm_on_b_is_a_waivable_blocker(tmp_path: Path, state: str) -> None:
+    with MemoryWorld() as world:
+        world.add_vm("db")
+        world.disaster("unplanned", new_data=NEW)
+        (vm,) = world.vms
+        one_b = world.site("b").one
+        assert isinstance(one_b, OpenNebulaSite)
+        one_b._action(one_b.vm(vm.vm_b), "suspend" if state == "SUSPENDED" else "stop")
+        poll_state(world, vm.vm_b, state)
+        fb = world.failback(tmp_path / "j.jsonl")
+        plan = fb.plan()
+        (blocker,) = [b for b in plan.blockers if b.kind == "saved-memory-on-b"]
+        assert blocker.waivable and f"VM {vm.vm_b}" in blocker.message and not plan.ok
+        assert "saved memory" in blocker.message
+        refused_and_untouched(world, fb)
+        waived = world.failback(tmp_path / "j.jsonl", waive=["saved-memory-on-b"])
+        plan = waived.plan()
+        assert plan.ok and any(a.step == "terminate_b" and a.do for a in plan.actions()), plan
+        assert waived.run().complete
+        assert_failed_back(world, world.images())
+
+
+def poll_state(world: MemoryWorld, vm_id: int, state: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 5
+    while world.oned_b.vm_state(vm_id)[0] != state:
+        assert time.monotonic() < deadline, world.oned_b.vm_state(vm_id)
+        time.sleep(0.01)

@@ -132,6 +132,7 @@ class StepContext(Protocol):
     concurrency: int
     vm_concurrency: int
     hard_terminate_after: float | None
+    waive: frozenset[str]
 
     @property
     def names(self) -> Names: ...

@@ -14,7 +14,14 @@ from ...opennebula.mapping import Pair
 from ...opennebula.records import VM
 from ..events import EventKind
 from ..ledger import ImageHistory, Mark, Step, vm_target
-from ..safety import ImageView, Names, Refusal, takeover_unready, unsafe_disks
+from ..safety import (
+    ImageView,
+    Names,
+    Refusal,
+    saved_memory_on_b,
+    takeover_unready,
+    unsafe_disks,
+)
 from ..waits import MIRRORED, Mirrored
 from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
 
@@ -24,8 +31,10 @@ STEP = Step.TERMINATE_B
 TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
 
 
-def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Names) -> Decision:
-    """Step 3's decision for one VM on B (``images``: its images as both sites show them)."""
+def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Names,
+           waived: frozenset[str] = frozenset()) -> Decision:
+    """Step 3's decision for one VM on B (``images``: its images as both sites show them;
+    ``waived``: the waivable rule kinds the caller waived)."""
     if vm_b.is_done:
         return Decision.skip("already DONE")
     unsafe = unsafe_disks(vm_b, names.pool)
@@ -34,6 +43,9 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
             "non-persistent-disk", f"disks {unsafe} are not persistent: terminating would delete "
             "them (and rbd-mirror the copies on A)", site=names.site_b,
             hint="make the images persistent, or fail this VM back by hand"))
+    saved = saved_memory_on_b(vm_b, names)
+    if saved is not None and saved.kind not in waived:
+        return Decision.refuse(saved)
     if terminating(vm_b):
         return Decision.do("terminate under way (sent by an earlier run)")
     unready = takeover_unready(images)
@@ -73,7 +85,7 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
                       for i in pair.images]
         else:
             images = [(ImageView(i, None, None), histories[i]) for i in pair.images]
-    decision = decide(vm, images, ctx.names)
+    decision = decide(vm, images, ctx.names, ctx.waive)
     if decision.verdict is Verdict.REFUSE:
         assert decision.refusal is not None
         raise decision.refusal.error(pool=ctx.pool, vm=vm.id)
