@@ -313,3 +313,37 @@ def test_snapshot_mode_end_to_end(snapshot_lab: Lab, tmp_path: Path, kind: str) 
         assert all(i.resynced for i in report.images) == (kind == "unplanned")
         if kind == "planned":
             assert fb.journal.find(step="resync_a", event="done") == []
+
+
+def test_dr_history_on_b_is_never_paired(world: World, tmp_path: Path) -> None:
+    """A DR test left a DONE VM on B whose disk names the image. A later disaster force-promotes
+    B (OpenNebula's pool-wide promote) with no VM started there, while B's copy is older than
+    A's: the failback must not pair A's VM with the DONE VM and resync A from B's old copy."""
+    lab = world.lab
+    (image,) = world.add_vm("history", data=pattern("first", 1 << 20)).images
+    world.wait_replicated()
+    world.disaster("planned")
+    (vm,) = world.vms
+    # The DR test's failback, by hand: the VM on B terminated, the image flipped back to A.
+    one_b, one_a = world.site("b").one, world.site("a").one
+    one_b.terminate(vm.vm_b, timeout=30)
+    with lab.connect("b") as b:
+        b.pool(lab.pool).demote(image)
+    lab.promote_when_possible("a", image)
+    one_a.resume(vm.vm_a, timeout=30)
+    assert world.oned_b.vm_state(vm.vm_b)[0] == "DONE"
+    # The real disaster: B's rbd-mirror is down, A writes, then B is force-promoted.
+    lab.stop_rbd_mirror("b")
+    try:
+        lab.write("a", image, pattern("latest-on-a", 1 << 20))
+        latest = lab.checksum("a", image)
+        one_a.poweroff(vm.vm_a, timeout=30)
+        lab.promote_when_possible("b", image, force=True)
+    finally:
+        lab.start_rbd_mirror("b")
+    fb = make_failback(world, tmp_path / "new.jsonl")
+    plan = fb.plan()
+    assert image not in [i.name for i in plan.images] and not plan.vms, plan
+    fb.run()
+    assert lab.checksum("a", image) == latest  # A's newer data was not resynced away
+    assert lab.is_primary("a", image)
