@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "FailbackError",
     "ConfigurationError",
+    "JournalError",
     "CephError",
     "CephConnectionError",
     "CephPermissionError",
@@ -122,6 +123,12 @@ class ConfigurationError(FailbackError):
 
 
 # --- Ceph -----------------------------------------------------------------------------------
+
+
+class JournalError(ConfigurationError):
+    """The journal file cannot be trusted: a line other than the last is not a journal record
+    (the file was edited or damaged). Only a torn last line, left by a crash mid-write, is
+    skipped (and cut off before the next record is appended)."""
 
 
 class CephError(FailbackError):

@@ -6,7 +6,9 @@ Every change the orchestrator makes is written down *before* it is made (``inten
 state first, and the journal tells it the facts the state cannot show (a resync already requested,
 a terminate already sent, an image already proven to replay from site B, when each VM went down).
 
-Lines are flushed and fsynced one by one; a torn last line (a crash mid-write) is ignored on read.
+Lines are flushed and fsynced one by one. A torn last line (a crash mid-write) is skipped on read
+and cut off before the next record is appended; any other line that is not a record makes the
+journal untrustworthy (:class:`~ceph_failback.errors.JournalError`).
 Secrets never reach the journal: records hold names, ids, states and timestamps only.
 """
 
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from ..errors import JournalError
 
 __all__ = ["Journal", "Record"]
 
@@ -64,25 +68,42 @@ class Journal:
         self._lock = threading.Lock()
         self._records: list[Record] = []
         self._by_target: dict[str, list[Record]] = {}
+        self._torn_at: int | None = None
+        self._needs_newline = False
         self._index(list(self._read()))
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, records={len(self._records)})"
 
     def _read(self) -> Iterator[Record]:
+        """The records of the file. A torn last line (a crash mid-write) is skipped and noted
+        in :attr:`_torn_at` so that the next write cuts it off first; any other line that is not
+        a record is a :class:`~ceph_failback.errors.JournalError`."""
+        self._torn_at = None
+        self._needs_newline = False
         try:
-            text = self.path.read_text()
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return
-        for line in text.splitlines():
-            if not line.strip():
+        *complete, tail = data.split(b"\n")
+        for number, raw in enumerate(complete, 1):
+            if not raw.strip():
                 continue
-            try:
-                obj = json.loads(line)
-                yield Record(obj["ts"], obj["run"], obj["step"], obj["event"],
-                             obj.get("target", ""), obj.get("data", {}))
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn line from a crash mid-write
+            record = _parse(raw)
+            if record is None:
+                raise JournalError(
+                    f"journal {self.path}: line {number} is not a journal record (only a torn "
+                    "last line, left by a crash, is skipped): the file was edited or damaged",
+                    hint="restore the journal from a copy; do not run a failback on a journal "
+                         "whose records cannot be trusted")
+            yield record
+        if tail.strip():
+            record = _parse(tail)
+            if record is None:
+                self._torn_at = len(data) - len(tail)  # cut off before the next write
+            else:
+                self._needs_newline = True  # complete, only its newline was not written
+                yield record
 
     def reload(self) -> None:
         """Read the file again (another process may have appended to it)."""
@@ -106,6 +127,14 @@ class Journal:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
+                if self._torn_at is not None:
+                    # A crash left half a line: appending to it would glue this record onto
+                    # it, and both would be lost to every later read.
+                    fh.truncate(self._torn_at)
+                    self._torn_at = None
+                elif self._needs_newline:
+                    fh.write("\n")
+                self._needs_newline = False
                 fh.write(line + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -141,6 +170,16 @@ class Journal:
     def runs(self) -> list[str]:
         """The run ids in order of first appearance."""
         return list(dict.fromkeys(r.run for r in self.records))
+
+
+def _parse(raw: bytes) -> Record | None:
+    """One line as a record, ``None`` if it is not one."""
+    try:
+        obj = json.loads(raw)
+        return Record(obj["ts"], obj["run"], obj["step"], obj["event"], obj.get("target", ""),
+                      obj.get("data", {}))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,53 @@
+"""The journal under faults: a torn last line is skipped and cut off before the next record (so
+that record is not glued onto it and lost); any other line that is not a record is an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ceph_failback.errors import ConfigurationError, JournalError
+from ceph_failback.failback.journal import Journal
+
+TORN = '{"ts": "2026-12-02T10:00:00+00:00", "run": "r1", "step": "resync_a", "eve'
+
+
+def events(path: Path) -> list[tuple[str, str, str]]:
+    return [(r.step, r.event, r.target) for r in Journal(path).records]
+
+
+def test_a_torn_last_line_is_skipped_and_cut_off_before_the_next_record(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    Journal(path).write("resync_a", "done", "image:one-1")
+    with open(path, "a") as fh:
+        fh.write(TORN)  # the process died mid-write
+    journal = Journal(path)
+    assert [r.target for r in journal.records] == ["image:one-1"]
+    journal.write("resync_a", "intent", "image:one-2")
+    assert events(path) == [("resync_a", "done", "image:one-1"),
+                            ("resync_a", "intent", "image:one-2")]
+    assert TORN not in path.read_text()
+
+
+def test_a_last_record_whose_newline_was_lost_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    Journal(path).write("demote_a", "done", "image:one-1")
+    path.write_text(path.read_text().rstrip("\n"))
+    journal = Journal(path)
+    assert len(journal.records) == 1
+    journal.write("demote_a", "done", "image:one-2")
+    assert [t for _, _, t in events(path)] == ["image:one-1", "image:one-2"]
+
+
+def test_a_damaged_line_before_the_last_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.write("demote_a", "intent", "image:one-1")
+    journal.write("demote_a", "done", "image:one-1")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "garbage", lines[1]]) + "\n")
+    with pytest.raises(JournalError) as info:
+        Journal(path)
+    assert "line 2" in str(info.value) and str(path) in str(info.value)
+    assert isinstance(info.value, ConfigurationError)
