@@ -19,7 +19,7 @@ from .plan import Action, Blocker, ImagePlan, Plan, VMPlan
 from .safety import ImageView, Names, image_missing, no_primary, split_brain_on_b, stale_journal
 from .scope import WAIVABLE
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
-from .steps.base import Decision, Verdict
+from .steps.base import Choice, Decision
 
 __all__ = ["build_plan", "image_blockers"]
 
@@ -56,7 +56,7 @@ def build_plan(
     blocked: set[str] = set()  # images a rule stopped: no step decides them
 
     def note(step: str, target: str, decision: Decision, acts: list[Action]) -> bool:
-        if decision.verdict is Verdict.REFUSE:
+        if decision.choice is Choice.REFUSE:
             assert decision.refusal is not None
             kind = decision.refusal.kind
             found.append(Blocker(kind, target, decision.refusal.message,
@@ -97,7 +97,7 @@ def build_plan(
             found.append(Blocker(refusal.kind, target, refusal.message, waivable=True))
             decision = terminate_b.decide(pair.vm_b, images, names, waived)
         if note("terminate_b", target, decision, vm_acts[index]):
-            vm_b_after[index] = (pair.vm_b if decision.verdict is Verdict.SKIP else
+            vm_b_after[index] = (pair.vm_b if decision.choice is Choice.SKIP else
                                  VM(pair.vm_b.id, pair.vm_b.name, "DONE", "LCM_INIT",
                                     pair.vm_b.disks))
 

@@ -15,7 +15,7 @@ from ceph_failback.failback import safety
 from ceph_failback.failback.ledger import ImageHistory
 from ceph_failback.failback.safety import ImageView, Names
 from ceph_failback.failback.steps import (
-    Verdict,
+    Choice,
     demote_a,
     demote_b,
     promote_a,
@@ -150,91 +150,91 @@ def test_refusal_errors_name_the_site_and_the_kind_of_error() -> None:
 # -- the step decisions ----------------------------------------------------------------------
 
 DECISIONS = [
-    # (case, call, verdict, words in the reason)
+    # (case, call, choice, words in the reason)
     ("demote_a primary on both (unplanned)", lambda: demote_a.decide(view(True, True), H, NAMES),
-     Verdict.DO, "primary on A"),
+     Choice.DO, "primary on A"),
     ("demote_a already demoted (DR test)", lambda: demote_a.decide(view(False, True), H, NAMES),
-     Verdict.SKIP, "non-primary"),
+     Choice.SKIP, "non-primary"),
     ("demote_a home already", lambda: demote_a.decide(view(True, False), H, NAMES),
-     Verdict.SKIP, "home"),
+     Choice.SKIP, "home"),
     ("demote_a missing on B", lambda: demote_a.decide(view(True, None), H, NAMES),
-     Verdict.REFUSE, "site-b"),
+     Choice.REFUSE, "site-b"),
     ("demote_a being recreated", lambda: demote_a.decide(
-        view(None, True), replace(H, resync_attempted_at=1.0), NAMES), Verdict.SKIP, "recreated"),
+        view(None, True), replace(H, resync_attempted_at=1.0), NAMES), Choice.SKIP, "recreated"),
     ("resync_a after our demote", lambda: resync_a.decide(
-        view(False, True), replace(H, demoted_a=True), NAMES), Verdict.DO, "diverged"),
+        view(False, True), replace(H, demoted_a=True), NAMES), Choice.DO, "diverged"),
     ("resync_a split-brain", lambda: resync_a.decide(view(False, True, SPLIT), H, NAMES),
-     Verdict.DO, "split-brain"),
+     Choice.DO, "split-brain"),
     ("resync_a proven by status", lambda: resync_a.decide(view(False, True, IN_EPOCH), H, NAMES),
-     Verdict.SKIP, "epoch"),
+     Choice.SKIP, "epoch"),
     ("resync_a replaying in an old epoch", lambda: resync_a.decide(
-        view(False, True, OLD_EPOCH), H, NAMES), Verdict.SETTLE, "not proven"),
+        view(False, True, OLD_EPOCH), H, NAMES), Choice.SETTLE, "not proven"),
     ("resync_a still primary on A", lambda: resync_a.decide(view(True, True), H, NAMES),
-     Verdict.REFUSE, "demote it first"),
+     Choice.REFUSE, "demote it first"),
     ("resync_a B not primary", lambda: resync_a.decide(view(False, False), H, NAMES),
-     Verdict.REFUSE, "only current copy"),
+     Choice.REFUSE, "only current copy"),
     ("resync_a B demoted by us", lambda: resync_a.decide(
-        view(False, False), replace(H, demote_b_attempted=True), NAMES), Verdict.SKIP, "demoted"),
+        view(False, False), replace(H, demote_b_attempted=True), NAMES), Choice.SKIP, "demoted"),
     ("resync_a requested, not proven", lambda: resync_a.decide(
         view(False, True), replace(H, resync_attempted_at=1.0, resync_requested_at=1.0), NAMES),
-     Verdict.WAIT, "waiting"),
+     Choice.WAIT, "waiting"),
     ("resync_a requested and proven", lambda: resync_a.decide(
         view(False, True), replace(PROVEN, resync_attempted_at=1.0, resync_requested_at=1.0),
-        NAMES), Verdict.SKIP, "resynced"),
+        NAMES), Choice.SKIP, "resynced"),
     ("resync_a interrupted request", lambda: resync_a.decide(
         view(False, True, SPLIT), replace(H, resync_attempted_at=1.0), NAMES),
-     Verdict.SETTLE, "interrupted"),
+     Choice.SETTLE, "interrupted"),
     ("resync_a being recreated", lambda: resync_a.decide(
-        view(None, True), replace(H, resync_attempted_at=1.0), NAMES), Verdict.WAIT, "recreated"),
+        view(None, True), replace(H, resync_attempted_at=1.0), NAMES), Choice.WAIT, "recreated"),
     ("terminate_b running, A ready", lambda: terminate_b.decide(
-        vm(), [(view(False, True), PROVEN)], NAMES), Verdict.DO, "RUNNING"),
+        vm(), [(view(False, True), PROVEN)], NAMES), Choice.DO, "RUNNING"),
     ("terminate_b A not ready", lambda: terminate_b.decide(
-        vm(), [(view(False, True), H)], NAMES), Verdict.REFUSE, "not ready"),
+        vm(), [(view(False, True), H)], NAMES), Choice.REFUSE, "not ready"),
     ("terminate_b clone disk", lambda: terminate_b.decide(
         vm("ACTIVE", "RUNNING", disk(IMG), disk("one-8-4-1", persistent=False)),
-        [(view(False, True), PROVEN)], NAMES), Verdict.REFUSE, "not persistent"),
+        [(view(False, True), PROVEN)], NAMES), Choice.REFUSE, "not persistent"),
     ("terminate_b done", lambda: terminate_b.decide(vm("DONE", "LCM_INIT"), [], NAMES),
-     Verdict.SKIP, "DONE"),
+     Choice.SKIP, "DONE"),
     ("terminate_b under way", lambda: terminate_b.decide(
-        vm("ACTIVE", "EPILOG"), [(view(False, True), H)], NAMES), Verdict.DO, "under way"),
+        vm("ACTIVE", "EPILOG"), [(view(False, True), H)], NAMES), Choice.DO, "under way"),
     ("demote_b proven, VM done", lambda: demote_b.decide(
-        view(False, True), PROVEN, [vm("DONE", "LCM_INIT")], NAMES), Verdict.DO, "primary on B"),
+        view(False, True), PROVEN, [vm("DONE", "LCM_INIT")], NAMES), Choice.DO, "primary on B"),
     ("demote_b not proven", lambda: demote_b.decide(view(False, True), H, [], NAMES),
-     Verdict.REFUSE, "replaying"),
+     Choice.REFUSE, "replaying"),
     ("demote_b writer on B", lambda: demote_b.decide(view(False, True), PROVEN, [vm()], NAMES),
-     Verdict.REFUSE, "still uses"),
+     Choice.REFUSE, "still uses"),
     ("demote_b already", lambda: demote_b.decide(view(False, False), H, [], NAMES),
-     Verdict.SKIP, "non-primary"),
+     Choice.SKIP, "non-primary"),
     ("promote_a proven", lambda: promote_a.decide(view(False, False), PROVEN, NAMES),
-     Verdict.DO, "non-forced"),
+     Choice.DO, "non-forced"),
     ("promote_a the stale-promote trap", lambda: promote_a.decide(view(False, False), H, NAMES),
-     Verdict.REFUSE, "stale-promote trap"),
+     Choice.REFUSE, "stale-promote trap"),
     ("promote_a B still primary", lambda: promote_a.decide(view(False, True), PROVEN, NAMES),
-     Verdict.REFUSE, "demote it there first"),
+     Choice.REFUSE, "demote it there first"),
     ("promote_a split-brain on A", lambda: promote_a.decide(
-        view(False, False, SPLIT), PROVEN, NAMES), Verdict.REFUSE, "split-brain"),
+        view(False, False, SPLIT), PROVEN, NAMES), Choice.REFUSE, "split-brain"),
     ("promote_a home", lambda: promote_a.decide(view(True, False), H, NAMES),
-     Verdict.SKIP, "already primary"),
+     Choice.SKIP, "already primary"),
     ("promote_a missing", lambda: promote_a.decide(
         view(None, False), replace(PROVEN, resync_attempted_at=1.0), NAMES),
-     Verdict.REFUSE, "not a mirrored image"),
+     Choice.REFUSE, "not a mirrored image"),
     ("resume_a images primary", lambda: resume_a.decide(
-        vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(True)}, NAMES), Verdict.DO, "POWEROFF"),
+        vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(True)}, NAMES), Choice.DO, "POWEROFF"),
     ("resume_a images not primary", lambda: resume_a.decide(
-        vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(False)}, NAMES), Verdict.REFUSE,
+        vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(False)}, NAMES), Choice.REFUSE,
      "not primary"),
-    ("resume_a running", lambda: resume_a.decide(vm(), [IMG], {}, NAMES), Verdict.SKIP,
+    ("resume_a running", lambda: resume_a.decide(vm(), [IMG], {}, NAMES), Choice.SKIP,
      "RUNNING"),
 ]
 
 
-@pytest.mark.parametrize(("case", "call", "verdict", "words"), DECISIONS,
+@pytest.mark.parametrize(("case", "call", "choice", "words"), DECISIONS,
                          ids=[c for c, *_ in DECISIONS])
-def test_decision(case: str, call: Any, verdict: Verdict, words: str) -> None:
+def test_decision(case: str, call: Any, choice: Choice, words: str) -> None:
     decision = call()
-    assert decision.verdict is verdict, decision
+    assert decision.choice is choice, decision
     assert words in decision.reason, decision.reason
-    if verdict is Verdict.REFUSE:
+    if choice is Choice.REFUSE:
         assert decision.refusal is not None
 
 

@@ -10,6 +10,6 @@ steps on it), and ``run``, the step's execution: observe, decide, act, wait, rec
 from __future__ import annotations
 
 from . import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
-from .base import Decision, Recorder, StepContext, StepResult, Verdict  # noqa: F401
+from .base import Choice, Decision, Recorder, StepContext, StepResult  # noqa: F401
 
 __all__ = ["demote_a", "resync_a", "terminate_b", "demote_b", "promote_a", "resume_a"]

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from ...opennebula.mapping import Pair
     from ..core import Site, Timeouts
 
-__all__ = ["Verdict", "Decision", "StepResult", "Recorder", "StepContext", "STEP_TITLES",
+__all__ = ["Choice", "Decision", "StepResult", "Recorder", "StepContext", "STEP_TITLES",
            "parallel"]
 
-class Verdict(StrEnum):
+class Choice(StrEnum):
     """What a step decides for one target."""
 
     DO = "do"  # act now
@@ -37,13 +37,13 @@ class Decision:
     """A step's decision for one target, with the reason in words.
 
     Attributes:
-        verdict: what to do.
+        choice: what to do.
         reason: why, as the plan and the journal show it.
         refusal: the objecting rule, for ``REFUSE``.
         proof: (step 2) the replay proof the observation carries, to record on ``SKIP``.
     """
 
-    verdict: Verdict
+    choice: Choice
     reason: str = ""
     refusal: Refusal | None = None
     proof: str | None = None
@@ -51,32 +51,32 @@ class Decision:
     @property
     def acts(self) -> bool:
         """The plan's "do": the step will (or, for ``SETTLE``, may) change the target."""
-        return self.verdict in (Verdict.DO, Verdict.SETTLE)
+        return self.choice in (Choice.DO, Choice.SETTLE)
 
     @classmethod
     def do(cls, reason: str) -> Decision:
         """Act on the target."""
-        return cls(Verdict.DO, reason)
+        return cls(Choice.DO, reason)
 
     @classmethod
     def skip(cls, reason: str, *, proof: str | None = None) -> Decision:
         """Leave the target alone."""
-        return cls(Verdict.SKIP, reason, proof=proof)
+        return cls(Choice.SKIP, reason, proof=proof)
 
     @classmethod
     def refuse(cls, refusal: Refusal) -> Decision:
         """A rule objects."""
-        return cls(Verdict.REFUSE, refusal.message, refusal)
+        return cls(Choice.REFUSE, refusal.message, refusal)
 
     @classmethod
     def wait(cls, reason: str) -> Decision:
         """Wait for an action already made."""
-        return cls(Verdict.WAIT, reason)
+        return cls(Choice.WAIT, reason)
 
     @classmethod
     def settle(cls, reason: str) -> Decision:
         """Wait for a proof; act if none comes."""
-        return cls(Verdict.SETTLE, reason)
+        return cls(Choice.SETTLE, reason)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from ..ledger import ImageHistory, Step, image_target
 from ..safety import ImageView, Names, already_home, being_recreated, image_missing
-from .base import Decision, Recorder, StepContext, StepResult, Verdict
+from .base import Choice, Decision, Recorder, StepContext, StepResult
 
 STEP = Step.DEMOTE_A
 
@@ -32,7 +32,7 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
 def effect(view: ImageView, history: ImageHistory, decision: Decision
            ) -> tuple[ImageView, ImageHistory]:
     """The state after the decision took effect (what the plan assumes of later steps)."""
-    if decision.verdict is not Verdict.DO:
+    if decision.choice is not Choice.DO:
         return view, history
     assert view.info_a is not None
     return (dataclasses.replace(view, info_a=dataclasses.replace(view.info_a, primary=False)),
@@ -48,9 +48,9 @@ def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
         t = image_target(name)
         view = ImageView(name, infos_a.get(name), infos_b.get(name))
         decision = decide(view, ctx.ledger.image(name), ctx.names)
-        if decision.verdict is Verdict.DO:
+        if decision.choice is Choice.DO:
             todo.append(name)
-        elif decision.verdict is Verdict.REFUSE:
+        elif decision.choice is Choice.REFUSE:
             rec.refuse(t, decision, image=name)
         else:
             rec.skip(t, decision.reason)

@@ -16,7 +16,7 @@ from ...opennebula.records import VM
 from ..ledger import ImageHistory, Step, image_target
 from ..safety import ImageView, Names, Refusal, promote_proof, writer_on_b
 from ..waits import WRITER_RELEASED
-from .base import Decision, Recorder, StepContext, StepResult, Verdict
+from .base import Choice, Decision, Recorder, StepContext, StepResult
 
 STEP = Step.DEMOTE_B
 
@@ -46,7 +46,7 @@ def decide(view: ImageView, history: ImageHistory, users: Iterable[VM], names: N
 def effect(view: ImageView, history: ImageHistory, decision: Decision
            ) -> tuple[ImageView, ImageHistory]:
     """The state after the decision took effect."""
-    if decision.verdict is not Verdict.DO:
+    if decision.choice is not Choice.DO:
         return view, history
     assert view.info_b is not None
     return (dataclasses.replace(view, info_b=dataclasses.replace(view.info_b, primary=False)),
@@ -70,14 +70,14 @@ def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
             view = ImageView(name, None, infos.get(name))
             history = ctx.ledger.image(name)
             decision = decide(view, history, (), ctx.names)
-            if decision.verdict is Verdict.DO and users.get(name):
+            if decision.choice is Choice.DO and users.get(name):
                 # Read the users only when the rest allows the demote (one oned call each).
                 vms = [ctx.site_b.one.vm(v) for v in users[name]]
                 decision = decide(view, history, vms, ctx.names)
-            if decision.verdict is Verdict.SKIP:
+            if decision.choice is Choice.SKIP:
                 rec.skip(t, decision.reason)
                 continue
-            if decision.verdict is Verdict.REFUSE:
+            if decision.choice is Choice.REFUSE:
                 rec.refuse(t, decision, image=name)
                 continue
             wait_no_writer(ctx, name)

@@ -25,7 +25,7 @@ from ..safety import (
     promote_proof,
 )
 from ..waits import DEMOTION_COPIED, Snapshotted
-from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
+from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.PROMOTE_A
 
@@ -48,7 +48,7 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
 def effect(view: ImageView, history: ImageHistory, decision: Decision
            ) -> tuple[ImageView, ImageHistory]:
     """The state after the decision took effect."""
-    if decision.verdict is not Verdict.DO:
+    if decision.choice is not Choice.DO:
         return view, history
     assert view.info_a is not None
     return (dataclasses.replace(view, info_a=dataclasses.replace(view.info_a, primary=True)),
@@ -70,14 +70,14 @@ def _one(ctx: StepContext, rec: Recorder, name: str) -> None:
     view = ImageView(name, infos_a.get(name), infos_b.get(name))
     history = ctx.ledger.image(name)
     decision = decide(view, history, ctx.names)
-    if decision.verdict is Verdict.DO:
+    if decision.choice is Choice.DO:
         # Split-brain is read only when every other rule allows the promote.
         view = dataclasses.replace(view, status_a=pa.status(name))
         decision = decide(view, history, ctx.names)
-    if decision.verdict is Verdict.SKIP:
+    if decision.choice is Choice.SKIP:
         rec.skip(t, decision.reason)
         return
-    if decision.verdict is Verdict.REFUSE:
+    if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None
         raise decision.refusal.error(pool=ctx.pool, image=name)
     if view.mode == "snapshot":

@@ -13,7 +13,7 @@ from ...opennebula.mapping import Pair
 from ...opennebula.records import VM
 from ..ledger import Step, vm_target
 from ..safety import Names, Refusal, not_primary_on_a
-from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
+from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.RESUME_A
 
@@ -33,7 +33,7 @@ def decide(vm_a: VM, images: Sequence[str], infos_a: Mapping[str, MirrorImageInf
 
 def effect(vm_a: VM, decision: Decision) -> VM:
     """The VM after the decision took effect."""
-    if decision.verdict is not Verdict.DO:
+    if decision.choice is not Choice.DO:
         return vm_a
     return dataclasses.replace(vm_a, state="ACTIVE", lcm_state="RUNNING")
 
@@ -53,10 +53,10 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
     if not vm.is_running:
         infos = ctx.pool_a().infos(pair.images)
     decision = decide(vm, pair.images, infos, ctx.names)
-    if decision.verdict is Verdict.SKIP:
+    if decision.choice is Choice.SKIP:
         rec.skip(t, decision.reason)
         return
-    if decision.verdict is Verdict.REFUSE:
+    if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None
         raise decision.refusal.error(pool=ctx.pool, vm=vm.id)
     rec.intent(t, state=vm.status)

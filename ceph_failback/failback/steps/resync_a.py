@@ -28,7 +28,7 @@ from ..safety import (
     replay_proof,
 )
 from ..waits import REPLAY_PROOF, RESYNCED, Resynced
-from .base import Decision, Recorder, StepContext, StepResult, Verdict
+from .base import Choice, Decision, Recorder, StepContext, StepResult
 
 STEP = Step.RESYNC_A
 
@@ -79,7 +79,7 @@ def effect(view: ImageView, history: ImageHistory, decision: Decision
     step fails for any that does not."""
     if decision.proof:
         return view, dataclasses.replace(history, proven=True)
-    if decision.verdict not in (Verdict.DO, Verdict.SETTLE, Verdict.WAIT):
+    if decision.choice not in (Choice.DO, Choice.SETTLE, Choice.WAIT):
         return view, history
     # A resynced image is a new, non-primary copy of B's, with a new status.
     info_a = view.info_a
@@ -106,16 +106,16 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
         history = ctx.ledger.image(name)
         view = ImageView(name, infos_a.get(name), infos_b.get(name), statuses_a.get(name))
         decision = decide(view, history, ctx.names)
-        if decision.verdict is Verdict.WAIT:
+        if decision.choice is Choice.WAIT:
             assert history.resync_attempted_at is not None
             waiting[name] = history.resync_attempted_at
-        elif decision.verdict is Verdict.REFUSE:
+        elif decision.choice is Choice.REFUSE:
             rec.refuse(t, decision, image=name)
-        elif decision.verdict is Verdict.SKIP:
+        elif decision.choice is Choice.SKIP:
             if decision.proof is not None:
                 ctx.ledger.prove(name, decision.proof)
             rec.skip(t, decision.reason)
-        elif decision.verdict is Verdict.DO:
+        elif decision.choice is Choice.DO:
             to_resync.append(name)
         else:
             to_settle.append(name)

@@ -23,7 +23,7 @@ from ..safety import (
     unsafe_disks,
 )
 from ..waits import MIRRORED, Mirrored
-from .base import Decision, Recorder, StepContext, StepResult, Verdict, guarded, parallel
+from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.TERMINATE_B
 
@@ -86,10 +86,10 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
         else:
             images = [(ImageView(i, None, None), histories[i]) for i in pair.images]
     decision = decide(vm, images, ctx.names, ctx.waive)
-    if decision.verdict is Verdict.REFUSE:
+    if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None
         raise decision.refusal.error(pool=ctx.pool, vm=vm.id)
-    if decision.verdict is Verdict.SKIP:
+    if decision.choice is Choice.SKIP:
         rec.skip(t, decision.reason)
     else:
         if terminating(vm):
