@@ -50,6 +50,7 @@ from ..errors import (
     CephOperationError,
     ImageNotFoundError,
     LockedError,
+    MirroringNotEnabledError,
     NotReadyError,
     PoolNotFoundError,
 )
@@ -112,6 +113,7 @@ class MemoryCeph:
         self.images: dict[str, _Image] = {}
         self.daemon_up = {s: True for s in sites}
         self.daemon_readable = {s: True for s in sites}
+        self.mirroring = {s: True for s in sites}  # the pool is mirrored, with its peer
         self.writers: dict[tuple[str, str], str] = {}  # (site, image) -> client holding the lock
         self.locks: dict[str, Holder] = {}  # pool -> holder of the failback lock
         self.calls: list[tuple[str, str, str]] = []  # (site, operation, image) of every change
@@ -422,7 +424,10 @@ class MemoryMirrorPool:
             self.world.tick()
 
     def require_mirroring(self) -> list[Peer]:
-        """The one peer."""
+        """The one peer (:class:`MirroringNotEnabledError` when the pool's mirroring is off)."""
+        if not self.world.mirroring[self.site_name]:
+            raise MirroringNotEnabledError("mirroring is not enabled on this pool",
+                                           site=self.site_name, pool=self.pool)
         peer = self.world.peer_of(self.site_name)
         return [Peer(f"peer-{peer}", peer, _uuid(peer), "rx-tx", "client.rbd-mirror-peer")]
 

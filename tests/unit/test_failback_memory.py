@@ -394,3 +394,25 @@ def poll_state(world: MemoryWorld, vm_id: int, state: str) -> None:
     while world.oned_b.vm_state(vm_id)[0] != state:
         assert time.monotonic() < deadline, world.oned_b.vm_state(vm_id)
         time.sleep(0.01)
+
+
+def test_a_pool_not_mirrored_on_a_site_is_a_blocker(world: MemoryWorld, tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    world.ceph.mirroring["site-b"] = False
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert ("mirroring-not-enabled", "pool@site-b") in blockers(fb)
+    refused_and_untouched(world, fb)
+
+
+def test_an_unreadable_daemon_health_is_a_waivable_blocker(world: MemoryWorld,
+                                                           tmp_path: Path) -> None:
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    world.ceph.daemon_readable["site-a"] = False  # the client's caps lack "service status"
+    fb = world.failback(tmp_path / "j.jsonl")
+    (blocker,) = [b for b in fb.plan().blockers if b.kind == "daemon-health-unknown"]
+    assert blocker.waivable
+    refused_and_untouched(world, fb)
+    assert world.failback(tmp_path / "j.jsonl", waive=["daemon-health-unknown"]).run().complete
+    assert_failed_back(world, world.images())
