@@ -15,7 +15,8 @@ OpenNebula's DR procedure leaves, so a whole failback runs in a second::
 
 from __future__ import annotations
 
-from .ceph import MemoryCeph, MemoryCephSite, MemoryMirrorPool, MemoryPoolLock
+from .ceph import MemoryCeph, MemoryCephSite, MemoryMirrorPool
+from .lock import MemoryPoolLock
 from .world import FAST, MemoryVM, MemoryWorld
 
 __all__ = ["FAST", "MemoryCeph", "MemoryCephSite", "MemoryMirrorPool", "MemoryPoolLock",

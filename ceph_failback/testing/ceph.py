@@ -29,10 +29,8 @@ freezes them until :meth:`MemoryCeph.tick`. Snapshot-based mirroring is not mode
 from __future__ import annotations
 
 import errno as errno_mod
-import getpass
 import itertools
 import json
-import os
 import threading
 import time
 import uuid
@@ -44,18 +42,18 @@ from typing import Any
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
+from ..ceph.seams import PoolLockSide
 from ..ceph.status import MirrorImageInfo, MirrorState, MirrorStatus, parse_mirror_status
 from ..errors import (
     CephError,
     CephOperationError,
     ImageNotFoundError,
-    LockedError,
     MirroringNotEnabledError,
     NotReadyError,
     PoolNotFoundError,
 )
 
-__all__ = ["MemoryCeph", "MemoryCephSite", "MemoryMirrorPool", "MemoryPoolLock"]
+__all__ = ["MemoryCeph", "MemoryCephSite", "MemoryMirrorPool"]
 
 _TAG, _WRITE, _DEMOTE = "tag", "write", "demote"
 
@@ -398,8 +396,10 @@ class MemoryCephSite:
                                     errno=errno_mod.ENOENT)
         return MemoryMirrorPool(self.world, self.name, concurrency=concurrency)
 
-    def pool_lock(self, pool: str, *, purpose: str = "failback") -> MemoryPoolLock:
+    def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLockSide:
         """The pool's failback lock."""
+        from .lock import MemoryPoolLock
+
         return MemoryPoolLock(self.world, self.name, pool, purpose)
 
     def close(self) -> None:
@@ -552,53 +552,3 @@ class MemoryMirrorPool:
     def resync_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
         """:meth:`resync` each image."""
         return self.run_many(images, self.resync, **kw)
-
-
-class MemoryPoolLock:
-    """The failback lock of a :class:`MemoryCeph` pool (a
-    :class:`~ceph_failback.ceph.seams.PoolLockSide`)."""
-
-    def __init__(self, world: MemoryCeph, site: str, pool: str, purpose: str) -> None:
-        self.world, self.site, self.pool, self.purpose = world, site, pool, purpose
-        self._held: Holder | None = None
-
-    @property
-    def held(self) -> Holder | None:
-        """The holder record if this object holds the lock."""
-        return self._held
-
-    def holder(self) -> Holder | None:
-        """Who holds it."""
-        return self.world.locks.get(self.pool)
-
-    def acquire(self) -> Holder:
-        """Take it, or :class:`LockedError`."""
-        with self.world.lock:
-            if self._held is not None:
-                return self._held
-            current = self.world.locks.get(self.pool)
-            if current is not None:
-                raise LockedError(f"another failback holds the lock of this pool: {current}",
-                                  site=self.site, pool=self.pool)
-            holder = Holder("memory", os.getpid(), getpass.getuser(), self.purpose,
-                            datetime.now(UTC).isoformat(timespec="seconds"), uuid.uuid4().hex,
-                            locker="client.1")
-            self.world.locks[self.pool] = self._held = holder
-            return holder
-
-    def release(self) -> None:
-        """Release it if held."""
-        with self.world.lock:
-            if self._held is not None and self.world.locks.get(self.pool) == self._held:
-                del self.world.locks[self.pool]
-            self._held = None
-
-    def break_(self, expected: Holder | None = None) -> Holder | None:
-        """Break it."""
-        with self.world.lock:
-            current = self.world.locks.get(self.pool)
-            if current is None or (expected is not None and current.cookie != expected.cookie):
-                return None
-            del self.world.locks[self.pool]
-            return current
-

@@ -65,3 +65,11 @@ def test_no_module_of_the_library_proper_is_over_600_lines() -> None:
             if not name.startswith("ceph_failback.lab")
             and (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these modules: {long}"
+
+
+def test_the_package_exports_what_a_script_needs() -> None:
+    import ceph_failback as cf
+
+    for name in ("Failback", "Site", "Timeouts", "load_config", "Plan", "Report", "Status",
+                 "StepResult", "SafetyError", "FailbackError"):
+        assert name in cf.__all__ and getattr(cf, name) is not None, name
