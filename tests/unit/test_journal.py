@@ -51,3 +51,35 @@ def test_a_damaged_line_before_the_last_is_an_error_naming_it(tmp_path: Path) ->
         Journal(path)
     assert "line 2" in str(info.value) and str(path) in str(info.value)
     assert isinstance(info.value, ConfigurationError)
+
+
+def test_a_journal_written_before_the_ledger_reads_the_same(tmp_path: Path) -> None:
+    # Lines as the orchestrator wrote them before the ledger existed (same Journal, same names):
+    # the typed view must find the same facts in them.
+    from ceph_failback.failback.ledger import Ledger
+
+    lines = [
+        '{"data": {}, "event": "started", "run": "r1", "step": "resync_a", "target": "", '
+        '"ts": "2026-11-30T10:00:00.000000+00:00"}',
+        '{"data": {}, "event": "intent", "run": "r1", "step": "resync_a", '
+        '"target": "image:one-1", "ts": "2026-11-30T10:00:01.000000+00:00"}',
+        '{"data": {"reason": "resync requested on A"}, "event": "done", "run": "r1", '
+        '"step": "resync_a", "target": "image:one-1", "ts": "2026-11-30T10:00:02.000000+00:00"}',
+        '{"data": {"proof": "resynced from B"}, "event": "observed", "run": "r1", '
+        '"step": "resync_a", "target": "image:one-1", "ts": "2026-11-30T10:00:40.000000+00:00"}',
+        '{"data": {"state": "ACTIVE/RUNNING"}, "event": "intent", "run": "r1", '
+        '"step": "terminate_b", "target": "vm:site-b:3", "ts": "2026-11-30T10:00:41.000000+00:00"}',
+        '{"data": {"images": ["one-1"]}, "event": "mirrored", "run": "r1", "step": "terminate_b", '
+        '"target": "vm:site-b:3", "ts": "2026-11-30T10:00:50.000000+00:00"}',
+        '{"data": {"watchers": []}, "event": "intent", "run": "r1", "step": "demote_b", '
+        '"target": "image:one-1", "ts": "2026-11-30T10:00:51.000000+00:00"}',
+    ]
+    path = tmp_path / "old.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    ledger = Ledger(Journal(path))
+    image = ledger.image("one-1")
+    assert image.resync_requested_at is not None and image.proven and not image.resync_interrupted
+    assert image.demote_b_attempted and not image.demoted_a and image.promoted_at is None
+    vm = ledger.vm("site-b", 3)
+    assert vm.terminate_attempted and vm.mirrored and not vm.resume_attempted
+    assert not ledger.image("one-2").proven
