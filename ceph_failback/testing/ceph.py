@@ -302,8 +302,11 @@ class MemoryCeph:
         if len(mine) < len(theirs) and theirs[:len(mine)] == mine:
             if copy.published is None or copy.published[0] is not MirrorState.REPLAYING:
                 # The replayer starts: it reports "replaying" with the positions it starts
-                # from; where it got to shows only on the next periodic update.
+                # from, and replays from the next tick on (where it got to shows only on the
+                # next periodic update). Until then the copy is still what it was: an orphan
+                # of its own demotion accepts a non-forced promote with its old data.
                 self._publish(site, image)
+                return
             copy.entries = list(theirs)  # replay everything the peer has
 
     def _state(self, site: str, image: _Image) -> tuple[MirrorState, str, dict[str, Any] | None]:
