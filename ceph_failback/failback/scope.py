@@ -62,8 +62,8 @@ class ScopeReader:
 
     def _map(self, vms_a: list[VM], vms_b: list[VM]) -> Mapping:
         # B's DONE VMs are history unless this failback terminated them (safety.history_on_b).
-        current_b = [vm for vm in vms_b
-                     if not history_on_b(vm, self.ledger.vm(self.site_b.name, vm.id))]
+        current_b = [vm for vm in vms_b if not vm.is_done
+                     or not history_on_b(vm, self.ledger.vm(self.site_b.name, vm.id))]
         return map_sites(vms_a, current_b, self.pool, pairs=self.explicit_pairs or None,
                          site_a=self.site_a.name, site_b=self.site_b.name)
 
