@@ -267,7 +267,7 @@ def unsafe_disks(vm: VM, pool: str) -> list[str]:
     A's copy too. Returns those disks' images (none for a VM already DONE)."""
     if vm.is_done:
         return []
-    return [d.image for d in vm.disks_in(pool) if not d.is_persistent]
+    return [d.image for d in vm.disks_in(pool) if d.deleted_on_terminate]
 
 
 def saved_memory_on_b(vm: VM, names: Names) -> Refusal | None:

@@ -217,6 +217,10 @@ class _Datastore:
         return self.tm_mad == "ceph"
 
 
+#: oned's image types (include/Image.h ``ImageType``) that a disk may use.
+_IMAGE_TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2}
+
+
 @dataclass
 class _Image:
     id: int
@@ -226,6 +230,20 @@ class _Image:
     datastore_id: int
     size: int
     regtime: int
+    type: str = "OS"
+    persistent_type: str = ""
+
+    @property
+    def read_only(self) -> bool:
+        """Image::disk_attribute (src/image/Image.cc) attaches a CDROM or IMMUTABLE image
+        read-only, the image itself, and without PERSISTENT."""
+        return self.type == "CDROM" or self.persistent_type == "IMMUTABLE"
+
+    @property
+    def shareable(self) -> bool:
+        """ImageManager::acquire_image lets several live VMs use a persistent image only when
+        its PERSISTENT_TYPE is SHAREABLE."""
+        return self.persistent_type == "SHAREABLE"
 
 
 @dataclass
@@ -616,6 +634,8 @@ class OnedStandIn:
         source: str | None = None,
         size: int = 1024,
         image_id: int | None = None,
+        type: str = "OS",
+        persistent_type: str | None = None,
     ) -> int:
         """Register an image. Returns its id.
 
@@ -627,7 +647,19 @@ class OnedStandIn:
                 another one to register an existing RBD image, e.g. a mirrored one on site B.
             size: size in MB.
             image_id: force the id (default: the next one).
+            type: ``OS``, ``DATABLOCK`` or ``CDROM`` (an ISO: attached read-only).
+            persistent_type: the image template's ``PERSISTENT_TYPE``: ``IMMUTABLE`` (attached
+                read-only) or ``SHAREABLE`` (a persistent image several VMs may use; oned drops
+                it from a non-persistent image).
         """
+        type = type.upper()
+        if type not in _IMAGE_TYPES:
+            raise ValueError(f"image type {type!r} cannot be used as a disk")
+        ptype = (persistent_type or "").upper()
+        if ptype not in ("", "IMMUTABLE", "SHAREABLE"):
+            raise ValueError(f"unknown PERSISTENT_TYPE {persistent_type!r}")
+        if ptype == "SHAREABLE" and not persistent:
+            ptype = ""  # Image::is_persistent erases it from a non-persistent image
         with self._lock:
             ds = self._datastore(datastore_id)
             if ds.system:
@@ -643,7 +675,8 @@ class OnedStandIn:
                 else:
                     source = f"/var/lib/one//datastores/{ds.id}/{uuid.uuid4().hex}"
             self._images[img_id] = _Image(
-                img_id, name or f"image-{img_id}", persistent, source, ds.id, size, int(time.time())
+                img_id, name or f"image-{img_id}", persistent, source, ds.id, size,
+                int(time.time()), type, ptype,
             )
             return img_id
 
@@ -686,7 +719,7 @@ class OnedStandIn:
                 image = self._images.get(int(spec))
                 if image is None:
                     raise ValueError(f"image {spec} does not exist")
-                if image.persistent and vm_state is not VmState.DONE:
+                if image.persistent and not image.shareable and vm_state is not VmState.DONE:
                     users = self._live_users(image.id)
                     if users:
                         raise ValueError(
@@ -1281,7 +1314,7 @@ class OnedStandIn:
             _OWNER,
             _el("NAME", image.name),
             _permissions(),
-            _el("TYPE", 2 if ds.is_ceph else 0),
+            _el("TYPE", _IMAGE_TYPES[image.type]),
             _el("DISK_TYPE", 3 if ds.is_ceph else 0),
             _el("PERSISTENT", int(image.persistent)),
             _el("REGTIME", image.regtime),
@@ -1301,7 +1334,9 @@ class OnedStandIn:
             _el("DATASTORE", ds.name),
             _group("VMS", *(_el("ID", u) for u in sorted(users))),
             "<CLONES/><APP_CLONES/>",
-            _group("TEMPLATE", _attrs({"DEV_PREFIX": "sd", "DRIVER": "raw"})),
+            _group("TEMPLATE", _attrs({"DEV_PREFIX": "sd", "DRIVER": "raw"}
+                                      | ({"PERSISTENT_TYPE": image.persistent_type}
+                                         if image.persistent_type else {}))),
             _group(
                 "SNAPSHOTS",
                 _attrs({"ALLOW_ORPHANS": "NO", "CURRENT_BASE": -1, "NEXT_SNAPSHOT": 0}),
@@ -1382,8 +1417,11 @@ class OnedStandIn:
 
     def _image_attrs(self, disk_id: int, image: _Image, sys_ds: _Datastore) -> dict[str, str]:
         ds = self._datastores[image.datastore_id]
+        # Image::disk_attribute (src/image/Image.cc): a CDROM or IMMUTABLE image is attached
+        # itself, read-only, with no PERSISTENT; otherwise persistence decides CLONE and SAVE.
+        shared_image = image.persistent or image.read_only
         attrs = {
-            "CLONE": "NO" if image.persistent else "YES",
+            "CLONE": "NO" if shared_image else "YES",
             "CLUSTER_ID": "0",
             "DATASTORE": ds.name,
             "DATASTORE_ID": str(ds.id),
@@ -1396,15 +1434,17 @@ class OnedStandIn:
             "IMAGE_ID": str(image.id),
             "IMAGE_STATE": "8" if image.persistent else "2",
             "ORIGINAL_SIZE": str(image.size),
-            "READONLY": "NO",
-            "SAVE": "YES" if image.persistent else "NO",
+            "READONLY": "YES" if image.read_only else "NO",
+            "SAVE": "YES" if image.persistent and not image.read_only else "NO",
             "SIZE": str(image.size),
             "SOURCE": image.source,
             "TARGET": _target(disk_id),
             "TM_MAD": ds.tm_mad,
         }
-        if image.persistent:
+        if image.persistent and not image.read_only:
             attrs["PERSISTENT"] = "YES"
+            if image.shareable:
+                attrs["SHAREABLE"] = "YES"
         if ds.is_ceph:
             attrs |= _ceph_disk_attrs(ds)
             # In ssh mode (non-ceph system datastore) the image is copied to the host.
@@ -1413,12 +1453,16 @@ class OnedStandIn:
             attrs["LN_TARGET"] = "SYSTEM" if ssh_mode else "NONE"
             attrs["DISK_TYPE"] = "FILE" if ssh_mode else "RBD"
             attrs["TYPE"] = "FILE" if ssh_mode else "RBD"
+            if image.type == "CDROM":
+                # Image.cc types it RBD_CDROM; VirtualMachineDisk::set_types makes it CDROM when
+                # DISK_TYPE_SSH (FILE) applies.
+                attrs["TYPE"] = "CDROM" if ssh_mode else "RBD_CDROM"
         else:
             attrs |= {
                 "CLONE_TARGET": "SYSTEM",
                 "LN_TARGET": "SYSTEM",
                 "DISK_TYPE": "FILE",
-                "TYPE": "FILE",
+                "TYPE": "CDROM" if image.type == "CDROM" else "FILE",
             }
         return attrs
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..errors import SafetyError
-from .naming import DiskKind
+from .naming import Disk, DiskKind
 from .records import VM
 
 __all__ = ["Severity", "FindingKind", "Finding", "Pair", "Mapping", "map_sites"]
@@ -199,10 +199,16 @@ def _is(vm: VM | None, other: VM) -> bool:
     return vm is not None and vm.id == other.id
 
 
+def _data_disks(vm: VM, pool: str) -> tuple[Disk, ...]:
+    """The VM's disks in ``pool`` that hold its data: a read-only image (a CDROM, an immutable
+    image) is written by no VM and may be shared by many; it has nothing to fail back."""
+    return tuple(d for d in vm.disks_in(pool) if not d.is_read_only)
+
+
 def _owners(vms: Iterable[VM], pool: str, *, persistent_only: bool) -> dict[str, list[VM]]:
     owners: dict[str, list[VM]] = defaultdict(list)
     for vm in vms:
-        for disk in vm.disks_in(pool):
+        for disk in _data_disks(vm, pool):
             if persistent_only and not disk.is_persistent:
                 continue
             if vm not in owners[disk.image]:
@@ -282,7 +288,7 @@ def map_sites(
     # Terminating B's VM deletes its clones and volatile disks, and their mirrored copies on A.
     for vm in vms_b:
         for disk in vm.disks_in(pool):
-            if disk.is_persistent:
+            if not disk.deleted_on_terminate:
                 continue
             what = "a non-persistent clone" if disk.kind is DiskKind.CLONE else "a volatile disk"
             if vm.is_done:
@@ -344,7 +350,7 @@ def map_sites(
             )
             continue
         images = tuple(d.image for d in vm_b.disks_in(pool) if d.is_persistent)
-        images_a = set(vm_a.images_in(pool))
+        images_a = {d.image for d in _data_disks(vm_a, pool)}
         for image in images:
             if image not in images_a:
                 out.add(
@@ -429,7 +435,7 @@ def map_sites(
 
     # Site A: the VMs that would resume, and any other VM using the pool, must be shut down.
     for vm_a in vms_a:
-        if not vm_a.disks_in(pool):
+        if not _data_disks(vm_a, pool):
             continue
         pair = next((p for p in chosen_pairs if p.vm_a.id == vm_a.id), None)
         if vm_a.is_done and pair is None:
@@ -455,7 +461,7 @@ def map_sites(
                 None,
                 f"VM is {vm_a.status}: {why}",
             )
-        for disk in vm_a.disks_in(pool):
+        for disk in _data_disks(vm_a, pool):
             image = disk.image
             if pair is not None:
                 if image in pair.images:

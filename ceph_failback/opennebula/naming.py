@@ -4,12 +4,14 @@ OpenNebula's ceph transfer driver (``src/tm_mad/ceph/{clone,mkimage,delete}``) n
 behind a disk after the disk's attributes in ``one.vm.info``:
 
 * persistent image (``CLONE=NO``): the image itself, ``SOURCE`` (``pool/one-<IMAGE_ID>``);
+* read-only image (a ``CDROM`` image, or one whose ``PERSISTENT_TYPE`` is ``IMMUTABLE``): the image
+  itself too, attached read-only;
 * non-persistent image (``CLONE=YES``): a clone made for this VM, ``SOURCE-<VM_ID>-<DISK_ID>``;
 * volatile disk (no ``SOURCE``): ``<POOL_NAME>/one-sys-<VM_ID>-<DISK_ID>``, pool ``one`` when the
   disk carries no ``POOL_NAME``.
 
 Terminating a VM makes that driver delete the clones and the volatile disks, never a persistent
-image: that difference is what the failback's safety rules are about.
+or read-only image: that difference is what the failback's safety rules are about.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class DiskKind(Enum):
     VOLATILE = "volatile"
     """A volatile disk made for the VM in the system datastore: terminate deletes it."""
 
+    READ_ONLY = "read-only"
+    """A CDROM image, or an image whose ``PERSISTENT_TYPE`` is ``IMMUTABLE``: oned attaches the
+    image itself with ``CLONE=NO``, ``READONLY=YES``, ``SAVE=NO`` and no ``PERSISTENT``
+    (``Image::disk_attribute``, src/image/Image.cc). No VM writes it, so it holds nothing to fail
+    back, and several VMs may share it; terminate keeps it."""
+
 
 @dataclass(frozen=True)
 class Disk:
@@ -65,7 +73,7 @@ class Disk:
         image_id: the OpenNebula image id, ``None`` for a volatile disk.
         pool: the RBD pool holding the image.
         image: the RBD image name inside ``pool`` (``one-2``, ``one-1-3-0``, ``one-sys-8-1``).
-        kind: persistent, clone or volatile.
+        kind: persistent, clone, volatile or read-only.
     """
 
     disk_id: int
@@ -78,6 +86,17 @@ class Disk:
     def is_persistent(self) -> bool:
         """True when terminating the VM leaves the RBD image in place (``CLONE=NO``)."""
         return self.kind is DiskKind.PERSISTENT
+
+    @property
+    def is_read_only(self) -> bool:
+        """True for a CDROM or immutable image: no VM writes it, it has nothing to fail back."""
+        return self.kind is DiskKind.READ_ONLY
+
+    @property
+    def deleted_on_terminate(self) -> bool:
+        """True when terminating the VM makes the ceph driver delete the RBD image (a clone or a
+        volatile disk)."""
+        return self.kind in (DiskKind.CLONE, DiskKind.VOLATILE)
 
     @property
     def spec(self) -> str:
@@ -150,7 +169,13 @@ def disk_from_attributes(vm_id: int, attrs: Mapping[str, Any]) -> Disk | None:
         )
     clone = _text(attrs, "CLONE").upper()
     if clone == "NO":
-        return Disk(disk_id, image_id, pool, base, DiskKind.PERSISTENT)
+        # Image.cc gives a CDROM or IMMUTABLE image READONLY=YES and no PERSISTENT; a persistent
+        # image attached read-only keeps PERSISTENT=YES (another VM may write it), so it stays
+        # a data disk.
+        read_only = (_text(attrs, "READONLY").upper() == "YES"
+                     and _text(attrs, "PERSISTENT").upper() != "YES")
+        kind = DiskKind.READ_ONLY if read_only else DiskKind.PERSISTENT
+        return Disk(disk_id, image_id, pool, base, kind)
     if clone == "YES":
         if not in_rbd:
             return None

@@ -34,6 +34,7 @@ class MemoryVM:
     vm_a: int
     vm_b: int | None
     images: tuple[str, ...]
+    cdrom: bool = False
 
 
 class MemoryWorld:
@@ -55,6 +56,7 @@ class MemoryWorld:
                                   delete_rbd_image=self._deleter("site-b"))
         self.vms: list[MemoryVM] = []
         self._ids = itertools.count(100)
+        self._cdrom: tuple[int, int, str] | None = None
 
     def _deleter(self, site: str):  # type: ignore[no-untyped-def]
         def delete(pool: str, image: str) -> None:
@@ -92,9 +94,23 @@ class MemoryWorld:
         kwargs.setdefault("timeouts", FAST)
         return Failback(self.site("a"), self.site("b"), self.pool, journal=journal, **kwargs)
 
+    def cdrom(self) -> str:
+        """The world's ISO: a CDROM image in the mirrored pool, registered on both sites (as an
+        operator registers the mirrored images on B). Returns its RBD image name."""
+        if self._cdrom is None:
+            image_id = self.oned_a.add_image("iso", persistent=False, type="CDROM",
+                                             image_id=next(self._ids))
+            rbd = f"one-{image_id}"
+            self.ceph.create_image(rbd, data=b"ISO 9660")
+            on_b = self.oned_b.add_image("iso", persistent=False, type="CDROM",
+                                         source=f"{self.pool}/{rbd}")
+            self._cdrom = (image_id, on_b, rbd)
+        return self._cdrom[2]
+
     def add_vm(self, name: str, *, disks: int = 1, data: bytes | None = None,
-               state_a: str = "RUNNING") -> MemoryVM:
-        """On site A: ``disks`` persistent images with data and a VM using them."""
+               state_a: str = "RUNNING", cdrom: bool = False) -> MemoryVM:
+        """On site A: ``disks`` persistent images with data and a VM using them (and the
+        world's :meth:`cdrom` as its last disk when ``cdrom``)."""
         ids, images = [], []
         for _ in range(disks):
             image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
@@ -103,8 +119,12 @@ class MemoryWorld:
             self.ceph.create_image(rbd, data=data or f"{name}:{rbd}".encode())
             ids.append(image_id)
             images.append(rbd)
+        if cdrom:
+            self.cdrom()
+            assert self._cdrom is not None
+            ids.append(self._cdrom[0])
         vm = MemoryVM(name, self.oned_a.add_vm(name, disks=ids, state=state_a), None,
-                      tuple(images))
+                      tuple(images), cdrom)
         self.vms.append(vm)
         return vm
 
@@ -122,15 +142,20 @@ class MemoryWorld:
             one_a.poweroff(vm.vm_a, timeout=5)
         self.ceph.failover([i for vm in chosen for i in vm.images], planned=kind == "planned",
                            data=new_data)
+        if self._cdrom is not None and any(vm.cdrom for vm in chosen):
+            # The documented failover promotes the whole pool: the ISO too (nobody writes it).
+            self.ceph.failover([self._cdrom[2]], planned=kind == "planned")
         for vm in chosen:
             ids = [self.oned_b.add_image(f"{vm.name}-{img}", persistent=persistent_on_b,
                                          source=f"{self.pool}/{img}") for img in vm.images]
+            if vm.cdrom and self._cdrom is not None:
+                ids.append(self._cdrom[1])
             vm_b = self.oned_b.add_vm(vm.name, disks=ids, state="RUNNING")
             if not persistent_on_b:
                 for disk_id, img in enumerate(vm.images):
                     clone = f"{img}-{vm_b}-{disk_id}"
                     self.ceph.create_image(clone, primary="site-b")
-            self.vms[self.vms.index(vm)] = MemoryVM(vm.name, vm.vm_a, vm_b, vm.images)
+            self.vms[self.vms.index(vm)] = MemoryVM(vm.name, vm.vm_a, vm_b, vm.images, vm.cdrom)
 
     def images(self) -> list[str]:
         """Every image of every VM."""

@@ -416,3 +416,23 @@ def test_an_unreadable_daemon_health_is_a_waivable_blocker(world: MemoryWorld,
     refused_and_untouched(world, fb)
     assert world.failback(tmp_path / "j.jsonl", waive=["daemon-health-unknown"]).run().complete
     assert_failed_back(world, world.images())
+
+
+def test_a_shared_cdrom_is_neither_a_blocker_nor_touched(world: MemoryWorld,
+                                                         tmp_path: Path) -> None:
+    # An ISO attached to two VMs on each site (oned attaches a CDROM image read-only, itself,
+    # to any number of VMs): not "image used twice", not "split VM", nothing to fail back.
+    db = world.add_vm("db", cdrom=True)
+    world.add_vm("web", disks=2, cdrom=True)
+    iso = world.cdrom()
+    world.disaster("unplanned", new_data=NEW)
+    before = len(world.ceph.calls)
+    fb = world.failback(tmp_path / "j.jsonl")
+    plan = fb.plan()
+    assert not plan.blockers, plan.blockers
+    assert iso not in {i.name for i in plan.images}
+    report = fb.run()
+    assert report.complete, report
+    assert_failed_back(world, world.images())
+    assert not [c for c in world.ceph.calls[before:] if c[2] == iso]
+    assert world.oned_a.vm_state(db.vm_a) == ("ACTIVE", "RUNNING")

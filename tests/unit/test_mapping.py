@@ -308,3 +308,21 @@ def test_mapping_two_stand_in_sites_end_to_end():
                 f"one-sys-{web_b}-2",
             )
         ]
+
+
+def iso(disk_id: int, image: str = "one-9") -> Disk:
+    return Disk(disk_id, 9, POOL, image, DiskKind.READ_ONLY)
+
+
+def test_read_only_images_pair_nothing_and_block_nothing():
+    # A CDROM (or IMMUTABLE) image shared by several VMs on both sites, and a running VM on A
+    # whose only disk in the pool is that ISO: no image-used-twice, no split VM, no
+    # vm-not-stopped, no partial pair; the ISO is in no pair and in no image list.
+    a = [off(3, pers(0, "one-2"), iso(1)), off(4, pers(0, "one-7"), iso(1)),
+         VM(5, "a5", "ACTIVE", "RUNNING", (iso(0),))]
+    b = [running(10, pers(0, "one-2"), iso(1)), running(11, pers(0, "one-7"), iso(1))]
+    mapping = map_sites(a, b, POOL)
+    assert mapping.findings == ()
+    assert [(p.vm_a.id, p.vm_b.id, p.images) for p in mapping.pairs] == [
+        (3, 10, ("one-2",)), (4, 11, ("one-7",))]
+    assert "one-9" not in mapping.images

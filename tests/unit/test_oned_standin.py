@@ -234,6 +234,29 @@ def test_disk_flags_follow_persistence(like_samples, call):
     assert [persistent.findtext(k) for k in ("PERSISTENT", "CLONE", "SAVE")] == ["YES", "NO", "YES"]
 
 
+def test_cdrom_immutable_and_shareable_disks_as_oned_attaches_them(oned, call):
+    # Image::disk_attribute (src/image/Image.cc) and ImageManager::acquire_image
+    # (src/image/ImageManagerActions.cc), release-7.4.0.
+    iso = oned.add_image(persistent=False, type="CDROM")
+    gold = oned.add_image(persistent=True, persistent_type="IMMUTABLE")
+    shared = oned.add_image(persistent=True, persistent_type="shareable")
+    first = oned.add_vm(disks=[iso, gold, shared])
+    oned.add_vm(disks=[iso, shared])  # a CDROM and a SHAREABLE image take several users
+    with pytest.raises(ValueError, match="already used"):
+        oned.add_vm(disks=[gold])  # IMMUTABLE but persistent, not SHAREABLE: one live user
+    cd, imm, sh = ET.fromstring(call.ok("one.vm.info", first)).findall("TEMPLATE/DISK")
+    flags = ("CLONE", "READONLY", "SAVE", "PERSISTENT", "SHAREABLE", "TYPE")
+    assert [cd.findtext(k) for k in flags] == ["NO", "YES", "NO", None, None, "RBD_CDROM"]
+    assert [imm.findtext(k) for k in flags] == ["NO", "YES", "NO", None, None, "RBD"]
+    assert [sh.findtext(k) for k in flags] == ["NO", "NO", "YES", "YES", "YES", "RBD"]
+    image = ET.fromstring(call.ok("one.image.info", iso))
+    assert (image.findtext("TYPE"), image.findtext("RUNNING_VMS")) == ("1", "2")
+    assert ET.fromstring(call.ok("one.image.info", gold)).findtext(
+        "TEMPLATE/PERSISTENT_TYPE") == "IMMUTABLE"
+    with pytest.raises(ValueError, match="cannot be used as a disk"):
+        oned.add_image(persistent=False, type="KERNEL")
+
+
 def test_image_state_follows_its_users(like_samples, call):
     image = ET.fromstring(call.ok("one.image.info", 1))
     assert (image.findtext("STATE"), image.findtext("RUNNING_VMS")) == ("2", "2")

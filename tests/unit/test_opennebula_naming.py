@@ -54,6 +54,37 @@ def test_clone_disk_is_source_vm_disk():
     assert not disk.is_persistent
 
 
+@pytest.mark.parametrize("attrs", [
+    {"TYPE": "RBD_CDROM"},  # a CDROM image (Image::disk_attribute types it RBD_CDROM)
+    {"TYPE": "RBD"},        # an image whose PERSISTENT_TYPE is IMMUTABLE
+    {"TYPE": "CDROM", "DISK_TYPE": "FILE"},  # a CDROM in ssh mode (set_types)
+])
+def test_cdrom_and_immutable_images_are_read_only(attrs):
+    # src/image/Image.cc: CDROM or IMMUTABLE -> SAVE=NO, CLONE=NO, READONLY=YES, no PERSISTENT.
+    disk = disk_from_attributes(3, CEPH | attrs | {
+        "DISK_ID": "2", "IMAGE_ID": "5", "SOURCE": "one/one-5", "CLONE": "NO",
+        "READONLY": "YES", "SAVE": "NO"})
+    assert disk == Disk(2, 5, "one", "one-5", DiskKind.READ_ONLY)
+    assert disk.is_read_only and not disk.is_persistent and not disk.deleted_on_terminate
+
+
+def test_a_persistent_image_attached_read_only_stays_a_data_disk():
+    # READONLY=YES from the VM template on a persistent image: PERSISTENT=YES stays, and another
+    # VM may write the image: it is data to fail back.
+    disk = disk_from_attributes(3, CEPH | {
+        "DISK_ID": "0", "IMAGE_ID": "5", "SOURCE": "one/one-5", "CLONE": "NO",
+        "READONLY": "YES", "PERSISTENT": "YES", "SAVE": "YES"})
+    assert disk is not None and disk.kind is DiskKind.PERSISTENT
+
+
+def test_clones_and_volatile_disks_are_deleted_on_terminate():
+    clone = disk_from_attributes(
+        3, CEPH | {"DISK_ID": "0", "IMAGE_ID": "1", "SOURCE": "one/one-1", "CLONE": "YES"})
+    volatile = disk_from_attributes(3, CEPH | {"DISK_ID": "1"})
+    assert clone is not None and clone.deleted_on_terminate
+    assert volatile is not None and volatile.deleted_on_terminate
+
+
 def test_source_pool_wins_over_pool_name():
     # Site B registers the mirrored image by SOURCE; the pool is the one in SOURCE.
     disk = disk_from_attributes(

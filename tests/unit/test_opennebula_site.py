@@ -412,6 +412,15 @@ def test_non_ceph_disks_and_ssh_mode_clones_are_left_out(oned, site):
     assert [d.spec for d in vm.disks] == [f"one/one-{ceph_data}"]
 
 
+def test_cdrom_and_immutable_disks_read_as_read_only(oned, site):
+    iso = oned.add_image(persistent=False, type="CDROM")
+    gold = oned.add_image(persistent=True, persistent_type="IMMUTABLE")
+    data = oned.add_image(persistent=True)
+    vm = site.vm(oned.add_vm(disks=[iso, gold, data]))
+    kinds = [d.kind for d in vm.disks]
+    assert kinds == [DiskKind.READ_ONLY, DiskKind.READ_ONLY, DiskKind.PERSISTENT]
+
+
 def test_other_pool_names():
     with OnedStandIn(ceph_pool="rbdpool") as other:
         vm = other.add_vm(disks=[VolatileDisk(), other.add_image(persistent=True)])
