@@ -37,6 +37,7 @@ __all__ = [
     "promotable",
     "takeover_unready",
     "unsafe_disks",
+    "other_pool_disks",
     "saved_memory_on_b",
     "writer_on_b",
     "resumed_by_us",
@@ -261,13 +262,25 @@ def takeover_unready(views: Iterable[tuple[ImageView, ImageHistory]]) -> list[st
             if not (history.proven or history.demote_b_attempted or already_home(view))]
 
 
-def unsafe_disks(vm: VM, pool: str) -> list[str]:
+def unsafe_disks(vm: VM) -> list[str]:
     """Rule ``non-persistent-disk``: terminating a VM whose disk is a non-persistent clone or
-    volatile makes OpenNebula's ceph driver delete that RBD image, and rbd-mirror then deletes
-    A's copy too. Returns those disks' images (none for a VM already DONE)."""
+    volatile, in any pool, makes OpenNebula's ceph driver delete that RBD image, and rbd-mirror
+    then deletes A's copy too. Returns those disks' ``pool/image`` (none for a VM already
+    DONE)."""
     if vm.is_done:
         return []
-    return [d.image for d in vm.disks_in(pool) if d.deleted_on_terminate]
+    return [d.spec for d in vm.disks if d.deleted_on_terminate]
+
+
+def other_pool_disks(vm: VM, pool: str) -> list[str]:
+    """Rule ``other-pool-disk``: a failback moves the images of one pool. A VM on B with a
+    persistent disk in another Ceph pool would be stopped with that disk's latest data left on B,
+    and the VM on A resumed on its own copy, which after OpenNebula's pool-wide force promote is
+    primary there too, and stale. Returns those disks' ``pool/image`` (none for a VM already
+    DONE; a read-only CDROM or immutable image holds no data and does not count)."""
+    if vm.is_done:
+        return []
+    return [d.spec for d in vm.disks if d.pool != pool and d.is_persistent]
 
 
 def saved_memory_on_b(vm: VM, names: Names) -> Refusal | None:

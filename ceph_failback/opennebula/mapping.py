@@ -41,8 +41,8 @@ class FindingKind(Enum):
     """One RBD image is a disk of two VMs at the same site: which one owns it is ambiguous."""
 
     NON_PERSISTENT_DISK = "non-persistent-disk"
-    """A VM on B has a clone or volatile disk in the pool: terminating it makes OpenNebula delete
-    that RBD image, and rbd-mirror then deletes the copy on A too."""
+    """A VM on B that uses the pool has a clone or volatile disk (in any pool): terminating it
+    makes OpenNebula delete that RBD image, and rbd-mirror then deletes the copy on A too."""
 
     VM_NOT_STOPPED = "vm-not-stopped"
     """A VM on A that uses the pool is not safely stopped (POWEROFF or UNDEPLOYED)."""
@@ -57,8 +57,9 @@ class FindingKind(Enum):
     """The images of one VM belong to several VMs on the other site."""
 
     PARTIAL_PAIR = "partial-pair"
-    """A paired VM on A uses an image of the pool that its VM on B does not: it would resume
-    with that disk not failed back."""
+    """A paired VM on A uses an image of the pool that its VM on B does not, or has a disk in
+    another pool (which the failback does not move): it would resume with that disk not failed
+    back."""
 
     EXPLICIT_PAIR = "explicit-pair"
     """An explicit pair overrides or contradicts what the disks say."""
@@ -285,11 +286,15 @@ def map_sites(
     by_id_a = {vm.id: vm for vm in vms_a}
     by_id_b = {vm.id: vm for vm in vms_b}
 
-    # Terminating B's VM deletes its clones and volatile disks, and their mirrored copies on A.
+    # Terminating B's VM deletes its clones and volatile disks (in any pool), and their mirrored
+    # copies on A.
     for vm in vms_b:
-        for disk in vm.disks_in(pool):
+        if not vm.disks_in(pool):
+            continue  # the failback does not concern it
+        for disk in vm.disks:
             if not disk.deleted_on_terminate:
                 continue
+            image = disk.image if disk.pool == pool else None
             what = "a non-persistent clone" if disk.kind is DiskKind.CLONE else "a volatile disk"
             if vm.is_done:
                 out.add(
@@ -297,9 +302,9 @@ def map_sites(
                     Severity.WARNING,
                     site_b,
                     vm.id,
-                    disk.image,
-                    f"disk {disk.disk_id} was {what}; the VM is DONE, so OpenNebula has already "
-                    "deleted that image",
+                    image,
+                    f"disk {disk.disk_id} was {what} ({disk.spec}); the VM is DONE, so "
+                    "OpenNebula has already deleted that image",
                 )
                 continue
             out.add(
@@ -307,9 +312,9 @@ def map_sites(
                 Severity.BLOCKER,
                 site_b,
                 vm.id,
-                disk.image,
+                image,
                 f"disk {disk.disk_id} is {what}: terminating the VM makes OpenNebula delete "
-                f"{pool}/{disk.image}, and rbd-mirror then deletes the copy on {site_a} "
+                f"{disk.spec}, and rbd-mirror then deletes the copy on {site_a} "
                 "(save it as a persistent image first)",
             )
 
@@ -487,6 +492,22 @@ def map_sites(
                     image,
                     f"no VM on {site_b} uses {pool}/{image}: the failback leaves it alone",
                 )
+
+        elsewhere = [d for d in vm_a.disks if d.pool != pool and not d.is_read_only]
+        if pair is not None and elsewhere:
+            specs = ", ".join(f"{d.disk_id} ({d.spec})" for d in elsewhere)
+            only_scratch = all(d.kind is DiskKind.VOLATILE for d in elsewhere)
+            out.add(
+                FindingKind.PARTIAL_PAIR,
+                Severity.WARNING if only_scratch else Severity.BLOCKER,
+                site_a,
+                vm_a.id,
+                None,
+                f"disks {specs} are in other pools than {pool!r}, which this failback does not "
+                f"fail back: VM {vm_a.id} would resume with them as {site_a} left them"
+                + (" (volatile: swap or scratch space keeps its old content)"
+                   if only_scratch else ""),
+            )
 
     by_image: dict[str, tuple[VM | None, VM | None]] = {}
     for image in sorted(set(owners_a) | set(owners_b)):

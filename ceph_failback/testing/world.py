@@ -35,6 +35,7 @@ class MemoryVM:
     vm_b: int | None
     images: tuple[str, ...]
     cdrom: bool = False
+    elsewhere: str | None = None
 
 
 class MemoryWorld:
@@ -57,6 +58,7 @@ class MemoryWorld:
         self.vms: list[MemoryVM] = []
         self._ids = itertools.count(100)
         self._cdrom: tuple[int, int, str] | None = None
+        self._datastores: dict[tuple[str, str], int] = {}
 
     def _deleter(self, site: str):  # type: ignore[no-untyped-def]
         def delete(pool: str, image: str) -> None:
@@ -107,10 +109,19 @@ class MemoryWorld:
             self._cdrom = (image_id, on_b, rbd)
         return self._cdrom[2]
 
+    def _pool_datastore(self, oned: OnedStandIn, pool: str) -> int:
+        """The image datastore of ``pool`` on that site (added the first time)."""
+        key = (oned.name, pool)
+        if key not in self._datastores:
+            self._datastores[key] = oned.add_datastore(f"ceph_{pool}", ceph_pool=pool)
+        return self._datastores[key]
+
     def add_vm(self, name: str, *, disks: int = 1, data: bytes | None = None,
-               state_a: str = "RUNNING", cdrom: bool = False) -> MemoryVM:
+               state_a: str = "RUNNING", cdrom: bool = False,
+               elsewhere: str | None = None) -> MemoryVM:
         """On site A: ``disks`` persistent images with data and a VM using them (and the
-        world's :meth:`cdrom` as its last disk when ``cdrom``)."""
+        world's :meth:`cdrom` as its last disk when ``cdrom``; and a persistent disk in Ceph pool
+        ``elsewhere``, which the model does not hold, when given)."""
         ids, images = [], []
         for _ in range(disks):
             image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
@@ -123,8 +134,12 @@ class MemoryWorld:
             self.cdrom()
             assert self._cdrom is not None
             ids.append(self._cdrom[0])
+        if elsewhere:
+            ids.append(self.oned_a.add_image(
+                f"{name}-{elsewhere}", persistent=True, image_id=next(self._ids),
+                datastore_id=self._pool_datastore(self.oned_a, elsewhere)))
         vm = MemoryVM(name, self.oned_a.add_vm(name, disks=ids, state=state_a), None,
-                      tuple(images), cdrom)
+                      tuple(images), cdrom, elsewhere)
         self.vms.append(vm)
         return vm
 
@@ -150,12 +165,17 @@ class MemoryWorld:
                                          source=f"{self.pool}/{img}") for img in vm.images]
             if vm.cdrom and self._cdrom is not None:
                 ids.append(self._cdrom[1])
+            if vm.elsewhere:
+                ids.append(self.oned_b.add_image(
+                    f"{vm.name}-{vm.elsewhere}", persistent=True,
+                    datastore_id=self._pool_datastore(self.oned_b, vm.elsewhere)))
             vm_b = self.oned_b.add_vm(vm.name, disks=ids, state="RUNNING")
             if not persistent_on_b:
                 for disk_id, img in enumerate(vm.images):
                     clone = f"{img}-{vm_b}-{disk_id}"
                     self.ceph.create_image(clone, primary="site-b")
-            self.vms[self.vms.index(vm)] = MemoryVM(vm.name, vm.vm_a, vm_b, vm.images, vm.cdrom)
+            self.vms[self.vms.index(vm)] = MemoryVM(vm.name, vm.vm_a, vm_b, vm.images, vm.cdrom,
+                                                    vm.elsewhere)
 
     def images(self) -> list[str]:
         """Every image of every VM."""

@@ -436,3 +436,25 @@ def test_a_shared_cdrom_is_neither_a_blocker_nor_touched(world: MemoryWorld,
     assert_failed_back(world, world.images())
     assert not [c for c in world.ceph.calls[before:] if c[2] == iso]
     assert world.oned_a.vm_state(db.vm_a) == ("ACTIVE", "RUNNING")
+
+
+def test_a_vm_with_a_disk_in_another_pool_is_refused_and_nothing_moves(world: MemoryWorld,
+                                                                      tmp_path: Path) -> None:
+    # Issue 13 case 2: the failback moves pool "one"; db's second disk is in pool "ssd". Stopping
+    # db on B would leave that disk's last data on B and resume db on A's stale copy.
+    world.add_vm("db", elsewhere="ssd")
+    world.add_vm("web")
+    world.disaster("unplanned", new_data=NEW)
+    db = world.vms[0]
+    before = len(world.ceph.calls)
+    fb = world.failback(tmp_path / "j.jsonl")
+    plan = fb.plan()
+    found = {(b.kind, b.target): b for b in plan.blockers}
+    refusal = found[("other-pool-disk", f"vm:site-b:{db.vm_b}")]
+    assert "ssd/one-" in refusal.message and "site-b" in refusal.message
+    assert not refusal.waivable
+    assert ("partial-pair", f"vm:site-a:{db.vm_a}") in found
+    with pytest.raises(SafetyError, match="other-pool-disk"):
+        fb.run()
+    assert world.ceph.calls[before:] == []
+    assert world.oned_b.vm_state(db.vm_b) == ("ACTIVE", "RUNNING")

@@ -69,13 +69,27 @@ def test_clean_two_site_setup():
     mapping.raise_for_blockers()  # nothing to raise
 
 
-def test_disks_in_other_pools_are_ignored():
-    a = [off(3, pers(0, "one-2"), pers(1, "one-9", pool="other"))]
-    # Even a clone is no concern when it lives in another pool.
-    b = [running(10, pers(0, "one-2"), Disk(1, 1, "other", "one-1-10-1", DiskKind.CLONE))]
-    mapping = map_sites(a, b, POOL)
-    assert mapping.findings == ()
-    assert mapping.pairs[0].images == ("one-2",)
+def test_disks_in_other_pools_pair_nothing_but_are_not_ignored():
+    # Issue 13 case 2: the pairing uses the pool's images only; a clone in another pool is still
+    # deleted by terminate (blocker), and a data disk of A's VM in another pool would resume
+    # stale (partial pair; a volatile one is scratch space: a warning).
+    a = [off(3, pers(0, "one-2"), pers(1, "one-9", pool="other")),
+         off(4, pers(0, "one-7"), Disk(1, None, "other", "one-sys-4-1", DiskKind.VOLATILE))]
+    b = [running(10, pers(0, "one-2"), Disk(1, 1, "other", "one-1-10-1", DiskKind.CLONE)),
+         running(11, pers(0, "one-7"))]
+    mapping = map_sites(a, b, POOL, site_a="site-a", site_b="site-b")
+    assert [(p.vm_a.id, p.vm_b.id, p.images) for p in mapping.pairs] == [
+        (3, 10, ("one-2",)), (4, 11, ("one-7",))]
+    assert kinds(mapping) == [
+        (FindingKind.NON_PERSISTENT_DISK, Severity.BLOCKER, "site-b", 10, None),
+        (FindingKind.PARTIAL_PAIR, Severity.BLOCKER, "site-a", 3, None),
+        (FindingKind.PARTIAL_PAIR, Severity.WARNING, "site-a", 4, None),
+    ]
+    assert "other/one-1-10-1" in mapping.findings[0].message
+    assert "1 (other/one-9)" in mapping.findings[1].message
+    # A VM on B that does not use the pool is none of this failback's business.
+    alone = map_sites([], [running(12, Disk(0, 1, "other", "one-1-12-0", DiskKind.CLONE))], POOL)
+    assert alone.findings == ()
 
 
 def test_image_used_by_two_vms_at_one_site_is_a_blocker():

@@ -132,10 +132,20 @@ def test_takeover_and_unsafe_disks() -> None:
     assert safety.takeover_unready([(view(False, False), replace(H, demote_b_attempted=True))]) == []
     assert safety.takeover_unready([(view(True, False), H)]) == []  # home already
     clone = vm("ACTIVE", "RUNNING", disk(IMG), disk("one-8-4-1", persistent=False))
-    assert safety.unsafe_disks(clone, "one") == ["one-8-4-1"]
-    assert safety.unsafe_disks(replace(clone, state="DONE"), "one") == []
+    assert safety.unsafe_disks(clone) == ["one/one-8-4-1"]
+    assert safety.unsafe_disks(replace(clone, state="DONE")) == []
+    # A clone in another pool is deleted by terminate all the same (issue 13 case 2).
     other_pool = vm("ACTIVE", "RUNNING", disk("one-9-4-0", persistent=False, pool="ssd"))
-    assert safety.unsafe_disks(other_pool, "one") == []
+    assert safety.unsafe_disks(other_pool) == ["ssd/one-9-4-0"]
+
+
+def test_other_pool_disks() -> None:
+    two_pools = vm("ACTIVE", "RUNNING", disk(IMG), disk("one-12", pool="ssd"))
+    assert safety.other_pool_disks(two_pools, "one") == ["ssd/one-12"]
+    assert safety.other_pool_disks(two_pools, "ssd") == [f"one/{IMG}"]
+    assert safety.other_pool_disks(replace(two_pools, state="DONE"), "one") == []
+    iso = Disk(1, 9, "isos", "one-9", DiskKind.READ_ONLY)
+    assert safety.other_pool_disks(vm("ACTIVE", "RUNNING", disk(IMG), iso), "one") == []
 
 
 def test_refusal_errors_name_the_site_and_the_kind_of_error() -> None:
@@ -193,6 +203,15 @@ DECISIONS = [
     ("terminate_b clone disk", lambda: terminate_b.decide(
         vm("ACTIVE", "RUNNING", disk(IMG), disk("one-8-4-1", persistent=False)),
         [(view(False, True), PROVEN)], NAMES), Choice.REFUSE, "not persistent"),
+    ("terminate_b clone disk in another pool", lambda: terminate_b.decide(
+        vm("ACTIVE", "RUNNING", disk(IMG), disk("one-8-4-1", persistent=False, pool="ssd")),
+        [(view(False, True), PROVEN)], NAMES), Choice.REFUSE, "ssd/one-8-4-1"),
+    ("terminate_b data disk in another pool", lambda: terminate_b.decide(
+        vm("ACTIVE", "RUNNING", disk(IMG), disk("one-12", pool="ssd")),
+        [(view(False, True), PROVEN)], NAMES), Choice.REFUSE, "other pools"),
+    ("terminate_b CDROM in another pool", lambda: terminate_b.decide(
+        vm("ACTIVE", "RUNNING", disk(IMG), Disk(1, 9, "isos", "one-9", DiskKind.READ_ONLY)),
+        [(view(False, True), PROVEN)], NAMES), Choice.DO, "RUNNING"),
     ("terminate_b done", lambda: terminate_b.decide(vm("DONE", "LCM_INIT"), [], NAMES),
      Choice.SKIP, "DONE"),
     ("terminate_b under way", lambda: terminate_b.decide(

@@ -18,6 +18,7 @@ from ..safety import (
     ImageView,
     Names,
     Refusal,
+    other_pool_disks,
     saved_memory_on_b,
     takeover_unready,
     unsafe_disks,
@@ -37,12 +38,22 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
     ``waived``: the waivable rule kinds the caller waived)."""
     if vm_b.is_done:
         return Decision.skip("already DONE")
-    unsafe = unsafe_disks(vm_b, names.pool)
+    unsafe = unsafe_disks(vm_b)
     if unsafe:
         return Decision.refuse(Refusal(
-            "non-persistent-disk", f"disks {unsafe} are not persistent: terminating would delete "
-            "them (and rbd-mirror the copies on A)", site=names.site_b,
-            hint="make the images persistent, or fail this VM back by hand"))
+            "non-persistent-disk", f"VM {vm_b.id}'s disks {unsafe} are not persistent: "
+            f"terminating it on {names.site_b} would delete them (and rbd-mirror the copies on "
+            f"{names.site_a})", site=names.site_b,
+            hint="save them as persistent images, or fail this VM back by hand"))
+    elsewhere = other_pool_disks(vm_b, names.pool)
+    if elsewhere:
+        return Decision.refuse(Refusal(
+            "other-pool-disk", f"VM {vm_b.id}'s disks {elsewhere} on {names.site_b} are in "
+            f"other pools than {names.pool!r}, which this failback does not fail back: "
+            f"stopping the VM would leave their latest data on {names.site_b} and resume the VM "
+            f"on {names.site_a}'s stale copies", site=names.site_b,
+            hint=f"move those disks into pool {names.pool!r} (or detach them) before failing "
+                 "this VM back; failing back several pools at once is not supported yet"))
     saved = saved_memory_on_b(vm_b, names)
     if saved is not None and saved.kind not in waived:
         return Decision.refuse(saved)
