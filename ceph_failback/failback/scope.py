@@ -28,6 +28,7 @@ __all__ = ["Scope", "ScopeReader", "WAIVABLE"]
 WAIVABLE = frozenset({
     FindingKind.PARTIAL_PAIR.value,
     FindingKind.EXPLICIT_PAIR.value,
+    FindingKind.UNREADABLE_DISK.value,  # the operator may know the VM has nothing in the pool
     "daemon-health-unknown",
     "saved-memory-on-b",  # loses what a crash of the guest would lose: the operator's call
 })
@@ -169,7 +170,9 @@ class ScopeReader:
             # VM ids are per site: VM 0 on B is not VM 0 on A. A finding about a VM out of scope
             # (one running on A after an earlier failback, say) is not this one's.
             vm_in_scope = f.vm is not None and (f.site, f.vm) in ids
-            relevant = (not filtered or f.kind is FindingKind.UNKNOWN_VM or vm_in_scope
+            # An unreadable disk could be one of the scope's images: it concerns every scope.
+            relevant = (not filtered or vm_in_scope
+                        or f.kind in (FindingKind.UNKNOWN_VM, FindingKind.UNREADABLE_DISK)
                         or (f.image in scope.images if f.image is not None else f.vm is None))
             if not relevant:
                 continue

@@ -75,6 +75,8 @@ WAITS = {
 CHECKS = {
     "non-persistent-disk": "a VM on B uses a clone or volatile disk: terminating it would delete "
                            "the image on both sites",
+    "other-pool-disk": "a VM on B has a disk in another pool, which this failback does not move",
+    "unreadable-disk": "a VM has a Ceph disk whose RBD image cannot be named from its attributes",
     "vm-not-stopped": "a VM on A is not safely stopped (someone restarted it on stale disks)",
     "split-brain-on-b": "B's copy diverged from A's: a person decides which is current",
     "no-primary": "an image is primary on neither site and this failback did not demote it",
@@ -88,7 +90,8 @@ CHECKS = {
     "image-used-twice": "one image is a disk of two VMs at the same site",
     "no-vm-on-a": "an image used on B by no VM on A: nothing would resume with it",
     "split-vm": "one VM's disks belong to several VMs on the other site",
-    "partial-pair": "a VM on A has a disk in the pool that its VM on B does not use",
+    "partial-pair": "a VM on A has a disk that its failback does not move (not on B's VM, or in "
+                    "another pool)",
     "explicit-pair": "an explicit pair contradicts what the disks say",
     "unknown-vm": "an explicit pair or --vm names a VM the site does not have",
     "locked": "another failback of the pool holds its lock",

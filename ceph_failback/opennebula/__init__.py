@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from .config import Credentials
 from .mapping import Finding, FindingKind, Mapping, Pair, Severity, map_sites
-from .naming import DEFAULT_POOL, Disk, DiskKind, DiskNamingError, disk_from_attributes, disks_of
+from .naming import (
+    DEFAULT_POOL,
+    Disk,
+    DiskKind,
+    DiskNamingError,
+    disk_from_attributes,
+    disks_of,
+    read_disks,
+)
 from .records import VM, Datastore, Image, lcm_state_name, vm_state_name
 from .site import OpenNebulaSite
 
@@ -26,6 +34,7 @@ __all__ = [
     "DEFAULT_POOL",
     "disk_from_attributes",
     "disks_of",
+    "read_disks",
     "vm_state_name",
     "lcm_state_name",
     "map_sites",

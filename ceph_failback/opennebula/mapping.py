@@ -67,6 +67,10 @@ class FindingKind(Enum):
     UNKNOWN_VM = "unknown-vm"
     """An explicit pair names a VM that is not in the lists given."""
 
+    UNREADABLE_DISK = "unreadable-disk"
+    """A live VM has a Ceph disk whose RBD image cannot be named from its attributes: whether it
+    uses the pool's images cannot be checked."""
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -285,6 +289,23 @@ def map_sites(
     out = _Builder()
     by_id_a = {vm.id: vm for vm in vms_a}
     by_id_b = {vm.id: vm for vm in vms_b}
+
+    # A disk that cannot be named could be one of the pool's images: its VM is a blocker (and
+    # the other VMs of the site are still mapped).
+    for site, vms in ((site_a, vms_a), (site_b, vms_b)):
+        for vm in vms:
+            if vm.unreadable and not vm.is_done:
+                out.add(
+                    FindingKind.UNREADABLE_DISK,
+                    Severity.BLOCKER,
+                    site,
+                    vm.id,
+                    None,
+                    "cannot tell which RBD image backs some of its disks ("
+                    + "; ".join(vm.unreadable)
+                    + f"): whether it uses pool {pool!r}'s images cannot be checked (fix the "
+                    "disk's attributes in oned, or waive unreadable-disk if it does not)",
+                )
 
     # Terminating B's VM deletes its clones and volatile disks (in any pool), and their mirrored
     # copies on A.

@@ -30,6 +30,7 @@ __all__ = [
     "DiskNamingError",
     "disk_from_attributes",
     "disks_of",
+    "read_disks",
 ]
 
 #: Pool the ceph drivers use when a disk carries no ``POOL_NAME`` (their ``ceph.conf`` default).
@@ -186,22 +187,42 @@ def disk_from_attributes(vm_id: int, attrs: Mapping[str, Any]) -> Disk | None:
     )
 
 
-def disks_of(vm_id: int, template: Mapping[str, Any] | None) -> list[Disk]:
-    """All Ceph disks of a VM, from its ``TEMPLATE`` (as pyone parses it), in ``DISK_ID`` order.
+def read_disks(vm_id: int,
+               template: Mapping[str, Any] | None) -> tuple[list[Disk], list[str]]:
+    """All Ceph disks of a VM, from its ``TEMPLATE`` (as pyone parses it), in ``DISK_ID`` order,
+    and, for each disk whose RBD image cannot be named, why (the other disks are still read: one
+    odd disk does not hide the VM's others).
 
     ``TEMPLATE["DISK"]`` is a dict for a VM with one disk and a list for several; both work.
     """
     if not template:
-        return []
+        return [], []
     raw = template.get("DISK")
     if raw is None or raw == "":
-        return []
+        return [], []
     entries = raw if isinstance(raw, list) else [raw]
-    disks = []
+    disks, problems = [], []
     for entry in entries:
         if not isinstance(entry, Mapping):
-            raise DiskNamingError(f"VM {vm_id}: a DISK entry is not a set of attributes: {entry!r}")
-        disk = disk_from_attributes(vm_id, entry)
+            problems.append(f"VM {vm_id}: a DISK entry is not a set of attributes: {entry!r}")
+            continue
+        try:
+            disk = disk_from_attributes(vm_id, entry)
+        except DiskNamingError as exc:
+            problems.append(str(exc))
+            continue
         if disk is not None:
             disks.append(disk)
-    return sorted(disks, key=lambda d: d.disk_id)
+    return sorted(disks, key=lambda d: d.disk_id), problems
+
+
+def disks_of(vm_id: int, template: Mapping[str, Any] | None) -> list[Disk]:
+    """:func:`read_disks`, strict: the Ceph disks of a VM.
+
+    Raises:
+        DiskNamingError: a Ceph disk's RBD image cannot be named (the first such disk).
+    """
+    disks, problems = read_disks(vm_id, template)
+    if problems:
+        raise DiskNamingError(problems[0])
+    return disks

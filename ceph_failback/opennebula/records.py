@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 import pyone
 
-from .naming import DEFAULT_POOL, Disk, disks_of
+from .naming import DEFAULT_POOL, Disk, read_disks
 
 __all__ = [
     "VM",
@@ -65,6 +65,8 @@ class VM:
             is not ACTIVE).
         disks: its Ceph disks, in ``DISK_ID`` order (other disks are left out); any sequence
             may be given, it is kept as a tuple.
+        unreadable: for each Ceph disk whose RBD image cannot be named (left out of
+            ``disks``), why: the failback's mapping makes it a blocker for this VM.
     """
 
     id: int
@@ -72,10 +74,12 @@ class VM:
     state: str
     lcm_state: str = "LCM_INIT"
     disks: Sequence[Disk] = field(default=())
+    unreadable: Sequence[str] = field(default=())
 
     def __post_init__(self) -> None:
         # Accept any iterable (a list is the natural thing to pass) but keep the record immutable.
         object.__setattr__(self, "disks", tuple(self.disks))
+        object.__setattr__(self, "unreadable", tuple(self.unreadable))
 
     @property
     def state_str(self) -> str:
@@ -196,12 +200,14 @@ def _opt(template: Any, key: str) -> str | None:
 def vm_from_binding(obj: Any) -> VM:
     """Build a :class:`VM` from a pyone ``VM`` binding (``one.vm.info`` or a pool entry)."""
     vm_id = int(obj.ID)
+    disks, unreadable = read_disks(vm_id, obj.TEMPLATE)
     return VM(
         id=vm_id,
         name=str(obj.NAME),
         state=vm_state_name(obj.STATE),
         lcm_state=lcm_state_name(obj.LCM_STATE),
-        disks=tuple(disks_of(vm_id, obj.TEMPLATE)),
+        disks=disks,
+        unreadable=tuple(unreadable),
     )
 
 
@@ -234,13 +240,15 @@ def vm_from_element(node: ElementTree.Element) -> VM:
     """
     vm_id = int(node.findtext("ID", ""))
     template = node.find("TEMPLATE")
-    disks = [_attributes(d) for d in template.findall("DISK")] if template is not None else []
+    attrs = [_attributes(d) for d in template.findall("DISK")] if template is not None else []
+    disks, unreadable = read_disks(vm_id, {"DISK": attrs} if attrs else None)
     return VM(
         id=vm_id,
         name=node.findtext("NAME", ""),
         state=vm_state_name(int(node.findtext("STATE", "-1"))),
         lcm_state=lcm_state_name(int(node.findtext("LCM_STATE", "-1"))),
-        disks=tuple(disks_of(vm_id, {"DISK": disks} if disks else None)),
+        disks=disks,
+        unreadable=tuple(unreadable),
     )
 
 

@@ -34,7 +34,6 @@ from ..errors import (
 from ..waiting import Judgement, Verdict, wait_until
 from ._client import call_xml, make_client, translate_error
 from .config import Credentials, resolve_credentials, resolve_endpoint
-from .naming import DiskNamingError
 from .records import (
     VM,
     Datastore,
@@ -210,17 +209,6 @@ class OpenNebulaSite:
                 raise
             raise error from exc
 
-    def _parse_vm(self, vm_id: int, build: Callable[[Any], VM], source: Any) -> VM:
-        """``build(source)``: a VM record from pyone's binding or from a pool listing's element."""
-        try:
-            return build(source)
-        except DiskNamingError as exc:
-            raise OpenNebulaError(
-                f"cannot tell which RBD images back the VM's disks: {exc}",
-                site=self._name,
-                vm=vm_id,
-            ) from exc
-
     # --- queries ----------------------------------------------------------------------------
 
     def version(self) -> str:
@@ -256,8 +244,9 @@ class OpenNebulaSite:
             nodes = pool_elements(text)
         except ElementTree.ParseError as exc:
             raise OpenNebulaError(f"oned's VM listing is not XML: {exc}", site=self._name) from exc
-        return [self._parse_vm(int(node.findtext("ID", "-1")), vm_from_element, node)
-                for node in nodes]
+        # A disk whose image cannot be named is in the record's ``unreadable``: one odd VM does
+        # not fail the whole listing, and the mapping blocks that VM.
+        return [vm_from_element(node) for node in nodes]
 
     def vm(self, vm_id: int | VM) -> VM:
         """One VM (``one.vm.info``); DONE VMs are still readable.
@@ -267,7 +256,7 @@ class OpenNebulaSite:
         """
         vm_id = _vm_id(vm_id)
         binding = self._call("vm.info", vm_id, what=f"read VM {vm_id}", vm=vm_id)
-        return self._parse_vm(int(binding.ID), vm_from_binding, binding)
+        return vm_from_binding(binding)
 
     def image(self, image_id: int) -> Image:
         """One image record (``one.image.info``).

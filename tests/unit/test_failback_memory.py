@@ -458,3 +458,27 @@ def test_a_vm_with_a_disk_in_another_pool_is_refused_and_nothing_moves(world: Me
         fb.run()
     assert world.ceph.calls[before:] == []
     assert world.oned_b.vm_state(db.vm_b) == ("ACTIVE", "RUNNING")
+
+
+def test_one_unreadable_disk_blocks_its_vm_only(world: MemoryWorld, tmp_path: Path) -> None:
+    # Issue 13 case 6: an image registered on B by hand with a SOURCE that is not pool/image
+    # (oned takes the SOURCE given). The listing no longer fails for every VM: that VM is a
+    # waivable blocker naming it and its disk; the others are planned.
+    world.add_vm("db")
+    world.add_vm("web")
+    world.disaster("unplanned", new_data=NEW)
+    odd = world.oned_b.add_vm("odd", disks=[world.oned_b.add_image(persistent=True,
+                                                                   source="one-77")])
+    plan = world.failback(tmp_path / "j.jsonl").plan()
+    (blocker,) = plan.blockers
+    assert (blocker.kind, blocker.target, blocker.waivable) == (
+        "unreadable-disk", f"vm:site-b:{odd}", True)
+    assert "disk 0" in blocker.message and "one-77" in blocker.message
+    assert len(plan.vms) == 2
+    # It concerns a failback of some VMs too (it could be using their images).
+    some = world.failback(tmp_path / "k.jsonl", vms=[world.vms[0].vm_b]).plan()
+    assert [b.kind for b in some.blockers] == ["unreadable-disk"]
+    report = world.failback(tmp_path / "j.jsonl", waive=["unreadable-disk"]).run()
+    assert report.complete, report
+    assert_failed_back(world, world.images())
+    assert world.oned_b.vm_state(odd) == ("ACTIVE", "RUNNING")

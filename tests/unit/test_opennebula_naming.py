@@ -16,6 +16,7 @@ from ceph_failback.opennebula import (
     disk_from_attributes,
     disks_of,
     lcm_state_name,
+    read_disks,
     vm_state_name,
 )
 from ceph_failback.opennebula.records import (
@@ -167,8 +168,22 @@ def test_sample_extended_pool_keeps_disk_names_and_short_pool_does_not():
     pool = parse_sample("sample_vmpool_infoextended.xml")
     assert [d.image for d in vm_from_binding(pool.VM[0]).disks] == ["one-1-8-0", "one-sys-8-1"]
     short = parse_sample("sample_vmpool_info_short.xml")
-    with pytest.raises(DiskNamingError):
-        vm_from_binding(short.VM[0])
+    vm = vm_from_binding(short.VM[0])  # the short listing drops SOURCE: nothing can be named
+    assert vm.disks == () and vm.unreadable
+    assert all("one.vmpool.infoextended" in why for why in vm.unreadable)
+
+
+def test_one_odd_disk_does_not_hide_the_vm_s_others():
+    template = {"DISK": [
+        CEPH | {"DISK_ID": "0", "IMAGE_ID": "2", "SOURCE": "one/one-2", "CLONE": "NO"},
+        CEPH | {"DISK_ID": "1", "IMAGE_ID": "3", "SOURCE": "one-3", "CLONE": "NO"},
+        "not a disk",
+    ]}
+    disks, problems = read_disks(4, template)
+    assert disks == [Disk(0, 2, "one", "one-2", DiskKind.PERSISTENT)]
+    assert len(problems) == 2 and "disk 1" in problems[0] and "'one-3'" in problems[0]
+    with pytest.raises(DiskNamingError, match="disk 1"):
+        disks_of(4, template)
 
 
 def test_sample_image_and_datastore_records():
