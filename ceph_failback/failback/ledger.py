@@ -181,6 +181,12 @@ class Ledger:
             resume_attempted=self.attempted(Step.RESUME_A, t),
         )
 
+    def vm_ids(self, site: str) -> set[int]:
+        """The ids of the VMs at ``site`` that this journal has records for."""
+        prefix = vm_target(site, 0)[:-1]
+        return {int(r.target[len(prefix):]) for r in self.journal.records
+                if r.target.startswith(prefix) and r.target[len(prefix):].isdigit()}
+
     def scope(self) -> Record | None:
         """The scope this failback recorded at its first step, if any."""
         return self.journal.last(step=Step.RUN, event=Mark.SCOPE)

@@ -59,7 +59,21 @@ class ScopeReader:
 
     def mapping(self) -> Mapping:
         """The cross-site VM/image mapping as OpenNebula shows it now."""
-        return self._map(self.site_a.one.vms(), self.site_b.one.vms(include_done=True))
+        return self._map(self.site_a.one.vms(), self._vms_b())
+
+    def _vms_b(self) -> list[VM]:
+        """Site B's live VMs, and the DONE ones this failback's journal names (read by id with
+        ``one.vmpool.infoset``): oned keeps every DONE VM, and a site with years of history
+        would not list them all within a call's timeout; the others are history anyway
+        (:func:`~.safety.history_on_b`)."""
+        live = self.site_b.one.vms()
+        named = self.ledger.vm_ids(self.site_b.name)
+        recorded = self.ledger.scope()
+        if recorded is not None:
+            named |= {int(p["vm_b"]) for p in recorded.data.get("pairs", [])}
+        named -= {vm.id for vm in live}
+        done = [vm for vm in self.site_b.one.vms_by_id(named) if vm.is_done] if named else []
+        return sorted([*live, *done], key=lambda vm: vm.id, reverse=True)
 
     def _map(self, vms_a: list[VM], vms_b: list[VM]) -> Mapping:
         # B's DONE VMs are history unless this failback terminated them (safety.history_on_b).
@@ -75,7 +89,7 @@ class ScopeReader:
             return [Pair(self.site_a.one.vm(p.vm_a.id), self.site_b.one.vm(p.vm_b.id), p.images,
                          p.explicit) for p in pairs]
         vms = self._from_listings([(p.vm_a.id, p.vm_b.id) for p in pairs], self.site_a.one.vms(),
-                                  self.site_b.one.vms(include_done=True))
+                                  self._vms_b())
         return [Pair(a, b, p.images, p.explicit) for (a, b), p in zip(vms, pairs, strict=True)]
 
     def _from_listings(self, ids: Sequence[tuple[int, int]], vms_a: list[VM], vms_b: list[VM]
@@ -93,7 +107,7 @@ class ScopeReader:
         recorded = self.ledger.scope()
         if recorded is not None:
             # One listing per site, not one read per VM (a scope can hold thousands of VMs).
-            vms_a, vms_b = self.site_a.one.vms(), self.site_b.one.vms(include_done=True)
+            vms_a, vms_b = self.site_a.one.vms(), self._vms_b()
             entries = recorded.data.get("pairs", [])
             vms = self._from_listings([(int(p["vm_a"]), int(p["vm_b"])) for p in entries],
                                       vms_a, vms_b)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import ssl
 import threading
@@ -930,12 +931,29 @@ class OnedStandIn:
                 or (state == -1 and vm.state is not VmState.DONE)
                 or (state >= 0 and vm.state == state)
             ]
-            chosen = _page(sorted(vms, key=lambda v: v.id, reverse=True), start, end)
-            if extended:
-                body = "".join(self._vm_xml(vm, monitoring=False) for vm in chosen)
-            else:
-                body = "".join(self._vm_short_xml(vm) for vm in chosen)
-            return _group("VM_POOL", body)
+            return self._pool_xml(_page(sorted(vms, key=lambda v: v.id, reverse=True), start, end),
+                                  extended)
+
+    def _pool_xml(self, chosen: list[_VM], extended: bool) -> str:
+        if extended:
+            body = "".join(self._vm_xml(vm, monitoring=False) for vm in chosen)
+        else:
+            body = "".join(self._vm_short_xml(vm) for vm in chosen)
+        return _group("VM_POOL", body)
+
+    def vmpool_infoset(self, ids: str, extended: bool) -> str:
+        """VirtualMachinePoolAPI::info_set (src/rm/api/VirtualMachinePoolAPI.cc): the VMs whose
+        ids the comma-separated ``ids`` names, in any state, newest first (API_LIST_ORDER's
+        default); tokens that are not numbers are skipped (one_util::split_unique), no id at
+        all answers an empty pool."""
+        wanted = set()
+        for token in ids.split(","):
+            match = re.match(r"\s*\+?(\d+)", token)
+            if match:
+                wanted.add(int(match.group(1)))
+        with self._lock:
+            return self._pool_xml(sorted((vm for vm in self._vms.values() if vm.id in wanted),
+                                         key=lambda v: v.id, reverse=True), extended)
 
     def vm_action(self, user: _User, action: str, vm_id: int) -> int:
         with self._cond:
@@ -1597,6 +1615,8 @@ def _is_type(kind: str, value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "string":
         return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
     return True
 
 
@@ -1617,6 +1637,10 @@ _ROUTES: dict[str, _Route] = {
         lambda oned, user, f, s, e, st: oned.vmpool_info(
             "one.vmpool.infoextended", f, s, e, st, True
         ),
+    ),
+    "one.vmpool.infoset": (
+        ("string", "string", "bool"),
+        lambda oned, user, ids, extended: oned.vmpool_infoset(ids, extended),
     ),
     "one.image.info": (("string", "int"), lambda oned, user, i: oned.image_info(i)),
     "one.imagepool.info": (

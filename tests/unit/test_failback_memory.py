@@ -482,3 +482,36 @@ def test_one_unreadable_disk_blocks_its_vm_only(world: MemoryWorld, tmp_path: Pa
     assert report.complete, report
     assert_failed_back(world, world.images())
     assert world.oned_b.vm_state(odd) == ("ACTIVE", "RUNNING")
+
+
+def test_b_s_history_is_read_by_id_not_listed(world: MemoryWorld, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 13 case 10: B is listed without its DONE VMs (state -1); the DONE VMs this journal
+    # names are read by id (one.vmpool.infoset). A site keeping years of DONE VMs is never
+    # listed whole.
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    (db,) = world.vms
+    for _ in range(3):  # an earlier DR test's VMs, DONE since
+        world.oned_b.add_vm("db-old", disks=[], state="DONE")
+    listings: list[tuple[str, str, tuple[object, ...]]] = []
+    real = OpenNebulaSite._listing
+
+    def spy(self: OpenNebulaSite, method: str, *params: object, what: str) -> list[Any]:
+        listings.append((self.name, method, params))
+        return real(self, method, *params, what=what)
+
+    monkeypatch.setattr(OpenNebulaSite, "_listing", spy)
+    fb = world.failback(tmp_path / "j.jsonl")
+    fb.plan()
+    assert ("site-b", "vmpool.infoextended", (-2, -1, -1, -1)) in listings
+    assert not [c for c in listings if c[1] == "vmpool.infoextended" and c[2][3] != -1]
+    assert not [c for c in listings if c[1] == "vmpool.infoset"]  # the journal names none yet
+    fb.demote_site_a()
+    fb.resync_site_a()
+    fb.terminate_site_b()
+    listings.clear()
+    again = world.failback(tmp_path / "j.jsonl").plan()
+    assert ("site-b", "vmpool.infoset", (str(db.vm_b), True)) in listings
+    (vm_plan,) = again.vms
+    assert vm_plan.vm_b.is_done and vm_plan.vm_b.id == db.vm_b

@@ -292,6 +292,21 @@ def test_pool_listings_newest_first_and_state_filters(oned, call):
     ]
 
 
+def test_infoset_reads_the_ids_named_in_any_state(oned, call):
+    # VirtualMachinePoolAPI::info_set (src/rm/api/VirtualMachinePoolAPI.cc, release-7.4.0).
+    live = oned.add_vm(state="POWEROFF")
+    done = oned.add_vm(state="DONE")
+    oned.add_vm()  # not asked for
+    assert _ids(call.ok("one.vmpool.infoset", f"{live}, {done},x,,999", True)) == [done, live]
+    extended = ET.fromstring(call.ok("one.vmpool.infoset", str(done), True))
+    short = ET.fromstring(call.ok("one.vmpool.infoset", str(done), False))
+    assert extended.find("VM/TEMPLATE/TM_MAD_SYSTEM") is not None
+    assert short.find("VM/TEMPLATE/TM_MAD_SYSTEM") is None
+    assert _ids(call.ok("one.vmpool.infoset", "", False)) == []
+    with pytest.raises(xmlrpc.client.Fault, match="infoset"):
+        call("one.vmpool.infoset", "1", 1)  # "A:ssb": extended is a boolean
+
+
 def test_empty_pool(oned, call):
     assert call.ok("one.vmpool.infoextended", -2, -1, -1, -1) == "<VM_POOL/>"
 

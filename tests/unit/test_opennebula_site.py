@@ -396,6 +396,18 @@ def test_vms_are_typed_newest_first_done_excluded_by_default(oned, site):
         site.vms(state="SLEEPING")
 
 
+def test_vms_by_id_reads_done_vms_in_one_call(oned, site):
+    data = oned.add_image(persistent=True)
+    done = oned.add_vm(disks=[data], state="DONE")
+    live = oned.add_vm(state="POWEROFF")
+    calls = len(oned.calls)
+    vms = site.vms_by_id([live, done, 12345])
+    assert [(vm.id, vm.state) for vm in vms] == [(live, "POWEROFF"), (done, "DONE")]
+    assert [d.image for d in vms[1].disks] == [f"one-{data}"]
+    assert oned.calls[calls:] == ["one.vmpool.infoset"]
+    assert site.vms_by_id([]) == [] and oned.calls[calls + 1:] == []
+
+
 def test_vm_reads_single_and_multi_disk_vms(oned, site):
     data = oned.add_image(persistent=True, source="one/one-77")  # as registered on site B
     single = site.vm(oned.add_vm(disks=[data]))
