@@ -24,6 +24,7 @@ __all__ = [
     "CephOperationError",
     "OpenNebulaError",
     "OpenNebulaConnectionError",
+    "OpenNebulaUnavailableError",
     "OpenNebulaAuthenticationError",
     "OpenNebulaAuthorizationError",
     "VMNotFoundError",
@@ -189,6 +190,17 @@ class OpenNebulaError(FailbackError):
 
 class OpenNebulaConnectionError(OpenNebulaError):
     """The endpoint could not be reached, refused the connection, or did not answer in time."""
+
+
+class OpenNebulaUnavailableError(OpenNebulaConnectionError):
+    """oned cannot serve the call now, for a reason that passes: a refused or reset connection,
+    a call that timed out, an HTTP 5xx from a proxy in front of oned, or an HA cluster with no
+    leader (oned's ``Cannot process request, ...`` replies, src/rm/xml-rpc/RequestXRPC.cc).
+
+    The site's actions (terminate, resume, poweroff) retry these with backoff within their
+    limit, re-reading the VM before any resend. A TLS failure or a wrong endpoint path is a plain
+    :class:`OpenNebulaConnectionError`: retrying would not help.
+    """
 
 
 class OpenNebulaAuthenticationError(OpenNebulaError):

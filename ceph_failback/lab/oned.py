@@ -29,7 +29,8 @@ non-persistent (clone) and volatile disk: ``delete_rbd_image(pool, image)`` is c
 If the callback raises, the VM ends in EPILOG_FAILURE, as a failed TM ``delete`` leaves it.
 
 Test setup is plain Python (:meth:`OnedStandIn.add_image`, :meth:`OnedStandIn.add_vm`, ...), not
-XML-RPC; so are the faults: :meth:`~OnedStandIn.refuse_connections`,
+XML-RPC; so are the faults: :meth:`~OnedStandIn.refuse_connections`, :meth:`~OnedStandIn.busy`,
+:meth:`~OnedStandIn.answer_http`, :meth:`~OnedStandIn.lose_replies`,
 :meth:`~OnedStandIn.set_call_delay`, :meth:`~OnedStandIn.ignore_shutdown`,
 :meth:`~OnedStandIn.reject_credentials`.
 
@@ -51,7 +52,7 @@ import threading
 import time
 import uuid
 import xmlrpc.client
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from socketserver import ThreadingMixIn
@@ -374,8 +375,28 @@ _SHORT_DISK_KEYS = (
 # --- the XML-RPC server -----------------------------------------------------------------------
 
 
+@dataclass
+class _Fault:
+    kind: str  # "busy", "http" or "late"
+    count: int
+    methods: frozenset[str]
+    detail: str
+
+
 class _Handler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/RPC2",)
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        oned: OnedStandIn | None = getattr(self.server, "oned", None)
+        fault = oned._take_fault("http", None) if oned is not None else None
+        if fault is not None:
+            length = int(self.headers.get("content-length", 0))
+            self.rfile.read(length)
+            self.send_response(int(fault.detail))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_POST()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's name)
         log.debug("oned stand-in: " + format, *args)
@@ -437,6 +458,7 @@ class OnedStandIn:
         self._next_vm = 0
         self._scheduler = True
         self._call_delay = 0.0
+        self._faults: list[_Fault] = []
         self._reject_credentials = False
         self._server: _Server | None = None
         self._serve_thread: threading.Thread | None = None
@@ -513,6 +535,7 @@ class OnedStandIn:
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         server.register_instance(_Dispatcher(self))
+        server.oned = self  # type: ignore[attr-defined]
         self._port = server.server_address[1]
         self._server = server
         self._serve_thread = threading.Thread(
@@ -548,6 +571,39 @@ class OnedStandIn:
     def set_call_delay(self, seconds: float) -> None:
         """Fault: answer every call ``seconds`` late (a slow or overloaded oned)."""
         self._call_delay = float(seconds)
+
+    def busy(self, count: int, *, reason: str = "oned cluster in election mode",
+             methods: Collection[str] = ()) -> None:
+        """Fault: the next ``count`` calls (of ``methods``, all if empty) are answered as an
+        HA oned answers while it cannot take them (RequestXRPC::execute): error 0x2000,
+        ``[method] Cannot process request, <reason>`` (also ``no leader found``, ``oned cluster
+        is replicating log``), and nothing is done."""
+        self._add_fault(_Fault("busy", count, frozenset(methods), reason))
+
+    def answer_http(self, status: int, count: int) -> None:
+        """Fault: the next ``count`` HTTP requests get ``status`` and no XML-RPC answer (a proxy
+        in front of oned answering 502/503/504); nothing is done."""
+        self._add_fault(_Fault("http", count, frozenset(), str(status)))
+
+    def lose_replies(self, seconds: float, count: int, *,
+                     methods: Collection[str] = ()) -> None:
+        """Fault: the next ``count`` calls (of ``methods``, all if empty) are carried out, then
+        answered ``seconds`` late (past a client's timeout, the answer is lost)."""
+        self._add_fault(_Fault("late", count, frozenset(methods), str(seconds)))
+
+    def _add_fault(self, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take_fault(self, kind: str, method: str | None) -> _Fault | None:
+        """The first pending fault of ``kind`` for ``method`` (used up once per call)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind == kind and fault.count > 0 and (
+                        method is None or not fault.methods or method in fault.methods):
+                    fault.count -= 1
+                    return fault
+        return None
 
     def reject_credentials(self, reject: bool = True) -> None:
         """Fault: answer every call with an authentication failure (0x100)."""
@@ -1589,6 +1645,18 @@ class _Dispatcher:
             time.sleep(oned._call_delay)
         with oned._lock:
             oned.calls.append(method)
+        busy = oned._take_fault("busy", method)
+        if busy is not None:
+            return [False, f"[{method}] Cannot process request, {busy.detail}",
+                    int(ErrorCode.INTERNAL), -1, -1]
+        late = oned._take_fault("late", method)
+        answer = self._answer(method, params)
+        if late is not None:
+            time.sleep(float(late.detail))
+        return answer
+
+    def _answer(self, method: str, params: tuple[Any, ...]) -> list[Any]:
+        oned = self._oned
         route = _ROUTES.get(method)
         if route is None:
             raise xmlrpc.client.Fault(-506, f"Method '{method}' not defined")

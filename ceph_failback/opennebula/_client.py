@@ -27,6 +27,7 @@ from ..errors import (
     OpenNebulaAuthorizationError,
     OpenNebulaConnectionError,
     OpenNebulaError,
+    OpenNebulaUnavailableError,
     VMActionError,
     VMNotFoundError,
 )
@@ -133,6 +134,11 @@ def translate_error(
         return VMActionError(f"oned refused to {what} ({exc})", code=0x800, **where)
     if isinstance(exc, pyone.OneApiException):
         return OpenNebulaError(f"oned rejected the call to {what} ({exc})", code=0x1000, **where)
+    if isinstance(exc, pyone.OneInternalException) and any(m in str(exc) for m in _HA_BUSY):
+        return OpenNebulaUnavailableError(
+            f"oned cannot {what} now ({exc})", code=0x2000,
+            hint="oned's HA cluster has no leader yet (an election, or a log being replicated): "
+                 "try again in a moment", **where)
     if isinstance(exc, pyone.OneInternalException):
         return OpenNebulaError(
             f"oned failed internally while asked to {what} ({exc})", code=0x2000, **where
@@ -154,13 +160,19 @@ def translate_error(
             f"cannot {what}: TLS error with {endpoint} ({exc})", **where
         )
     if isinstance(exc, requests.exceptions.Timeout | socket.timeout):
-        return OpenNebulaConnectionError(
+        return OpenNebulaUnavailableError(
             f"cannot {what}: {endpoint} did not answer within {timeout:g}s", **where
         )
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return OpenNebulaConnectionError(
+        return OpenNebulaUnavailableError(
             f"cannot {what}: cannot connect to {endpoint} ({_short(exc)})",
             hint="check that oned runs and that the endpoint's host and port are right",
+            **where,
+        )
+    if isinstance(exc, xmlrpc.client.ProtocolError) and exc.errcode >= 500:
+        return OpenNebulaUnavailableError(
+            f"cannot {what}: {endpoint} answered HTTP {exc.errcode} {exc.errmsg}",
+            hint="oned, or a proxy in front of it, is failing or overloaded",
             **where,
         )
     if isinstance(exc, xmlrpc.client.ProtocolError):
@@ -179,6 +191,12 @@ def translate_error(
         )
     return None
 
+
+#: What oned answers (error 0x2000) while its HA cluster cannot take a call: no leader found, an
+#: election, a log being replicated (RequestXRPC::execute, src/rm/xml-rpc/RequestXRPC.cc).
+_HA_BUSY = ("Cannot process request, no leader found",
+            "Cannot process request, oned cluster in election mode",
+            "Cannot process request, oned cluster is replicating log")
 
 _HOST_MISMATCH = re.compile(r"hostname '[^']*' doesn't match '[^']*'")
 

@@ -22,11 +22,12 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import pyone
+import tenacity
 
 from ..errors import (
     ConfigurationError,
-    OpenNebulaConnectionError,
     OpenNebulaError,
+    OpenNebulaUnavailableError,
     VMActionError,
     WaitFailedError,
     WaitTimeoutError,
@@ -316,6 +317,32 @@ class OpenNebulaSite:
                 "end first",
             ) from cause
 
+    def _begin(self, vm_id: int, action: str, *, deadline: float,
+               under_way: Callable[[VM], bool]) -> VM:
+        """Read the VM and request ``action`` unless ``under_way(vm)`` (reached, or on its way):
+        what each action starts with. A transient failure (:class:`OpenNebulaUnavailableError`)
+        of the read or of the request is retried with backoff until ``deadline``, and every
+        retry reads the VM again first: a request whose answer was lost may have been carried
+        out, and is never sent twice blindly. Returns the VM as read before the request."""
+        def attempt() -> VM:
+            current = self.vm(vm_id)
+            if not under_way(current):
+                self._action(current, action)
+            return current
+
+        def retrying(state: tenacity.RetryCallState) -> None:
+            log.warning("%s: VM %d: %s; trying again (%s)", self._name, vm_id,
+                        state.outcome.exception() if state.outcome else "?", action)
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(OpenNebulaUnavailableError),
+            stop=tenacity.stop_after_delay(max(deadline - time.monotonic(), 0.0)),
+            wait=tenacity.wait_exponential(multiplier=self._poll_interval,
+                                           min=self._poll_interval, max=5.0),
+            before_sleep=retrying,
+            reraise=True,
+        )(attempt)
+
     def _wait(
         self,
         vm_id: int,
@@ -369,7 +396,7 @@ class OpenNebulaSite:
             timeout=timeout,
             interval=self._poll_interval,
             describe=lambda vm: {f"VM {vm.id}": vm.status},
-            retry_on=(OpenNebulaConnectionError,),
+            retry_on=(OpenNebulaUnavailableError,),
             on_observation=observed,
             where={"site": self._name, "vm": vm_id},
             hint=hint,
@@ -407,12 +434,11 @@ class OpenNebulaSite:
                 vm=vm_id,
             )
         deadline = time.monotonic() + timeout
-        current = self.vm(vm_id)
+        current = self._begin(vm_id, "terminate", deadline=deadline,
+                              under_way=lambda v: v.is_done or _active_in(v, _TERMINATING))
         if current.is_done:
             log.info("%s: VM %d is already DONE", self._name, vm_id)
             return current
-        if not _active_in(current, _TERMINATING):
-            self._action(current, "terminate")
 
         def wait(origin: VM, seconds: float, seen: list[VM] | None = None) -> VM:
             return self._wait(
@@ -428,7 +454,7 @@ class OpenNebulaSite:
             )
 
         if hard_after is None:
-            return wait(current, timeout)
+            return wait(current, max(deadline - time.monotonic(), 0.0))
         seen: list[VM] = []
         try:
             return wait(current, hard_after, seen)
@@ -469,23 +495,23 @@ class OpenNebulaSite:
             WaitTimeoutError: not RUNNING in time; the error says the last state seen.
         """
         vm_id = _vm_id(vm)
-        current = self.vm(vm_id)
-        if current.is_running:
-            log.info("%s: VM %d is already RUNNING", self._name, vm_id)
-            return current
+        deadline = time.monotonic() + timeout
 
         def resuming(v: VM) -> bool:
             return v.state == "PENDING" or _active_in(v, _RESUMING)
 
-        if not resuming(current):
-            self._action(current, "resume")
+        current = self._begin(vm_id, "resume", deadline=deadline,
+                              under_way=lambda v: v.is_running or resuming(v))
+        if current.is_running:
+            log.info("%s: VM %d is already RUNNING", self._name, vm_id)
+            return current
         return self._wait(
             vm_id,
             goal="RUNNING",
             reached=lambda v: v.is_running,
             on_the_way=resuming,
             origin=current,
-            timeout=timeout,
+            timeout=max(deadline - time.monotonic(), 0.0),
             hint=f"see 'onevm show {vm_id}' at {self._name} (a PENDING VM waits for a host)",
         )
 
@@ -501,19 +527,20 @@ class OpenNebulaSite:
             WaitTimeoutError: not POWEROFF in time; the error says the last state seen.
         """
         vm_id = _vm_id(vm)
-        current = self.vm(vm_id)
+        deadline = time.monotonic() + timeout
+        current = self._begin(
+            vm_id, "poweroff", deadline=deadline,
+            under_way=lambda v: v.state == "POWEROFF" or _active_in(v, _POWERING_OFF))
         if current.state == "POWEROFF":
             log.info("%s: VM %d is already POWEROFF", self._name, vm_id)
             return current
-        if not _active_in(current, _POWERING_OFF):
-            self._action(current, "poweroff")
         return self._wait(
             vm_id,
             goal="POWEROFF",
             reached=lambda v: v.state == "POWEROFF",
             on_the_way=lambda v: _active_in(v, _POWERING_OFF),
             origin=current,
-            timeout=timeout,
+            timeout=max(deadline - time.monotonic(), 0.0),
             hint=f"the guest may ignore the ACPI shutdown: 'onevm poweroff --hard {vm_id}' "
             f"at {self._name}",
         )

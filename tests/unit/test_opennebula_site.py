@@ -22,6 +22,7 @@ from ceph_failback.errors import (
     OpenNebulaAuthorizationError,
     OpenNebulaConnectionError,
     OpenNebulaError,
+    OpenNebulaUnavailableError,
     VMActionError,
     VMNotFoundError,
     WaitFailedError,
@@ -653,6 +654,63 @@ def test_a_wait_that_never_reconnects_times_out_with_the_error(oned, site):
         site.terminate(vm, timeout=0.5)
     timer.join()
     assert "Connection refused" in err.value.last_seen["error"]
+
+
+# --- a short oned outage (issue 13 case 8) ---------------------------------------------------
+
+
+def test_refused_at_the_first_read_is_retried(oned, site):
+    vm = oned.add_vm(state="POWEROFF")
+    oned.refuse_connections()
+    back = threading.Timer(0.3, oned.accept_connections)
+    back.start()
+    assert site.resume(vm, timeout=5).is_running
+    back.join()
+    assert [a[1] for a in oned.actions] == ["resume"]
+
+
+@pytest.mark.parametrize("reason", ["no leader found", "oned cluster in election mode",
+                                    "oned cluster is replicating log"])
+def test_an_ha_oned_without_leader_is_retried(oned, site, reason):
+    vm = oned.add_vm(state="RUNNING")
+    oned.busy(3, reason=reason, methods={"one.vm.action"})
+    assert site.terminate(vm, timeout=5).is_done
+    assert oned.calls.count("one.vm.action") == 4
+    assert [a[1] for a in oned.actions] == ["terminate"]
+
+
+def test_a_proxy_s_5xx_is_retried_but_a_wrong_path_is_not(oned, site):
+    vm = oned.add_vm(state="RUNNING")
+    oned.answer_http(503, 2)
+    assert site.poweroff(vm, timeout=5).state == "POWEROFF"
+    oned.answer_http(404, 1)
+    with pytest.raises(OpenNebulaConnectionError, match="HTTP 404") as err:
+        site.resume(vm, timeout=5)
+    assert not isinstance(err.value, OpenNebulaUnavailableError)
+    assert [a[1] for a in oned.actions] == ["poweroff"]
+
+
+def test_a_lost_answer_is_never_followed_by_a_blind_resend(oned):
+    # oned carries out the terminate but answers after the client gave up: the retry reads the
+    # VM first, sees it on its way to DONE, and does not send terminate again.
+    site = make_site(oned, timeout=0.3)
+    vm = oned.add_vm(state="RUNNING")
+    oned.set_delays(shutdown=0.5)
+    oned.lose_replies(0.6, 1, methods={"one.vm.action"})
+    assert site.terminate(vm, timeout=5).is_done
+    assert oned.calls.count("one.vm.action") == 1
+    assert [a[1] for a in oned.actions] == ["terminate"]
+
+
+def test_an_outage_longer_than_the_limit_ends_with_the_error(oned, site):
+    vm = oned.add_vm(state="POWEROFF")
+    oned.busy(10_000, methods={"one.vm.action"})
+    started = time.monotonic()
+    with pytest.raises(OpenNebulaUnavailableError, match="election mode") as err:
+        site.resume(vm, timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert err.value.site == "site-b" and err.value.code == 0x2000
+    assert oned.vm_state(vm) == ("POWEROFF", "LCM_INIT")
 
 
 # --- the VM listing's own parse ----------------------------------------------------------------
