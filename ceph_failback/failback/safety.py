@@ -39,6 +39,7 @@ __all__ = [
     "unsafe_disks",
     "other_pool_disks",
     "saved_memory_on_b",
+    "unknown_on_b",
     "writer_on_b",
     "resumed_by_us",
     "history_on_b",
@@ -297,6 +298,24 @@ def saved_memory_on_b(vm: VM, names: Names) -> Refusal | None:
                         "it off), or waive saved-memory-on-b to discard that memory")
 
 
+def unknown_on_b(vm: VM, names: Names) -> Refusal | None:
+    """Rule ``unknown-on-b``: a VM on B in UNKNOWN: oned lost touch with its host. oned accepts
+    a terminate (DispatchManager::terminate), but the shutdown cannot reach the guest, which may
+    still be running and writing to its images. Bringing the host back returns the VM to
+    RUNNING; a host lost for good is fenced, then ``onevm recover --delete`` ends the VM (its
+    persistent images stay, as a terminate leaves them)."""
+    if not (vm.state == "ACTIVE" and vm.lcm_state == "UNKNOWN"):
+        return None
+    return Refusal("unknown-on-b", f"VM {vm.id} on {names.site_b} is UNKNOWN: oned lost touch "
+                   "with its host, so a terminate cannot reach the guest, which may still be "
+                   "running and writing to its images", site=names.site_b,
+                   hint=f"bring the host back (the VM returns to RUNNING) and plan again; if the "
+                        "host is lost, make sure it is off (fence it), run 'onevm recover "
+                        f"--delete {vm.id}' on {names.site_b} (persistent images stay), then pair "
+                        f"the VM explicitly (pairs={{{vm.id}: <VM id on A>}}, --pair "
+                        f"{vm.id}:<VM id on A>) and run again")
+
+
 def writer_on_b(users: Iterable[VM], names: Names) -> Refusal | None:
     """Rule ``writer-on-b``: demote B only with the writer gone: every VM on B using the image
     DONE (a live client holding its exclusive lock is waited for when demoting)."""
@@ -308,13 +327,15 @@ def writer_on_b(users: Iterable[VM], names: Names) -> Refusal | None:
                    site=names.site_b, hint="terminate the VM first (step 3)")
 
 
-def history_on_b(vm: VM, history: VMHistory) -> bool:
+def history_on_b(vm: VM, history: VMHistory, *, paired_by_hand: bool = False) -> bool:
     """Rule ``dr-history``: oned keeps DONE VMs, so after an earlier DR test or failback site B
     holds DONE VMs whose disks name the same images as today's. Such a VM is history: it never
     pairs with a VM on A (the plan would call it "already DONE" and resync A from B's copy, which
     after a pool-wide force promote may be older than A's). A DONE VM counts only when this
-    failback's own journal terminated it (a rerun after step 3)."""
-    return vm.is_done and not history.terminate_attempted
+    failback's own journal terminated it (a rerun after step 3), or when the operator pairs it
+    explicitly (``paired_by_hand``: a VM ended by hand, e.g. ``onevm recover --delete`` of a VM
+    whose host was lost)."""
+    return vm.is_done and not history.terminate_attempted and not paired_by_hand
 
 
 def resumed_by_us(history: VMHistory) -> bool:

@@ -67,7 +67,7 @@ class ScopeReader:
         would not list them all within a call's timeout; the others are history anyway
         (:func:`~.safety.history_on_b`)."""
         live = self.site_b.one.vms()
-        named = self.ledger.vm_ids(self.site_b.name)
+        named = self.ledger.vm_ids(self.site_b.name) | set(self.explicit_pairs)
         recorded = self.ledger.scope()
         if recorded is not None:
             named |= {int(p["vm_b"]) for p in recorded.data.get("pairs", [])}
@@ -76,9 +76,11 @@ class ScopeReader:
         return sorted([*live, *done], key=lambda vm: vm.id, reverse=True)
 
     def _map(self, vms_a: list[VM], vms_b: list[VM]) -> Mapping:
-        # B's DONE VMs are history unless this failback terminated them (safety.history_on_b).
-        current_b = [vm for vm in vms_b if not vm.is_done
-                     or not history_on_b(vm, self.ledger.vm(self.site_b.name, vm.id))]
+        # B's DONE VMs are history unless this failback terminated them (safety.history_on_b),
+        # or the operator pairs one explicitly (ended by hand, with 'onevm recover --delete').
+        current_b = [vm for vm in vms_b if not vm.is_done or not history_on_b(
+            vm, self.ledger.vm(self.site_b.name, vm.id),
+            paired_by_hand=vm.id in self.explicit_pairs)]
         return map_sites(vms_a, current_b, self.pool, pairs=self.explicit_pairs or None,
                          site_a=self.site_a.name, site_b=self.site_b.name)
 

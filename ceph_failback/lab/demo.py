@@ -87,6 +87,7 @@ CHECKS = {
     "rbd-mirror-down": "no healthy rbd-mirror daemon on A: nothing could resync or replay",
     "daemon-health-unknown": "the Ceph client cannot read the manager's service status",
     "saved-memory-on-b": "a VM on B is SUSPENDED or STOPPED: terminating discards its memory",
+    "unknown-on-b": "a VM on B is UNKNOWN: its host is lost, a terminate cannot reach the guest",
     "image-used-twice": "one image is a disk of two VMs at the same site",
     "no-vm-on-a": "an image used on B by no VM on A: nothing would resume with it",
     "split-vm": "one VM's disks belong to several VMs on the other site",

@@ -1048,6 +1048,39 @@ class OnedStandIn:
             log.info("%s: VM %d: %s accepted", self.name, vm_id, action)
             return vm_id
 
+    def vm_recover(self, user: _User, vm_id: int, operation: int) -> int:
+        """``one.vm.recover`` (VirtualMachineAPI::recover): operation 3, ``delete``, as
+        DispatchManager::delete_vm does it: an ACTIVE VM is cleaned up (the TM ``delete`` of
+        its clones and volatile disks, no EPILOG copy-back) and DONE; a POWEROFF, SUSPENDED,
+        STOPPED or UNDEPLOYED VM goes through the epilog delete to DONE; a PENDING or HOLD one
+        is freed at once. The other operations are not modelled."""
+        with self._cond:
+            vm = self._vms.get(vm_id)
+            if vm is None:
+                raise _Reply(ErrorCode.NO_EXISTS,
+                             f"[one.vm.recover] Error getting virtual machine [{vm_id}].", vm_id)
+            if not 0 <= operation <= 5:
+                raise _Reply(ErrorCode.RPC_API, "[one.vm.recover] Wrong recovery operation code")
+            if not user.admin:
+                raise _Reply(ErrorCode.AUTHORIZATION,
+                             f"[one.vm.recover] User [{user.id}] : Not authorized to perform "
+                             f"ADMIN VM [{vm_id}].")
+            if operation != 3:
+                raise _Reply(ErrorCode.INTERNAL, "[one.vm.recover] the oned stand-in models "
+                             "only operation 3 (delete)")
+            d = self._delays
+            done = (d.epilog, VmState.DONE, LcmState.LCM_INIT, True)
+            if vm.state is VmState.ACTIVE:
+                self._plan(vm, [(0.0, VmState.ACTIVE, LcmState.CLEANUP_DELETE, False), done])
+            elif vm.state in (VmState.SUSPENDED, VmState.POWEROFF, VmState.STOPPED,
+                              VmState.UNDEPLOYED):
+                self._plan(vm, [done])
+            elif vm.state is not VmState.DONE:
+                vm.plan.clear()
+                self._enter(vm, VmState.DONE, LcmState.LCM_INIT)
+            self.actions.append((vm_id, "recover-delete", True))
+            return vm_id
+
     def image_info(self, image_id: int) -> str:
         with self._lock:
             image = self._images.get(image_id)
@@ -1709,6 +1742,10 @@ _ROUTES: dict[str, _Route] = {
     "one.vmpool.infoset": (
         ("string", "string", "bool"),
         lambda oned, user, ids, extended: oned.vmpool_infoset(ids, extended),
+    ),
+    "one.vm.recover": (
+        ("string", "int", "int"),
+        lambda oned, user, i, op: oned.vm_recover(user, i, op),
     ),
     "one.image.info": (("string", "int"), lambda oned, user, i: oned.image_info(i)),
     "one.imagepool.info": (

@@ -259,6 +259,38 @@ def _single_owner(
     return None
 
 
+def _not_stopped(vm: VM, site_b: str) -> str:
+    """Why a VM on A that is not POWEROFF or UNDEPLOYED stops the failback, and what to do, in
+    actions oned accepts in that state (src/dm/DispatchManagerActions.cc: poweroff and undeploy
+    take RUNNING or UNKNOWN only, terminate any state, hold only PENDING)."""
+    terminate = (f"terminate it ('onevm terminate {vm.id}': its persistent images stay) and "
+                 "instantiate it again after the failback")
+    if vm.is_done:
+        return "it is DONE and cannot be resumed"
+    if vm.state in ("SUSPENDED", "STOPPED"):
+        return (f"its resume would restore saved memory over disks that changed on {site_b}, "
+                "which corrupts file systems; oned refuses poweroff and undeploy in this state: "
+                + terminate)
+    if vm.state in ("PENDING", "HOLD"):
+        hold = f"'onevm hold {vm.id}' keeps the scheduler from booting it on stale disks; " if (
+            vm.state == "PENDING") else ""
+        return (f"it is not deployed, and the failback resumes only POWEROFF or UNDEPLOYED VMs: "
+                f"{hold}{terminate}")
+    if vm.lcm_state == "RUNNING":
+        return ("it may be writing to its disks, which the failback demotes and overwrites: "
+                f"power it off ('onevm poweroff {vm.id}') or undeploy it")
+    if vm.lcm_state == "UNKNOWN":
+        return ("oned lost touch with its host, and the guest may still be running and writing "
+                "to its disks: make sure it is off (fence the host), then "
+                f"'onevm poweroff --hard {vm.id}'")
+    if vm.lcm_state.endswith("_FAILURE"):
+        return ("oned recorded a failed operation and refuses poweroff in this state: "
+                f"'onevm recover --failure {vm.id}' or '--success' (as 'onevm show {vm.id}' "
+                f"says) until it is POWEROFF or UNDEPLOYED, or {terminate}")
+    return ("an operation is under way: wait for it to end, then power the VM off "
+            f"('onevm poweroff {vm.id}') if it is RUNNING")
+
+
 def map_sites(
     vms_a: Iterable[VM],
     vms_b: Iterable[VM],
@@ -467,25 +499,13 @@ def map_sites(
         if vm_a.is_done and pair is None:
             continue  # history (listed with include_done): it neither runs nor resumes
         if not vm_a.is_safely_stopped:
-            if vm_a.is_done:
-                why = "it is DONE and cannot be resumed"
-            elif vm_a.state in ("SUSPENDED", "STOPPED"):
-                why = (
-                    "its resume would restore saved memory over disks that changed on "
-                    f"{site_b}, which corrupts file systems (terminate or undeploy it first)"
-                )
-            else:
-                why = (
-                    "it may be writing to its disks, which the failback demotes and overwrites "
-                    "(power it off first)"
-                )
             out.add(
                 FindingKind.VM_NOT_STOPPED,
                 Severity.BLOCKER,
                 site_a,
                 vm_a.id,
                 None,
-                f"VM is {vm_a.status}: {why}",
+                f"VM is {vm_a.status}: {_not_stopped(vm_a, site_b)}",
             )
         for disk in _data_disks(vm_a, pool):
             image = disk.image

@@ -145,11 +145,12 @@ class MemoryWorld:
 
     def disaster(self, kind: Literal["unplanned", "planned"] = "unplanned", *,
                  new_data: bytes | None = None, vms: Iterable[MemoryVM] | None = None,
-                 persistent_on_b: bool = True) -> None:
+                 persistent_on_b: bool = True, state_b: str = "RUNNING") -> None:
         """Fail over to B: A's VMs powered off, the images primary on B (forced for an unplanned
         disaster, after A's demotion for a planned one), registered in B's OpenNebula, and VMs
-        running there from them; ``new_data`` written on B. ``persistent_on_b=False`` registers
-        non-persistent images (B's VMs then use clones, which a failback must refuse)."""
+        running there from them (in ``state_b``: ``"UNKNOWN"`` for a VM whose host oned lost);
+        ``new_data`` written on B. ``persistent_on_b=False`` registers non-persistent images
+        (B's VMs then use clones, which a failback must refuse)."""
         chosen = list(vms) if vms is not None else list(self.vms)
         one_a = self.site("a").one
         for vm in chosen:
@@ -169,7 +170,7 @@ class MemoryWorld:
                 ids.append(self.oned_b.add_image(
                     f"{vm.name}-{vm.elsewhere}", persistent=True,
                     datastore_id=self._pool_datastore(self.oned_b, vm.elsewhere)))
-            vm_b = self.oned_b.add_vm(vm.name, disks=ids, state="RUNNING")
+            vm_b = self.oned_b.add_vm(vm.name, disks=ids, state=state_b)
             if not persistent_on_b:
                 for disk_id, img in enumerate(vm.images):
                     clone = f"{img}-{vm_b}-{disk_id}"

@@ -515,3 +515,28 @@ def test_b_s_history_is_read_by_id_not_listed(world: MemoryWorld, tmp_path: Path
     assert ("site-b", "vmpool.infoset", (str(db.vm_b), True)) in listings
     (vm_plan,) = again.vms
     assert vm_plan.vm_b.is_done and vm_plan.vm_b.id == db.vm_b
+
+
+def test_a_vm_whose_host_is_lost_on_b(world: MemoryWorld, tmp_path: Path) -> None:
+    # Issue 13 case 9: a VM in UNKNOWN on B is refused (a terminate cannot reach its guest).
+    # The operator fences the host, ends the VM with 'onevm recover --delete' and pairs it by
+    # hand: the failback then brings it home.
+    import xmlrpc.client
+
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW, state_b="UNKNOWN")
+    (db,) = world.vms
+    plan = world.failback(tmp_path / "j.jsonl").plan()
+    refusal = {b.kind: b for b in plan.blockers}["unknown-on-b"]
+    assert refusal.target == f"vm:site-b:{db.vm_b}" and "UNKNOWN" in refusal.message
+    proxy = xmlrpc.client.ServerProxy(world.oned_b.endpoint)
+    assert proxy.one.vm.recover(world.oned_b.session, db.vm_b, 3)[0]  # recover --delete
+    world.oned_b.wait_idle()
+    assert world.oned_b.vm_state(db.vm_b) == ("DONE", "LCM_INIT")
+    # DONE and not terminated by this failback: history, unless the operator pairs it.
+    assert not world.failback(tmp_path / "j.jsonl").plan().vms
+    fb = world.failback(tmp_path / "j.jsonl", pairs={db.vm_b: db.vm_a})
+    report = fb.run()
+    assert report.complete, report
+    assert_failed_back(world, world.images())
+    assert world.oned_a.vm_state(db.vm_a) == ("ACTIVE", "RUNNING")

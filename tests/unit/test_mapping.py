@@ -142,11 +142,16 @@ def test_clone_on_an_already_done_vm_on_b_is_only_a_warning():
 @pytest.mark.parametrize(
     "state, lcm, words",
     [
-        ("ACTIVE", "RUNNING", "may be writing"),
-        ("ACTIVE", "UNKNOWN", "may be writing"),
-        ("PENDING", "LCM_INIT", "may be writing"),
+        # Each advice is an action oned accepts in that state (DispatchManagerActions.cc).
+        ("ACTIVE", "RUNNING", "'onevm poweroff 3'"),
+        ("ACTIVE", "UNKNOWN", "fence the host), then 'onevm poweroff --hard 3'"),
+        ("PENDING", "LCM_INIT", "'onevm hold 3'"),
+        ("HOLD", "LCM_INIT", "'onevm terminate 3'"),
         ("SUSPENDED", "LCM_INIT", "saved memory"),
-        ("STOPPED", "LCM_INIT", "saved memory"),
+        ("SUSPENDED", "LCM_INIT", "'onevm terminate 3'"),
+        ("STOPPED", "LCM_INIT", "refuses poweroff and undeploy"),
+        ("ACTIVE", "BOOT_FAILURE", "'onevm recover --failure 3'"),
+        ("ACTIVE", "PROLOG", "wait for it to end"),
         ("DONE", "LCM_INIT", "cannot be resumed"),
     ],
 )

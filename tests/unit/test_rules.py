@@ -212,6 +212,9 @@ DECISIONS = [
     ("terminate_b CDROM in another pool", lambda: terminate_b.decide(
         vm("ACTIVE", "RUNNING", disk(IMG), Disk(1, 9, "isos", "one-9", DiskKind.READ_ONLY)),
         [(view(False, True), PROVEN)], NAMES), Choice.DO, "RUNNING"),
+    ("terminate_b UNKNOWN", lambda: terminate_b.decide(
+        vm("ACTIVE", "UNKNOWN", disk(IMG)), [(view(False, True), PROVEN)], NAMES),
+     Choice.REFUSE, "is UNKNOWN"),
     ("terminate_b done", lambda: terminate_b.decide(vm("DONE", "LCM_INIT"), [], NAMES),
      Choice.SKIP, "DONE"),
     ("terminate_b under way", lambda: terminate_b.decide(

@@ -21,6 +21,7 @@ from ..safety import (
     other_pool_disks,
     saved_memory_on_b,
     takeover_unready,
+    unknown_on_b,
     unsafe_disks,
 )
 from ..waits import MIRRORED, Mirrored
@@ -57,6 +58,9 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
     saved = saved_memory_on_b(vm_b, names)
     if saved is not None and saved.kind not in waived:
         return Decision.refuse(saved)
+    lost = unknown_on_b(vm_b, names)
+    if lost is not None:
+        return Decision.refuse(lost)
     if terminating(vm_b):
         return Decision.do("terminate under way (sent by an earlier run)")
     unready = takeover_unready(images)
