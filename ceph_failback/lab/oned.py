@@ -267,12 +267,17 @@ class _History:
     action: int = 0
 
 
+#: (delay after the previous step, state, lcm, delete disks[, driver error]).
+_PlanStep = tuple[float, VmState, LcmState, bool] | tuple[float, VmState, LcmState, bool, str]
+
+
 @dataclass
 class _Step:
     due: float
     state: VmState
     lcm: LcmState
     delete_disks: bool = False
+    error: str = ""  # a driver failure: what oned then writes to USER_TEMPLATE/ERROR
 
 
 @dataclass
@@ -293,6 +298,9 @@ class _VM:
     busy: bool = False
     ignore_shutdown: bool = False
     shutdown_fails_after: float | None = None
+    boot_fails: str | None = None
+    # USER_TEMPLATE/ERROR: VirtualMachine::set_template_error_message, "<ctime>: <message>".
+    error: str = ""
     # The action that sent it to STOPPED/UNDEPLOYED decides its PROLOG_* when rescheduled.
     last_action: str = ""
 
@@ -621,6 +629,13 @@ class OnedStandIn:
             vm.ignore_shutdown = True
             vm.shutdown_fails_after = fail_after
 
+    def fail_boot(self, vm_id: int, message: str = "error: Failed to create domain") -> None:
+        """Fault: the next boot of VM ``vm_id`` from POWEROFF, SUSPENDED or UNKNOWN fails in the
+        driver: the VM goes back to that state (LifeCycleManager::deploy_failure_action) with
+        ``USER_TEMPLATE/ERROR`` = ``<ctime>: DEPLOY: <message>``."""
+        with self._lock:
+            self._vm(vm_id).boot_fails = message
+
     def set_scheduler(self, enabled: bool) -> None:
         """Turn the scheduler on (default) or off: when off, PENDING VMs stay PENDING."""
         with self._cond:
@@ -837,23 +852,28 @@ class OnedStandIn:
 
     # --- the state machine ----------------------------------------------------------------
 
-    def _plan(self, vm: _VM, steps: Sequence[tuple[float, VmState, LcmState, bool]]) -> None:
-        """Queue ``steps`` of (delay after the previous one, state, lcm, delete disks).
+    def _plan(self, vm: _VM, steps: Sequence[_PlanStep]) -> None:
+        """Queue ``steps`` of (delay after the previous one, state, lcm, delete disks[, the
+        driver's error on entering it]).
 
         The first change happens after the dispatch delay; with none, at once, so that a read
         right after the accepted call already sees it (oned's LCM is that quick)."""
         now = time.monotonic()
         due = now + self._delays.dispatch
         vm.plan = []
-        for delay, state, lcm, delete in steps:
-            due += delay
-            vm.plan.append(_Step(due, state, lcm, delete))
+        for planned in steps:
+            due += planned[0]
+            error = planned[4] if len(planned) > 4 else ""
+            vm.plan.append(_Step(due, planned[1], planned[2], planned[3], error))
         if vm.plan and vm.plan[0].due <= now and not vm.plan[0].delete_disks:
-            step = vm.plan.pop(0)
-            self._enter(vm, step.state, step.lcm)
+            first = vm.plan.pop(0)
+            self._enter(vm, first.state, first.lcm, first.error)
         self._cond.notify_all()
 
-    def _enter(self, vm: _VM, state: VmState, lcm: LcmState) -> None:
+    def _enter(self, vm: _VM, state: VmState, lcm: LcmState, error: str = "") -> None:
+        if error:
+            # VirtualMachineManager::log_error: the driver's failure, stamped with ctime().
+            vm.error = f"{time.ctime()}: {error}"
         if (state, lcm) == (vm.state, vm.lcm):
             return
         vm.prev_state, vm.prev_lcm = vm.state, vm.lcm
@@ -920,7 +940,7 @@ class OnedStandIn:
                     vm.busy = True
                     effects.append((vm, step))
                     break
-                self._enter(vm, step.state, step.lcm)
+                self._enter(vm, step.state, step.lcm, step.error)
         return effects
 
     def _delete_disks(self, vm: _VM) -> bool:
@@ -1113,8 +1133,8 @@ class OnedStandIn:
     # --- actions (under the lock) -----------------------------------------------------------
 
     def _shutdown_steps(
-        self, vm: _VM, hard: bool, lcm: LcmState, then: list[tuple[float, VmState, LcmState, bool]]
-    ) -> list[tuple[float, VmState, LcmState, bool]]:
+        self, vm: _VM, hard: bool, lcm: LcmState, then: list[_PlanStep]
+    ) -> list[_PlanStep]:
         d = self._delays
         first = (0.0, VmState.ACTIVE, lcm, False)
         if hard:
@@ -1122,7 +1142,8 @@ class OnedStandIn:
         if vm.ignore_shutdown:
             if vm.shutdown_fails_after is None:
                 return [first]
-            return [first, (vm.shutdown_fails_after, VmState.ACTIVE, LcmState.RUNNING, False)]
+            return [first, (vm.shutdown_fails_after, VmState.ACTIVE, LcmState.RUNNING, False,
+                            f"SHUTDOWN: Timeout reached and VM one-{vm.id} is still alive")]
         return [first, (d.shutdown, *then[0][1:]), *then[1:]]
 
     def _do_terminate(self, vm: _VM, action: str) -> None:
@@ -1190,7 +1211,7 @@ class OnedStandIn:
     def _do_undeploy(self, vm: _VM, action: str) -> None:
         hard = action == "undeploy-hard"
         d = self._delays
-        epilog = [
+        epilog: list[_PlanStep] = [
             (0, VmState.ACTIVE, LcmState.EPILOG_UNDEPLOY, False),
             (d.epilog, VmState.UNDEPLOYED, LcmState.LCM_INIT, False),
         ]
@@ -1243,18 +1264,17 @@ class OnedStandIn:
             vm.plan.clear()
             self._enter(vm, VmState.PENDING, LcmState.LCM_INIT)
             vm.history.append(_History(seq=len(vm.history), stime=int(time.time())))
-        elif vm.state is VmState.SUSPENDED:
-            self._plan(
-                vm,
-                [
-                    (0.0, VmState.ACTIVE, LcmState.BOOT_SUSPENDED, False),
-                    (d.boot, VmState.ACTIVE, LcmState.RUNNING, False),
-                ],
-            )
-        elif vm.state is VmState.POWEROFF or (
+        elif vm.state in (VmState.SUSPENDED, VmState.POWEROFF) or (
             vm.state is VmState.ACTIVE and vm.lcm is LcmState.UNKNOWN
         ):
-            boot = LcmState.BOOT_POWEROFF if vm.state is VmState.POWEROFF else LcmState.BOOT_UNKNOWN
+            boot = {VmState.SUSPENDED: LcmState.BOOT_SUSPENDED,
+                    VmState.POWEROFF: LcmState.BOOT_POWEROFF}.get(vm.state, LcmState.BOOT_UNKNOWN)
+            if vm.boot_fails is not None:
+                # LifeCycleManager::deploy_failure_action: back to where it came from.
+                back = (d.boot, vm.state, vm.lcm, False, f"DEPLOY: {vm.boot_fails}")
+                vm.boot_fails = None
+                self._plan(vm, [(0.0, VmState.ACTIVE, boot, False), back])
+                return
             self._plan(
                 vm,
                 [
@@ -1337,7 +1357,8 @@ class OnedStandIn:
             mon,
             "<SCHED_ACTIONS/>",
             _group("TEMPLATE", *parts),
-            _group("USER_TEMPLATE", _el("SCHED_DS_REQUIREMENTS", f"ID={vm.system_ds}", cdata=True)),
+            _group("USER_TEMPLATE", _el("ERROR", vm.error, cdata=True) if vm.error else "",
+                   _el("SCHED_DS_REQUIREMENTS", f"ID={vm.system_ds}", cdata=True)),
             _group("HISTORY_RECORDS", *(self._history_xml(vm, h) for h in vm.history)),
             "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS>",
         )
@@ -1404,7 +1425,8 @@ class OnedStandIn:
             _el("DEPLOY_ID", f"localhost:{vm.name}:dummy" if vm.history else None),
             _group("TEMPLATE", _el("CPU", "0.1"), _el("MEMORY", 128), _el("VCPU", 1), *disks),
             "<MONITORING/>",
-            _group("USER_TEMPLATE", _el("SCHED_DS_REQUIREMENTS", f"ID={vm.system_ds}", cdata=True)),
+            _group("USER_TEMPLATE", _el("ERROR", vm.error, cdata=True) if vm.error else "",
+                   _el("SCHED_DS_REQUIREMENTS", f"ID={vm.system_ds}", cdata=True)),
             _group("HISTORY_RECORDS", *history),
         )
 

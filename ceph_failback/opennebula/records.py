@@ -6,7 +6,7 @@ in the library parses XML-RPC replies or compares state numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
@@ -67,6 +67,9 @@ class VM:
             may be given, it is kept as a tuple.
         unreadable: for each Ceph disk whose RBD image cannot be named (left out of
             ``disks``), why: the failback's mapping makes it a blocker for this VM.
+        error: ``USER_TEMPLATE/ERROR``: oned's record of the last failed driver operation,
+            ``"<time>: <OPERATION>: <driver output>"`` (VirtualMachineManager::log_error); oned
+            keeps it after later successes, so only a change means a new failure.
     """
 
     id: int
@@ -75,6 +78,7 @@ class VM:
     lcm_state: str = "LCM_INIT"
     disks: Sequence[Disk] = field(default=())
     unreadable: Sequence[str] = field(default=())
+    error: str = ""
 
     def __post_init__(self) -> None:
         # Accept any iterable (a list is the natural thing to pass) but keep the record immutable.
@@ -208,7 +212,16 @@ def vm_from_binding(obj: Any) -> VM:
         lcm_state=lcm_state_name(obj.LCM_STATE),
         disks=disks,
         unreadable=tuple(unreadable),
+        error=_text_of(getattr(obj, "USER_TEMPLATE", None), "ERROR"),
     )
+
+
+def _text_of(template: Any, key: str) -> str:
+    """A template attribute's text as pyone parses templates (a dict), ``""`` when absent."""
+    if not isinstance(template, Mapping):
+        return ""
+    value = template.get(key)
+    return "" if value is None else str(value).strip()
 
 
 def _attributes(element: ElementTree.Element) -> dict[str, Any]:
@@ -249,6 +262,7 @@ def vm_from_element(node: ElementTree.Element) -> VM:
         lcm_state=lcm_state_name(int(node.findtext("LCM_STATE", "-1"))),
         disks=disks,
         unreadable=tuple(unreadable),
+        error=(node.findtext("USER_TEMPLATE/ERROR") or "").strip(),
     )
 
 

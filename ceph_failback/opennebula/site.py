@@ -367,18 +367,23 @@ class OpenNebulaSite:
                 progressed = True
                 return Judgement(Verdict.RETRY, f"VM {vm.id} is {vm.status}")
             back_at_origin = (vm.state, vm.lcm_state) == (origin.state, origin.lcm_state)
-            if back_at_origin and not progressed:
+            # oned's record of a driver failure since the request (USER_TEMPLATE/ERROR): a
+            # failure that came and went between two polls is not waited out.
+            failed = vm.error if vm.error and vm.error != origin.error else ""
+            says = f"; oned says: {failed}" if failed else ""
+            if back_at_origin and not progressed and not failed:
                 # oned dispatches the action asynchronously: the old state lingers a moment
                 # (even a *_FAILURE state, which terminate cleans up).
                 return Judgement(Verdict.RETRY, f"VM {vm.id} still {vm.status}")
             if vm.state == "FAILED" or vm.lcm_state.endswith("_FAILURE"):
-                return Judgement(Verdict.FAIL, f"OpenNebula reports a failure: {vm.status}")
+                return Judgement(Verdict.FAIL, f"OpenNebula reports a failure: {vm.status}{says}")
             if back_at_origin:
                 return Judgement(
-                    Verdict.FAIL, f"VM {vm.id} went back to {vm.status}: the action failed"
+                    Verdict.FAIL, f"VM {vm.id} went back to {vm.status}: the action failed{says}"
                 )
             return Judgement(
-                Verdict.FAIL, f"VM {vm.id} went to {vm.status}, which does not lead to {goal}"
+                Verdict.FAIL,
+                f"VM {vm.id} went to {vm.status}, which does not lead to {goal}{says}",
             )
 
         def observed(vm: VM, judgement: Judgement[VM]) -> None:

@@ -292,6 +292,19 @@ def test_pool_listings_newest_first_and_state_filters(oned, call):
     ]
 
 
+def test_a_driver_failure_is_recorded_in_user_template_error(oned, call):
+    # VirtualMachineManager::log_error -> VirtualMachine::set_template_error_message:
+    # "<ctime()>: <OPERATION>: <driver output>", kept after later successes.
+    vm = oned.add_vm(state="POWEROFF")
+    assert ET.fromstring(call.ok("one.vm.info", vm)).find("USER_TEMPLATE/ERROR") is None
+    oned.fail_boot(vm, "boom")
+    act(call, "resume", vm)
+    wait_for(oned, vm, "POWEROFF")
+    assert oned.transitions(vm)[-2:] == ["BOOT_POWEROFF", "POWEROFF"]
+    error = ET.fromstring(call.ok("one.vm.info", vm)).findtext("USER_TEMPLATE/ERROR")
+    assert re.fullmatch(r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}: DEPLOY: boom", error), error
+
+
 def test_infoset_reads_the_ids_named_in_any_state(oned, call):
     # VirtualMachinePoolAPI::info_set (src/rm/api/VirtualMachinePoolAPI.cc, release-7.4.0).
     live = oned.add_vm(state="POWEROFF")

@@ -656,6 +656,44 @@ def test_a_wait_that_never_reconnects_times_out_with_the_error(oned, site):
     assert "Connection refused" in err.value.last_seen["error"]
 
 
+# --- failures that happen fast (issue 13 case 7) ---------------------------------------------
+
+
+def test_a_boot_that_fails_between_polls_fails_at_once_with_oned_s_message(oned):
+    # resume from POWEROFF: BOOT_POWEROFF, the driver fails, back to POWEROFF with
+    # USER_TEMPLATE/ERROR; a poll every 0.5 s never sees BOOT_POWEROFF.
+    site = make_site(oned, poll_interval=0.5)
+    vm = oned.add_vm(state="POWEROFF")
+    oned.set_delays(boot=0.01)
+    oned.fail_boot(vm, "error: Failed to create domain from /var/lib/one/0/deployment.0")
+    started = time.monotonic()
+    with pytest.raises(WaitFailedError, match="DEPLOY: error: Failed to create domain") as err:
+        site.resume(vm, timeout=30)
+    assert time.monotonic() - started < 3
+    assert err.value.vm == vm and err.value.site == "site-b"
+    assert site.vm(vm).error.endswith("DEPLOY: error: Failed to create domain from "
+                                      "/var/lib/one/0/deployment.0")
+
+
+def test_a_shutdown_that_fails_between_polls_fails_at_once(oned):
+    site = make_site(oned, poll_interval=0.5)
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm, fail_after=0.01)
+    started = time.monotonic()
+    with pytest.raises(WaitFailedError, match="SHUTDOWN: Timeout reached"):
+        site.terminate(vm, timeout=30)
+    assert time.monotonic() - started < 3
+
+
+def test_an_old_error_is_not_a_new_failure(oned, site):
+    vm = oned.add_vm(state="POWEROFF")
+    oned.fail_boot(vm)
+    with pytest.raises(WaitFailedError):
+        site.resume(vm, timeout=5)
+    assert site.vm(vm).error  # oned keeps it after later successes
+    assert site.resume(vm, timeout=5).is_running
+
+
 # --- a short oned outage (issue 13 case 8) ---------------------------------------------------
 
 
