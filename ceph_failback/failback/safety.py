@@ -39,6 +39,8 @@ __all__ = [
     "unsafe_disks",
     "other_pool_disks",
     "saved_memory_on_b",
+    "host_copy_on_a",
+    "host_copy_on_b",
     "unknown_on_b",
     "writer_on_b",
     "resumed_by_us",
@@ -282,6 +284,50 @@ def other_pool_disks(vm: VM, pool: str) -> list[str]:
     if vm.is_done:
         return []
     return [d.spec for d in vm.disks if d.pool != pool and d.is_persistent]
+
+
+def host_copy_on_a(vm: VM, names: Names) -> Refusal | None:
+    """Rule ``host-copy-on-a``: a VM on A whose disks are host copies (ssh system datastore,
+    :attr:`~ceph_failback.opennebula.Disk.host_copy`) cannot be resumed onto the failed-back
+    images: resume boots the pre-disaster copy (kept on the host at poweroff, moved to the
+    front-end at undeploy; neither reads the image again), and a terminate from POWEROFF writes
+    that copy over the image (oned's tm/ceph/mvds.ssh). Only a new deployment (PROLOG,
+    tm/ceph/ln.ssh) copies the image again."""
+    copies = [d.spec for d in vm.disks if d.host_copy and not d.is_read_only]
+    if not copies:
+        return None
+    return Refusal("host-copy-on-a", f"VM {vm.id} on {names.site_a} runs on copies of {copies} "
+                   "(ssh system datastore): a resume would boot the pre-disaster copy, not the "
+                   "failed-back image, and a later terminate would write that copy over the "
+                   "image", site=names.site_a,
+                   hint=f"this failback cannot resume VM {vm.id}: fail it back by hand "
+                        "(docs/safety.rst, 'Host copies'): end it with 'onevm recover --delete "
+                        f"{vm.id}' on {names.site_a} (no write-back), fail the images back, "
+                        "then instantiate the VM again")
+
+
+def host_copy_on_b(vm: VM, names: Names) -> Refusal | None:
+    """Rule ``host-copy-on-b``: a VM on B whose disks are host copies (ssh system datastore)
+    has its last writes in those copies; only the EPILOG of a terminate from RUNNING, POWEROFF
+    or SUSPENDED writes them into the images (tm/ceph/mvds.ssh). A terminate from a
+    ``*_FAILURE`` state runs the cleanup instead (DispatchManager::terminate ->
+    trigger_delete: tm/ceph/delete.ssh writes nothing back), and from UNDEPLOYED or STOPPED the
+    copy is on the front-end, where mvds.ssh refuses to run: either way B's last writes would
+    never reach the images."""
+    copies = [d.spec for d in vm.disks if d.host_copy and not d.is_read_only]
+    if not copies or vm.is_done:
+        return None
+    if vm.lcm_state.endswith("_FAILURE"):
+        hint = (f"'onevm recover --retry {vm.id}' (or --success, as 'onevm show {vm.id}' says) "
+                f"on {names.site_b} until it is RUNNING or POWEROFF, then run again")
+    elif vm.state in ("UNDEPLOYED", "STOPPED"):
+        hint = (f"'onevm resume {vm.id}' on {names.site_b} (the copy goes back to a host), shut "
+                "the guest down there ('onevm poweroff'), then run again")
+    else:
+        return None
+    return Refusal("host-copy-on-b", f"VM {vm.id} on {names.site_b} is {vm.status} and runs on "
+                   f"copies of {copies} (ssh system datastore): terminating it now would not "
+                   "write its last data back into the images", site=names.site_b, hint=hint)
 
 
 def saved_memory_on_b(vm: VM, names: Names) -> Refusal | None:

@@ -87,6 +87,9 @@ CHECKS = {
     "rbd-mirror-down": "no healthy rbd-mirror daemon on A: nothing could resync or replay",
     "daemon-health-unknown": "the Ceph client cannot read the manager's service status",
     "saved-memory-on-b": "a VM on B is SUSPENDED or STOPPED: terminating discards its memory",
+    "host-copy-on-a": "a VM on A runs on host copies (ssh system datastore): resume boots them",
+    "host-copy-on-b": "a VM on B runs on host copies and a terminate now would not write them "
+                      "back",
     "unknown-on-b": "a VM on B is UNKNOWN: its host is lost, a terminate cannot reach the guest",
     "image-used-twice": "one image is a disk of two VMs at the same site",
     "no-vm-on-a": "an image used on B by no VM on A: nothing would resume with it",

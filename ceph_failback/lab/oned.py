@@ -1582,6 +1582,10 @@ class OnedStandIn:
             attrs["LN_TARGET"] = "SYSTEM" if ssh_mode else "NONE"
             attrs["DISK_TYPE"] = "FILE" if ssh_mode else "RBD"
             attrs["TYPE"] = "FILE" if ssh_mode else "RBD"
+            if ssh_mode:
+                # VirtualMachineDisks::check_tm_mad: a disk whose TM_MAD differs from the
+                # system datastore's gets that datastore's *_SSH targets and TM_MAD_SYSTEM.
+                attrs["TM_MAD_SYSTEM"] = sys_ds.tm_mad
             if image.type == "CDROM":
                 # Image.cc types it RBD_CDROM; VirtualMachineDisk::set_types makes it CDROM when
                 # DISK_TYPE_SSH (FILE) applies.

@@ -75,6 +75,13 @@ class Disk:
         pool: the RBD pool holding the image.
         image: the RBD image name inside ``pool`` (``one-2``, ``one-1-3-0``, ``one-sys-8-1``).
         kind: persistent, clone, volatile or read-only.
+        host_copy: the VM runs on a copy of the image on its host, not on the image: the ssh
+            system datastore mode (``TM_MAD_SYSTEM=ssh`` on the disk, ``DISK_TYPE=FILE``).
+            oned's ceph driver exports the image to the host at deploy (``tm/ceph/ln.ssh``)
+            and writes the copy back only in a terminate's EPILOG (``tm/ceph/mvds.ssh``);
+            poweroff keeps the copy on the host, undeploy moves it to the front-end
+            (``tm/ceph/mv`` leaves disks to the system datastore's move), and a resume boots
+            that copy again.
     """
 
     disk_id: int
@@ -82,6 +89,7 @@ class Disk:
     pool: str
     image: str
     kind: DiskKind
+    host_copy: bool = False
 
     @property
     def is_persistent(self) -> bool:
@@ -128,8 +136,8 @@ def disk_from_attributes(vm_id: int, attrs: Mapping[str, Any]) -> Disk | None:
 
     Returns ``None`` for a disk that is not an RBD image in Ceph: another transfer driver, or a
     ceph image that the ``ssh`` system datastore mode copies to the host (``DISK_TYPE`` other
-    than ``RBD``; no clone exists in Ceph then). A persistent ceph image is kept in that mode
-    because the driver copies it back into the same RBD image.
+    than ``RBD``; no clone exists in Ceph then). A persistent ceph image is kept in that mode,
+    marked :attr:`Disk.host_copy`: the VM runs on a copy that only a terminate writes back.
 
     Raises:
         DiskNamingError: a Ceph disk lacks what its name is made of (``SOURCE``, ``CLONE``,
@@ -176,7 +184,9 @@ def disk_from_attributes(vm_id: int, attrs: Mapping[str, Any]) -> Disk | None:
         read_only = (_text(attrs, "READONLY").upper() == "YES"
                      and _text(attrs, "PERSISTENT").upper() != "YES")
         kind = DiskKind.READ_ONLY if read_only else DiskKind.PERSISTENT
-        return Disk(disk_id, image_id, pool, base, kind)
+        host_copy = (_text(attrs, "TM_MAD_SYSTEM").lower() == "ssh"
+                     or disk_type not in ("", "RBD", "RBD_CDROM"))
+        return Disk(disk_id, image_id, pool, base, kind, host_copy=host_copy)
     if clone == "YES":
         if not in_rbd:
             return None

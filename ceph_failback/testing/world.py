@@ -118,10 +118,11 @@ class MemoryWorld:
 
     def add_vm(self, name: str, *, disks: int = 1, data: bytes | None = None,
                state_a: str = "RUNNING", cdrom: bool = False,
-               elsewhere: str | None = None) -> MemoryVM:
+               elsewhere: str | None = None, ssh: bool = False) -> MemoryVM:
         """On site A: ``disks`` persistent images with data and a VM using them (and the
         world's :meth:`cdrom` as its last disk when ``cdrom``; and a persistent disk in Ceph pool
-        ``elsewhere``, which the model does not hold, when given)."""
+        ``elsewhere``, which the model does not hold, when given; in the ssh system datastore,
+        which runs the VM on host copies of its images, when ``ssh``)."""
         ids, images = [], []
         for _ in range(disks):
             image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
@@ -138,17 +139,20 @@ class MemoryWorld:
             ids.append(self.oned_a.add_image(
                 f"{name}-{elsewhere}", persistent=True, image_id=next(self._ids),
                 datastore_id=self._pool_datastore(self.oned_a, elsewhere)))
-        vm = MemoryVM(name, self.oned_a.add_vm(name, disks=ids, state=state_a), None,
-                      tuple(images), cdrom, elsewhere)
+        vm = MemoryVM(name, self.oned_a.add_vm(name, disks=ids, state=state_a,
+                                               system_datastore_id=0 if ssh else 101),
+                      None, tuple(images), cdrom, elsewhere)
         self.vms.append(vm)
         return vm
 
     def disaster(self, kind: Literal["unplanned", "planned"] = "unplanned", *,
                  new_data: bytes | None = None, vms: Iterable[MemoryVM] | None = None,
-                 persistent_on_b: bool = True, state_b: str = "RUNNING") -> None:
+                 persistent_on_b: bool = True, state_b: str = "RUNNING",
+                 ssh_b: bool = False) -> None:
         """Fail over to B: A's VMs powered off, the images primary on B (forced for an unplanned
         disaster, after A's demotion for a planned one), registered in B's OpenNebula, and VMs
-        running there from them (in ``state_b``: ``"UNKNOWN"`` for a VM whose host oned lost);
+        running there from them (in ``state_b``: ``"UNKNOWN"`` for a VM whose host oned lost;
+        in B's ssh system datastore when ``ssh_b``);
         ``new_data`` written on B. ``persistent_on_b=False`` registers non-persistent images
         (B's VMs then use clones, which a failback must refuse)."""
         chosen = list(vms) if vms is not None else list(self.vms)
@@ -170,7 +174,8 @@ class MemoryWorld:
                 ids.append(self.oned_b.add_image(
                     f"{vm.name}-{vm.elsewhere}", persistent=True,
                     datastore_id=self._pool_datastore(self.oned_b, vm.elsewhere)))
-            vm_b = self.oned_b.add_vm(vm.name, disks=ids, state=state_b)
+            vm_b = self.oned_b.add_vm(vm.name, disks=ids, state=state_b,
+                                      system_datastore_id=0 if ssh_b else 101)
             if not persistent_on_b:
                 for disk_id, img in enumerate(vm.images):
                     clone = f"{img}-{vm_b}-{disk_id}"

@@ -540,3 +540,34 @@ def test_a_vm_whose_host_is_lost_on_b(world: MemoryWorld, tmp_path: Path) -> Non
     assert report.complete, report
     assert_failed_back(world, world.images())
     assert world.oned_a.vm_state(db.vm_a) == ("ACTIVE", "RUNNING")
+
+
+def test_a_vm_on_a_running_on_host_copies_is_refused_before_anything(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    # Issue 13 case 3, site A: in the ssh system datastore the VM runs on a copy of its image
+    # on the host; resuming it would boot that pre-disaster copy.
+    world.add_vm("db", ssh=True)
+    world.add_vm("web")
+    world.disaster("unplanned", new_data=NEW)
+    db = world.vms[0]
+    before = len(world.ceph.calls)
+    fb = world.failback(tmp_path / "j.jsonl")
+    found = {(b.kind, b.target): b for b in fb.plan().blockers}
+    refusal = found[("host-copy-on-a", f"vm:site-a:{db.vm_a}")]
+    assert "pre-disaster copy" in refusal.message and not refusal.waivable
+    with pytest.raises(SafetyError, match="host-copy-on-a"):
+        fb.run()
+    assert world.ceph.calls[before:] == []
+
+
+def test_a_vm_on_b_in_a_failure_state_with_host_copies_is_refused(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    # Issue 13 case 3, site B: terminate from BOOT_FAILURE cleans up without writing the host
+    # copy back (DispatchManager::terminate -> trigger_delete; tm/ceph/delete.ssh).
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW, state_b="BOOT_FAILURE", ssh_b=True)
+    db = world.vms[0]
+    plan = world.failback(tmp_path / "j.jsonl").plan()
+    refusal = {b.kind: b for b in plan.blockers}["host-copy-on-b"]
+    assert refusal.target == f"vm:site-b:{db.vm_b}" and "BOOT_FAILURE" in refusal.message
+    assert world.oned_b.vm_state(db.vm_b) == ("ACTIVE", "BOOT_FAILURE")

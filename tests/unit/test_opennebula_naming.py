@@ -4,6 +4,7 @@ real oned 7.4 (tests/unit/data/opennebula-samples, copied from the shared sample
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,23 @@ def test_cdrom_and_immutable_images_are_read_only(attrs):
     disk = disk_from_attributes(3, CEPH | attrs | {
         "DISK_ID": "2", "IMAGE_ID": "5", "SOURCE": "one/one-5", "CLONE": "NO",
         "READONLY": "YES", "SAVE": "NO"})
-    assert disk == Disk(2, 5, "one", "one-5", DiskKind.READ_ONLY)
+    assert disk is not None
+    assert replace(disk, host_copy=False) == Disk(2, 5, "one", "one-5", DiskKind.READ_ONLY)
+    assert disk.host_copy is (attrs.get("DISK_TYPE") == "FILE")  # copied to the host, read-only
     assert disk.is_read_only and not disk.is_persistent and not disk.deleted_on_terminate
+
+
+def test_a_persistent_image_in_ssh_mode_is_a_host_copy():
+    # VirtualMachineDisks::check_tm_mad gives it the image datastore's *_SSH targets and
+    # TM_MAD_SYSTEM=ssh; tm/ceph/ln.ssh exports the image to the host.
+    ssh = {"TM_MAD": "ceph", "TYPE": "FILE", "DISK_TYPE": "FILE", "TM_MAD_SYSTEM": "ssh",
+           "LN_TARGET": "SYSTEM", "CLONE_TARGET": "SYSTEM"}
+    disk = disk_from_attributes(3, ssh | {"DISK_ID": "0", "IMAGE_ID": "5", "SOURCE": "one/one-5",
+                                          "CLONE": "NO", "PERSISTENT": "YES"})
+    assert disk is not None and disk.host_copy and disk.kind is DiskKind.PERSISTENT
+    rbd = disk_from_attributes(3, CEPH | {"DISK_ID": "0", "IMAGE_ID": "5",
+                                          "SOURCE": "one/one-5", "CLONE": "NO"})
+    assert rbd is not None and not rbd.host_copy
 
 
 def test_a_persistent_image_attached_read_only_stays_a_data_disk():

@@ -67,6 +67,10 @@ def disk(image: str, persistent: bool = True, pool: str = "one") -> Disk:
     return Disk(0, 7, pool, image, DiskKind.PERSISTENT if persistent else DiskKind.CLONE)
 
 
+#: A persistent disk that the ssh system datastore mode runs from a host copy.
+COPY = Disk(0, 7, "one", IMG, DiskKind.PERSISTENT, host_copy=True)
+
+
 def vm(state: str = "ACTIVE", lcm: str = "RUNNING", *disks: Disk, vm_id: int = 4) -> VM:
     return VM(vm_id, "db", state, lcm, disks or (disk(IMG),))
 
@@ -215,6 +219,18 @@ DECISIONS = [
     ("terminate_b UNKNOWN", lambda: terminate_b.decide(
         vm("ACTIVE", "UNKNOWN", disk(IMG)), [(view(False, True), PROVEN)], NAMES),
      Choice.REFUSE, "is UNKNOWN"),
+    ("terminate_b host copy, RUNNING", lambda: terminate_b.decide(
+        vm("ACTIVE", "RUNNING", COPY), [(view(False, True), PROVEN)], NAMES), Choice.DO,
+     "RUNNING"),
+    ("terminate_b host copy, BOOT_FAILURE", lambda: terminate_b.decide(
+        vm("ACTIVE", "BOOT_FAILURE", COPY), [(view(False, True), PROVEN)], NAMES),
+     Choice.REFUSE, "would not write its last data back"),
+    ("terminate_b host copy, UNDEPLOYED", lambda: terminate_b.decide(
+        vm("UNDEPLOYED", "LCM_INIT", COPY), [(view(False, True), PROVEN)], NAMES),
+     Choice.REFUSE, "UNDEPLOYED"),
+    ("terminate_b failure state, image in Ceph", lambda: terminate_b.decide(
+        vm("ACTIVE", "BOOT_FAILURE", disk(IMG)), [(view(False, True), PROVEN)], NAMES),
+     Choice.DO, "BOOT_FAILURE"),
     ("terminate_b done", lambda: terminate_b.decide(vm("DONE", "LCM_INIT"), [], NAMES),
      Choice.SKIP, "DONE"),
     ("terminate_b under way", lambda: terminate_b.decide(
@@ -245,6 +261,9 @@ DECISIONS = [
     ("resume_a images not primary", lambda: resume_a.decide(
         vm("POWEROFF", "LCM_INIT"), [IMG], {IMG: info(False)}, NAMES), Choice.REFUSE,
      "not primary"),
+    ("resume_a host copy", lambda: resume_a.decide(
+        vm("POWEROFF", "LCM_INIT", COPY), [IMG], {IMG: info(True)}, NAMES), Choice.REFUSE,
+     "pre-disaster copy"),
     ("resume_a running", lambda: resume_a.decide(vm(), [IMG], {}, NAMES), Choice.SKIP,
      "RUNNING"),
 ]

@@ -18,6 +18,7 @@ from ..safety import (
     ImageView,
     Names,
     Refusal,
+    host_copy_on_b,
     other_pool_disks,
     saved_memory_on_b,
     takeover_unready,
@@ -58,7 +59,7 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
     saved = saved_memory_on_b(vm_b, names)
     if saved is not None and saved.kind not in waived:
         return Decision.refuse(saved)
-    lost = unknown_on_b(vm_b, names)
+    lost = unknown_on_b(vm_b, names) or host_copy_on_b(vm_b, names)
     if lost is not None:
         return Decision.refuse(lost)
     if terminating(vm_b):
