@@ -41,7 +41,7 @@ from typing import Any
 from .ceph.connection import CephConfig, CephSite
 from .errors import ConfigurationError
 from .failback.core import Site, Timeouts
-from .opennebula.config import Credentials, resolve_credentials, resolve_endpoint
+from .opennebula.config import Credentials, find_credentials, resolve_endpoint
 from .opennebula.site import OpenNebulaSite
 
 __all__ = ["SiteConfig", "FailbackConfig", "load_config", "SITE_KEYS", "TOP_KEYS"]
@@ -75,8 +75,10 @@ class SiteConfig:
         one_endpoint: oned's XML-RPC URL (from the file or ``$ONE_XMLRPC``).
         credentials: the OpenNebula user and password; its repr hides the password.
         credentials_origin: where they were read (a file path, for messages).
-        one_verify: https certificate verification: a bool or a CA bundle path.
-        one_timeout: seconds each XML-RPC call may take.
+        one_verify: https certificate verification: a bool or a CA bundle path; ``None``: as
+            ``$ONE_DISABLE_SSL_VERIFY``/``$ONE_CERT_DIR`` say (see :class:`OpenNebulaSite`).
+        one_timeout: seconds each XML-RPC call may take; ``None``: ``$ONE_XMLRPC_TIMEOUT``,
+            else 30.
     """
 
     letter: str
@@ -85,8 +87,8 @@ class SiteConfig:
     one_endpoint: str
     credentials: Credentials
     credentials_origin: str
-    one_verify: bool | str = True
-    one_timeout: float = 30.0
+    one_verify: bool | str | None = None
+    one_timeout: float | None = None
 
     def build(self) -> Site:
         """A :class:`~ceph_failback.failback.Site` for this site (connects lazily)."""
@@ -316,7 +318,7 @@ def _site(r: _Reader, letter: str, raw: Mapping[str, Any]) -> SiteConfig:
         where = f"{key}.one_endpoint" if endpoint_raw else f"{key}.one_endpoint (not set)"
         raise r.error(where, exc.message, site=name, hint=exc.hint) from None
 
-    verify: bool | str = True
+    verify: bool | str | None = None
     if "one_verify" in raw:
         v = raw["one_verify"]
         if isinstance(v, bool):
@@ -328,7 +330,7 @@ def _site(r: _Reader, letter: str, raw: Mapping[str, Any]) -> SiteConfig:
         else:
             raise r.error(f"{key}.one_verify", f"must be true, false or the path of a CA bundle, "
                           f"not {_type_name(v)}", site=name)
-    timeout = r.seconds(raw, key, "one_timeout", site=name) or 30.0
+    timeout = r.seconds(raw, key, "one_timeout", site=name)
 
     auth = r.string(raw, key, "one_auth", required=False, site=name)
     credentials, origin = _credentials(r, key, name, auth)
@@ -338,16 +340,14 @@ def _site(r: _Reader, letter: str, raw: Mapping[str, Any]) -> SiteConfig:
 
 
 def _credentials(r: _Reader, key: str, site: str, auth: str | None) -> tuple[Credentials, str]:
-    """The site's credentials: the ``one_auth`` file, else ``$ONE_AUTH``, else
-    ``~/.one/one_auth`` (the OpenNebula CLI's order)."""
+    """The site's credentials: the ``one_auth`` file, else as the OpenNebula CLI looks for them
+    (``$ONE_AUTH``, ``~/.one/one_auth``, ``/var/lib/one/.one/one_auth``)."""
     if auth is None:
         try:
-            creds = resolve_credentials(None, site=site)
+            return find_credentials(None, site=site)
         except ConfigurationError as exc:
             raise r.error(f"{key}.one_auth (not set)", exc.message, site=site,
                           hint=exc.hint) from None
-        env = os.environ.get("ONE_AUTH")
-        return creds, f"{env} (ONE_AUTH)" if env else "~/.one/one_auth"
     path = Path(r.path_value(auth))
     try:
         text = path.read_text(encoding="utf-8")

@@ -34,7 +34,13 @@ from ..errors import (
 )
 from ..waiting import Judgement, Verdict, wait_until
 from ._client import call_xml, make_client, translate_error
-from .config import Credentials, resolve_credentials, resolve_endpoint
+from .config import (
+    Credentials,
+    resolve_credentials,
+    resolve_endpoint,
+    resolve_timeout,
+    resolve_verify,
+)
 from .records import (
     VM,
     Datastore,
@@ -97,15 +103,19 @@ class OpenNebulaSite:
 
     Args:
         name: the site's name, used in every log line and error.
-        endpoint: oned's XML-RPC URL (``https://host:2633/RPC2``); default ``$ONE_XMLRPC``.
-            Must start with ``http://`` or ``https://``.
+        endpoint: oned's XML-RPC URL (``https://host:2633/RPC2``); default ``$ONE_XMLRPC``, else
+            ``~/.one/one_endpoint``, else ``/var/lib/one/.one/one_endpoint``. Must start with
+            ``http://`` or ``https://``.
         credentials: ``"user:password"`` (or a :class:`Credentials`); default the file named by
-            ``$ONE_AUTH``, else ``~/.one/one_auth``.
-        verify: https certificate verification: True (default), False (logs a warning), or the
-            path of a CA bundle to verify against. An ``http://`` endpoint has nothing to verify;
+            ``$ONE_AUTH``, else ``~/.one/one_auth``, else ``/var/lib/one/.one/one_auth``.
+        verify: https certificate verification: True, False (logs a warning, once per endpoint),
+            or the path of a CA bundle to verify against; default: off if
+            ``$ONE_DISABLE_SSL_VERIFY`` is set, else the system's CAs plus those in
+            ``$ONE_CERT_DIR`` if set, else on. An ``http://`` endpoint has nothing to verify;
             one that is not on loopback logs a warning (credentials sent in clear text).
-        timeout: seconds each XML-RPC call may take to connect and between bytes of the answer.
-            It applies to this site's calls only: the process-wide socket default is untouched.
+        timeout: seconds each XML-RPC call may take to connect and between bytes of the answer
+            (default ``$ONE_XMLRPC_TIMEOUT``, else 30). It applies to this site's calls only:
+            the process-wide socket default is untouched.
         poll_interval: seconds between two state reads while waiting for a VM.
 
     Raises:
@@ -118,14 +128,12 @@ class OpenNebulaSite:
         endpoint: str | None = None,
         *,
         credentials: str | Credentials | None = None,
-        verify: bool | str = True,
-        timeout: float = 30.0,
+        verify: bool | str | None = None,
+        timeout: float | None = None,
         poll_interval: float = 1.0,
     ) -> None:
         if not name:
             raise ConfigurationError("a site needs a name (e.g. 'site-b')")
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be positive, not {timeout!r}", site=name)
         if poll_interval <= 0:
             raise ConfigurationError(
                 f"poll_interval must be positive, not {poll_interval!r}", site=name
@@ -133,18 +141,11 @@ class OpenNebulaSite:
         self._name = name
         self._endpoint = resolve_endpoint(endpoint, site=name)
         self._credentials = resolve_credentials(credentials, site=name)
-        self._timeout = float(timeout)
+        self._timeout = resolve_timeout(timeout, site=name)
         self._poll_interval = float(poll_interval)
+        verify = resolve_verify(verify, self._endpoint, site=name)
         parts = urlsplit(self._endpoint)
-        if parts.scheme.lower() == "https":
-            if verify is False:
-                log.warning(
-                    "%s: TLS certificate verification is turned OFF for %s: anyone on the path "
-                    "can impersonate oned and read the credentials",
-                    name,
-                    self._endpoint,
-                )
-        elif not _is_loopback(parts.hostname or ""):
+        if parts.scheme.lower() != "https" and not _is_loopback(parts.hostname or ""):
             # Plain http: there is no certificate to verify (``verify`` does not apply).
             log.warning(
                 "%s: %s is plain http: the OpenNebula credentials and every answer cross the "

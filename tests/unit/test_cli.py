@@ -227,7 +227,7 @@ def test_valid_config_is_parsed_and_resolved(tmp_path: Path) -> None:
     assert b.ceph.client == "client.admin" and b.ceph.keyring is None
     assert a.one_endpoint == "https://one-a.example:2633/RPC2"
     assert a.one_verify == str(tmp_path / "a.conf") and a.one_timeout == 12
-    assert b.one_verify is False and b.one_timeout == 30
+    assert b.one_verify is False and b.one_timeout is None  # None: $ONE_XMLRPC_TIMEOUT, else 30
     assert a.credentials.user == "oneadmin" and a.credentials.password == PASSWORD
     assert b.credentials.user == "operator"  # first non-empty line, stripped
     assert cfg.timeouts.resync == 7200 and cfg.timeouts.poll == 0.5

@@ -17,7 +17,7 @@ import pytest
 
 from ceph_failback.cli import main
 from ceph_failback.config import SiteConfig, load_config
-from ceph_failback.errors import OpenNebulaConnectionError
+from ceph_failback.errors import ConfigurationError, OpenNebulaConnectionError
 from ceph_failback.lab.oned import OnedStandIn
 from ceph_failback.opennebula import OpenNebulaSite
 
@@ -26,8 +26,9 @@ from .test_cli import Fake, write_config
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("ONE_AUTH", raising=False)
-    monkeypatch.delenv("ONE_XMLRPC", raising=False)
+    for name in ("ONE_AUTH", "ONE_XMLRPC", "ONE_DISABLE_SSL_VERIFY", "ONE_CERT_DIR",
+                 "ONE_XMLRPC_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
@@ -68,10 +69,11 @@ def verification_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_verification_is_on_by_default(oned: OnedStandIn, tmp_path: Path) -> None:
-    assert inspect.signature(OpenNebulaSite).parameters["verify"].default is True
-    assert inspect.signature(SiteConfig).parameters["one_verify"].default is True
+    # None: as the OpenNebula clients' environment says, which is "on" when it says nothing.
+    assert inspect.signature(OpenNebulaSite).parameters["verify"].default is None
+    assert inspect.signature(SiteConfig).parameters["one_verify"].default is None
     config = write_config(tmp_path)  # site A sets no one_verify
-    assert load_config(config).site_a.one_verify is True
+    assert load_config(config).site_a.one_verify is None
     transport = site(oned)._client._ServerProxy__transport
     assert transport.https_verify is True
 
@@ -161,3 +163,34 @@ def test_http_endpoints_have_no_tls_to_turn_off(caplog: pytest.LogCaptureFixture
     message = record.getMessage()
     assert "site-r" in message and "plain http" in message and "unencrypted" in message
     assert "verification" not in message
+
+
+# -- the OpenNebula clients' environment (issue 13: the usual client conventions) ---------------
+
+
+def test_one_disable_ssl_verify_turns_it_off_and_says_so_once(
+        oned: OnedStandIn, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("ONE_DISABLE_SSL_VERIFY", "yes")
+    first, second = site(oned), site(oned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning on each call
+        assert first.version() == "7.4.0" and second.vms() == []
+    assert len(verification_warnings(caplog)) == 1  # once for the endpoint, not per site/call
+    # An explicit verify wins over the environment.
+    with pytest.raises(OpenNebulaConnectionError, match="failed verification"):
+        site(oned, verify=True).version()
+
+
+def test_one_cert_dir_adds_the_site_s_ca(oned: OnedStandIn, certificate: tuple[Path, Path],
+                                         tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cert_dir = tmp_path / "certs"
+    cert_dir.mkdir()
+    shutil.copy(certificate[0], cert_dir / "site-b.crt")
+    monkeypatch.setenv("ONE_CERT_DIR", str(cert_dir))
+    assert site(oned).version() == "7.4.0"
+    monkeypatch.setenv("ONE_CERT_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match="ONE_CERT_DIR"):
+        site(oned)

@@ -38,8 +38,9 @@ PASSWORD = "s3cr3t-Pa55word"
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The developer's own ONE_* settings and ~/.one must not leak into these tests.
-    monkeypatch.delenv("ONE_XMLRPC", raising=False)
-    monkeypatch.delenv("ONE_AUTH", raising=False)
+    for name in ("ONE_XMLRPC", "ONE_AUTH", "ONE_XMLRPC_TIMEOUT", "ONE_DISABLE_SSL_VERIFY",
+                 "ONE_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
@@ -130,11 +131,52 @@ def test_credentials_argument_wins_over_one_auth(oned, tmp_path, monkeypatch):
 
 def test_missing_one_auth_file_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("ONE_AUTH", str(tmp_path / "nope"))
-    with pytest.raises(ConfigurationError, match="nope.*does not exist"):
+    with pytest.raises(ConfigurationError, match="none of .*nope \\(from ONE_AUTH\\), .*exists"):
         OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2")
     monkeypatch.delenv("ONE_AUTH")
-    with pytest.raises(ConfigurationError, match=r"\.one/one_auth does not exist"):
+    with pytest.raises(ConfigurationError, match=r"none of .*\.one/one_auth, "
+                       r"/var/lib/one/\.one/one_auth exists"):
         OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2")
+
+
+def test_the_opennebula_clients_order_for_credentials(oned, tmp_path, monkeypatch, caplog):
+    # src/oca/ruby/opennebula/lib/client.rb: $ONE_AUTH if it is a file, else ~/.one/one_auth,
+    # else /var/lib/one/.one/one_auth.
+    import ceph_failback.opennebula.config as config
+
+    oneadmin = tmp_path / "var-lib-one-auth"
+    oneadmin.write_text(f"oneadmin:{PASSWORD}\n")
+    monkeypatch.setattr(config, "AUTH_FILES", (config.DEFAULT_AUTH_FILE, oneadmin))
+    assert OpenNebulaSite("site-b", oned.endpoint).version() == "7.4.0"
+    home = tmp_path / "home" / ".one" / "one_auth"
+    home.parent.mkdir(parents=True)
+    home.write_text("someone:else")
+    assert OpenNebulaSite("site-b", oned.endpoint).user == "someone"
+    monkeypatch.setenv("ONE_AUTH", str(tmp_path / "typo"))  # not a file: the next one serves
+    caplog.set_level(logging.WARNING)
+    assert OpenNebulaSite("site-b", oned.endpoint).user == "someone"
+    assert OpenNebulaSite("site-b", oned.endpoint).user == "someone"
+    said = [r.getMessage() for r in caplog.records if "ONE_AUTH names" in r.getMessage()]
+    assert len(said) == 1 and "typo" in said[0]
+
+
+def test_the_opennebula_clients_order_for_the_endpoint_and_timeout(oned, tmp_path, monkeypatch):
+    with pytest.raises(ConfigurationError, match="one_endpoint"):
+        OpenNebulaSite("site-b", credentials=oned.session)
+    endpoint_file = tmp_path / "home" / ".one" / "one_endpoint"
+    endpoint_file.parent.mkdir(parents=True)
+    endpoint_file.write_text(oned.endpoint + "\n")
+    site = OpenNebulaSite("site-b", credentials=oned.session)
+    assert site.endpoint == oned.endpoint and site.version() == "7.4.0"
+    monkeypatch.setenv("ONE_XMLRPC", "http://127.0.0.1:1/RPC2")  # the variable wins
+    assert OpenNebulaSite("site-b", credentials=oned.session).endpoint.endswith(":1/RPC2")
+    assert site.timeout == 30
+    monkeypatch.setenv("ONE_XMLRPC_TIMEOUT", "7")
+    assert OpenNebulaSite("site-b", credentials=oned.session).timeout == 7
+    assert OpenNebulaSite("site-b", credentials=oned.session, timeout=3).timeout == 3
+    monkeypatch.setenv("ONE_XMLRPC_TIMEOUT", "soon")
+    with pytest.raises(ConfigurationError, match="ONE_XMLRPC_TIMEOUT='soon'"):
+        OpenNebulaSite("site-b", credentials=oned.session)
 
 
 def test_malformed_credentials_are_not_quoted(tmp_path, monkeypatch):
