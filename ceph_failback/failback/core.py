@@ -299,6 +299,9 @@ class Failback:
                 holder = self._pool_lock.acquire()
                 self.journal.reload()
                 self._scope.cached = None
+                # Whatever happened while the lock was free (another failback, a failover, a
+                # VM started by hand) is checked again before the next step.
+                self._checked = False
                 self.ledger.write(Step.RUN, Mark.LOCKED, holder=str(holder),
                                   cookie=holder.cookie)
             self._lock_depth += 1
@@ -427,8 +430,9 @@ class Failback:
     def check(self) -> Plan:
         """:meth:`plan`, raising :class:`SafetyError` if any blocker is not waived.
 
-        :meth:`run` starts with it; the first step method called on this object calls it too
-        (once), so the steps called one by one keep the same rules."""
+        :meth:`run` starts with it; a step method called by itself calls it too, each time it
+        takes the lock (once for several steps inside ``with fb.locked():``), so the steps
+        called one by one keep the same rules, on the sites as they are then."""
         plan = self.plan()
         if not plan.ok:
             raise SafetyError(
@@ -441,7 +445,7 @@ class Failback:
     def _begin(self) -> None:
         if not self._checked:
             # The step methods called one by one keep the plan's rules too (a VM running on A,
-            # an image used twice, a clone disk...): the first step of this object checks.
+            # an image used twice, a clone disk...): checked at each taking of the lock.
             self.check()
         self._scope.record(self.pool_b())
 

@@ -152,7 +152,8 @@ class Ledger:
         j = self.journal
         resync_done = j.last(step=Step.RESYNC_A, event=Mark.DONE, target=t)
         resync_intent = j.last(step=Step.RESYNC_A, event=Mark.INTENT, target=t)
-        attempted = resync_done or resync_intent
+        attempted = max((r for r in (resync_done, resync_intent) if r is not None),
+                        key=lambda r: r.time, default=None)
         proof = j.last(event=Mark.OBSERVED, target=t)
         promoted = j.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
         return ImageHistory(
@@ -160,9 +161,10 @@ class Ledger:
             demoted_a=self._has(Step.DEMOTE_A, Mark.DONE, t),
             resync_attempted_at=attempted.time if attempted is not None else None,
             resync_requested_at=resync_done.time if resync_done is not None else None,
-            # A proof counts only if it is newer than the last resync requested: a resync
-            # recreates the image, and what was proven of the old one says nothing of the new.
-            proven=proof is not None and (resync_done is None or proof.time >= resync_done.time),
+            # A proof counts only if it is newer than the last resync this failback asked for
+            # (even one whose outcome went unrecorded): a resync recreates the image, and what
+            # was proven of the old one says nothing of the new.
+            proven=proof is not None and (attempted is None or proof.time >= attempted.time),
             demote_b_attempted=self.attempted(Step.DEMOTE_B, t),
             promoted_at=promoted.ts if promoted is not None else None,
         )

@@ -45,6 +45,8 @@ __all__ = [
     "writer_on_b",
     "resumed_by_us",
     "history_on_b",
+    "recorded_history",
+    "unreadable_disks",
     "not_primary_on_a",
 ]
 
@@ -382,6 +384,35 @@ def history_on_b(vm: VM, history: VMHistory, *, paired_by_hand: bool = False) ->
     explicitly (``paired_by_hand``: a VM ended by hand, e.g. ``onevm recover --delete`` of a VM
     whose host was lost)."""
     return vm.is_done and not history.terminate_attempted and not paired_by_hand
+
+
+def recorded_history(vm: VM, history: VMHistory, names: Names, *,
+                     paired_by_hand: bool = False) -> Refusal | None:
+    """Rule ``dr-history`` for a scope recorded in the journal: a pair whose VM on B is history
+    (:func:`history_on_b`) stops the failback. A journal begun by an earlier version of this
+    tool may have recorded such a pair; trusting it would resync A from an old copy."""
+    if not history_on_b(vm, history, paired_by_hand=paired_by_hand):
+        return None
+    return Refusal("dr-history", f"the journal's scope pairs VM {vm.id} on {names.site_b}, which "
+                   "is DONE and was not terminated by this failback: it is history (an earlier "
+                   "DR test's or failback's VM); failing back from it could resync "
+                   f"{names.site_a} from an old copy", site=names.site_b,
+                   hint=f"start this failback with a new journal; if VM {vm.id} was ended by hand "
+                        f"during this failback, pair it explicitly (--pair {vm.id}:<VM id on A>)")
+
+
+def unreadable_disks(vm: VM, names: Names, site: str) -> Refusal | None:
+    """Rule ``unresolved-disk``: a VM this failback stops or resumes has a Ceph disk whose RBD
+    image cannot be named (:attr:`~ceph_failback.opennebula.VM.unreadable`): it could be a clone
+    that terminate deletes, or an image of the pool left out of the failback. Not waivable (the
+    waivable ``unreadable-disk`` blocker is for the VMs outside the scope)."""
+    if not vm.unreadable or vm.is_done:
+        return None
+    return Refusal("unresolved-disk", f"VM {vm.id} on {site} has disks whose RBD image cannot be "
+                   f"named ({'; '.join(vm.unreadable)}): this failback will not stop or resume "
+                   "it", site=site,
+                   hint="fix the disk's attributes in oned, or leave the VM out of the scope "
+                        "(vms=) and fail it back by hand")
 
 
 def resumed_by_us(history: VMHistory) -> bool:

@@ -16,7 +16,7 @@ from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
 from .ledger import Ledger, Mark, Step, image_target, vm_target
 from .plan import Blocker, unique
-from .safety import history_on_b, resumed_by_us
+from .safety import Names, history_on_b, recorded_history, resumed_by_us
 
 if TYPE_CHECKING:
     from ..ceph.seams import MirrorSide
@@ -202,6 +202,14 @@ class ScopeReader:
                                         waivable=f.kind.value in WAIVABLE))
             else:
                 warnings.append(str(f))
+        if self.ledger.scope() is not None:
+            names = Names(self.site_a.name, self.site_b.name, self.pool)
+            for p in scope.pairs:
+                stale = recorded_history(p.vm_b, self.ledger.vm(self.site_b.name, p.vm_b.id),
+                                         names, paired_by_hand=p.vm_b.id in self.explicit_pairs)
+                if stale is not None:
+                    blockers.append(Blocker(stale.kind, vm_target(self.site_b.name, p.vm_b.id),
+                                            stale.message))
         if self.vm_filter is not None:
             for vm_id in dict.fromkeys(self.vm_filter):
                 if not any(p.vm_b.id == vm_id for p in scope.pairs):

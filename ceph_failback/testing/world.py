@@ -148,11 +148,12 @@ class MemoryWorld:
     def disaster(self, kind: Literal["unplanned", "planned"] = "unplanned", *,
                  new_data: bytes | None = None, vms: Iterable[MemoryVM] | None = None,
                  persistent_on_b: bool = True, state_b: str = "RUNNING",
-                 ssh_b: bool = False) -> None:
+                 ssh_b: bool = False, extra_b: Iterable[int] = ()) -> None:
         """Fail over to B: A's VMs powered off, the images primary on B (forced for an unplanned
         disaster, after A's demotion for a planned one), registered in B's OpenNebula, and VMs
         running there from them (in ``state_b``: ``"UNKNOWN"`` for a VM whose host oned lost;
-        in B's ssh system datastore when ``ssh_b``);
+        in B's ssh system datastore when ``ssh_b``; with B's images ``extra_b`` as further
+        disks);
         ``new_data`` written on B. ``persistent_on_b=False`` registers non-persistent images
         (B's VMs then use clones, which a failback must refuse)."""
         chosen = list(vms) if vms is not None else list(self.vms)
@@ -170,6 +171,7 @@ class MemoryWorld:
                                          source=f"{self.pool}/{img}") for img in vm.images]
             if vm.cdrom and self._cdrom is not None:
                 ids.append(self._cdrom[1])
+            ids += list(extra_b)
             if vm.elsewhere:
                 ids.append(self.oned_b.add_image(
                     f"{vm.name}-{vm.elsewhere}", persistent=True,

@@ -571,3 +571,73 @@ def test_a_vm_on_b_in_a_failure_state_with_host_copies_is_refused(
     refusal = {b.kind: b for b in plan.blockers}["host-copy-on-b"]
     assert refusal.target == f"vm:site-b:{db.vm_b}" and "BOOT_FAILURE" in refusal.message
     assert world.oned_b.vm_state(db.vm_b) == ("ACTIVE", "BOOT_FAILURE")
+
+
+def test_an_interrupted_resync_then_a_second_interruption_after_demote_b(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    # Run 1 dies between its resync intent and the done record (the request reached librbd);
+    # run 2 proves the image, stops the VM on B, demotes B and dies before step 5; run 3 must
+    # neither resync again (B is not primary any more) nor wait: it promotes.
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW)
+    (vm,) = world.vms
+    image = vm.images[0]
+    path = tmp_path / "j.jsonl"
+    first = world.failback(path)
+    first.demote_site_a()
+    Journal(path).write("resync_a", "intent", f"image:{image}")
+    world.ceph.resync("site-a", image)
+    second = world.failback(path)
+    second.break_lock()
+    with second.locked():
+        second.resync_site_a()
+        second.terminate_site_b()
+        second.demote_site_b()
+    third = world.failback(path)
+    plan = third.plan()
+    action = plan.images[0].action("resync_a")
+    assert action is not None and not action.do, plan
+    assert third.run().complete
+    assert_failed_back(world, [image])
+    assert len([c for c in world.ceph.calls if c[1] == "resync"]) == 1  # never twice
+
+
+def test_a_journal_that_recorded_dr_history_as_a_pair_is_refused(world: MemoryWorld,
+                                                                  tmp_path: Path) -> None:
+    # A journal begun by an earlier version of this tool recorded a scope pairing A's VM with
+    # B's DONE VM of an earlier DR test (history). Trusting it would resync A from B's old copy.
+    world.add_vm("db")
+    world.disaster("planned", new_data=NEW)
+    assert world.failback(tmp_path / "dr-test.jsonl").run().complete
+    (vm,) = world.vms
+    image = vm.images[0]
+    world.ceph.stop_daemon("site-b")
+    world.ceph.write("site-a", image, b"written on A after the DR test")
+    world.site("a").one.poweroff(vm.vm_a, timeout=5)
+    world.ceph.failover([image], planned=False)
+    world.ceph.start_daemon("site-b")
+    old = Journal(tmp_path / "old.jsonl", run="old-release")
+    old.write("run", "scope", pool="one", images=[image],
+              pairs=[{"vm_a": vm.vm_a, "vm_b": vm.vm_b, "images": [image], "explicit": False}])
+    fb = world.failback(tmp_path / "old.jsonl")
+    assert ("dr-history", f"vm:site-b:{vm.vm_b}") in {(b.kind, b.target)
+                                                       for b in fb.plan().unwaived}
+    with pytest.raises(SafetyError, match="dr-history"):
+        fb.run()
+    assert world.ceph.data("site-a", image) == b"written on A after the DR test"
+
+
+def test_a_vm_in_scope_with_an_unreadable_disk_is_never_stopped(world: MemoryWorld,
+                                                                tmp_path: Path) -> None:
+    # Waiving unreadable-disk is for VMs outside the scope: a VM this failback would stop may
+    # have a clone behind its unreadable disk (terminate would delete it on both sites).
+    odd = world.oned_b.add_image("odd", persistent=False, source="one-77")
+    world.add_vm("db")
+    world.disaster("unplanned", new_data=NEW, extra_b=[odd])
+    (vm,) = world.vms
+    fb = world.failback(tmp_path / "j.jsonl", waive=["unreadable-disk"])
+    unwaived = {(b.kind, b.target) for b in fb.plan().unwaived}
+    assert ("unresolved-disk", f"vm:site-b:{vm.vm_b}") in unwaived
+    with pytest.raises(SafetyError, match="unresolved-disk"):
+        fb.run()
+    assert world.oned_b.vm_state(vm.vm_b) == ("ACTIVE", "RUNNING")

@@ -12,7 +12,7 @@ from ...ceph.status import MirrorImageInfo
 from ...opennebula.mapping import Pair
 from ...opennebula.records import VM
 from ..ledger import Step, vm_target
-from ..safety import Names, Refusal, host_copy_on_a, not_primary_on_a
+from ..safety import Names, Refusal, host_copy_on_a, not_primary_on_a, unreadable_disks
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.RESUME_A
@@ -23,9 +23,9 @@ def decide(vm_a: VM, images: Sequence[str], infos_a: Mapping[str, MirrorImageInf
     """Step 6's decision for one VM on A."""
     if vm_a.is_running:
         return Decision.skip("already RUNNING")
-    copies = host_copy_on_a(vm_a, names)
-    if copies is not None:
-        return Decision.refuse(copies)
+    refusal = unreadable_disks(vm_a, names, names.site_a) or host_copy_on_a(vm_a, names)
+    if refusal is not None:
+        return Decision.refuse(refusal)
     not_primary = not_primary_on_a(images, dict(infos_a))
     if not_primary:
         return Decision.refuse(Refusal("resume-order", f"images {not_primary} are not primary "

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ...ceph.status import MirrorStatus
-from ...errors import FailbackError, WaitFailedError
+from ...errors import FailbackError, ImageNotFoundError, WaitFailedError
 from ..events import EventKind
 from ..ledger import ImageHistory, Step, image_target
 from ..safety import (
@@ -46,6 +46,16 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
         if history.proven:
             return Decision.skip("resynced by this failback, replaying from B")
         return Decision.wait("resync requested by this failback: waiting until it replays")
+    if history.proven:
+        # Proven after the last resync this failback asked for, even an interrupted one.
+        return Decision.skip("seen replaying from B by this failback")
+    if not view.primary_b:
+        # Before anything that could resync: never resync when B is not the primary.
+        if history.demote_b_attempted:
+            return Decision.skip("B already demoted by this failback")
+        refusal = only_current_copy(view, names)
+        assert refusal is not None
+        return Decision.refuse(refusal)
     if history.resync_interrupted:
         # Whether the request reached librbd is unknown: the status decides (a resync under way
         # replays; one never requested stays split-brained), so none is requested twice.
@@ -53,14 +63,6 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
     if view.primary_a:
         return Decision.refuse(Refusal("still-primary-on-a", "still primary on A: demote it "
                                        "first (step 1)", site=names.site_a))
-    if not view.primary_b:
-        if history.demote_b_attempted:
-            return Decision.skip("B already demoted by this failback")
-        refusal = only_current_copy(view, names)
-        assert refusal is not None
-        return Decision.refuse(refusal)
-    if history.proven:
-        return Decision.skip("seen replaying from B by this failback")
     if history.demoted_a:
         return Decision.do("A was primary (diverged): resync from B")
     if needs_resync(view.status_a):
@@ -119,12 +121,27 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
             to_resync.append(name)
         else:
             to_settle.append(name)
+    undecided = []
     for name, proof in settle(ctx, to_settle).items():
         if proof is None:
-            to_resync.append(name)
+            undecided.append(name)
         else:
             ctx.ledger.prove(name, f"{proof} before the failback")
             rec.skip(image_target(name), f"already {proof}")
+    # An interrupted request that did reach librbd shows up late: rbd-mirror moves the image to
+    # the trash when it next checks the image's state, after the settle limit perhaps. Gone
+    # from A now: it is being recreated, and is waited for, never requested again.
+    present = pa.infos(undecided) if undecided else {}
+    interrupted: dict[str, float] = {}  # image -> when its unrecorded request was made
+    for name in undecided:
+        history = ctx.ledger.image(name)
+        if history.resync_interrupted:
+            assert history.resync_attempted_at is not None
+            interrupted[name] = history.resync_attempted_at
+            if present.get(name) is None:
+                waiting[name] = interrupted[name]
+                continue
+        to_resync.append(name)
     now = time.time()
     for name in to_resync:
         rec.intent(image_target(name))
@@ -132,6 +149,9 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
         if r.ok:
             rec.done(image_target(name), "resync requested on A")
             waiting[name] = now
+        elif name in interrupted and isinstance(r.error, ImageNotFoundError):
+            # Gone between the check and the request: the earlier request is being carried out.
+            waiting[name] = interrupted[name]
         else:
             assert r.error is not None
             rec.fail(image_target(name), r.error)

@@ -23,6 +23,7 @@ from ..safety import (
     saved_memory_on_b,
     takeover_unready,
     unknown_on_b,
+    unreadable_disks,
     unsafe_disks,
 )
 from ..waits import MIRRORED, Mirrored
@@ -40,6 +41,9 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
     ``waived``: the waivable rule kinds the caller waived)."""
     if vm_b.is_done:
         return Decision.skip("already DONE")
+    unresolved = unreadable_disks(vm_b, names, names.site_b)
+    if unresolved is not None:
+        return Decision.refuse(unresolved)
     unsafe = unsafe_disks(vm_b)
     if unsafe:
         return Decision.refuse(Refusal(
