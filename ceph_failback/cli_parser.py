@@ -19,8 +19,9 @@ exit codes:
   4  interrupted (Ctrl-C, SIGTERM): `resume` continues from the journal
   5  a site cannot be reached, or refused the credentials or the Ceph client's capabilities
 
-OpenNebula credentials: the site's one_auth file, else $ONE_AUTH, else ~/.one/one_auth;
-endpoint: the site's one_endpoint, else $ONE_XMLRPC.
+OpenNebula credentials: the site's one_auth file, else $ONE_AUTH, ~/.one/one_auth,
+/var/lib/one/.one/one_auth; endpoint: the site's one_endpoint, else $ONE_XMLRPC,
+~/.one/one_endpoint; also $ONE_XMLRPC_TIMEOUT, $ONE_DISABLE_SSL_VERIFY, $ONE_CERT_DIR.
 """
 
 

@@ -10,10 +10,10 @@
    ceph_conf = "/etc/ceph/site-a.conf"
    ceph_client = "client.failback"                # optional, default client.admin
    ceph_keyring = "/etc/ceph/site-a.client.failback.keyring"   # optional
-   one_endpoint = "https://one-a.example:2633/RPC2"            # optional: $ONE_XMLRPC
-   one_auth = "/root/.one/site-a.auth"            # optional: $ONE_AUTH, else ~/.one/one_auth
-   one_verify = true                              # optional: true, false or a CA bundle path
-   one_timeout = 30                               # optional: seconds per XML-RPC call
+   one_endpoint = "https://one-a.example:2633/RPC2"            # optional: $ONE_XMLRPC, ~/.one/one_endpoint
+   one_auth = "/root/.one/site-a.auth"            # optional: $ONE_AUTH, ~/.one/one_auth
+   one_verify = true                              # optional: see docs/configuration.rst
+   one_timeout = 30                               # optional (default: $ONE_XMLRPC_TIMEOUT, else 30)
 
    [site.b]                                       # the site the VMs run on now
    name = "site-b"

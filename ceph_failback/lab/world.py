@@ -66,6 +66,7 @@ class World:
                                   delete_rbd_image=self._deleter("b"), users=users)
         self.vms: list[VMPair] = []
         self._sites: list[Site] = []
+        self._other_pools: dict[str, int] = {}
 
     def _deleter(self, which: str):  # type: ignore[no-untyped-def]
         def delete(pool: str, image: str) -> None:
@@ -110,8 +111,10 @@ class World:
     # -- building the world ----------------------------------------------------------------
 
     def add_vm(self, name: str, *, disks: int = 1, size: int = 4 << 20,
-               data: bytes | None = None, state_a: str = "RUNNING") -> VMPair:
-        """Create, on site A, ``disks`` persistent images with data and a VM using them."""
+               data: bytes | None = None, state_a: str = "RUNNING",
+               ssh: bool = False) -> VMPair:
+        """Create, on site A, ``disks`` persistent images with data and a VM using them (in
+        the ssh system datastore, which runs it on host copies of its images, when ``ssh``)."""
         ids = []
         images = []
         for _ in range(disks):
@@ -121,7 +124,8 @@ class World:
             self.lab.create_image(rbd_name, size, data=data or f"{name}:{rbd_name}\n".encode())
             ids.append(image_id)
             images.append(rbd_name)
-        vm_a = self.oned_a.add_vm(name, disks=ids, state=state_a)
+        vm_a = self.oned_a.add_vm(name, disks=ids, state=state_a,
+                                  system_datastore_id=0 if ssh else 101)
         pair = VMPair(name, vm_a, None, tuple(images))
         self.vms.append(pair)
         return pair
@@ -144,13 +148,18 @@ class World:
         self.lab.wait_replicated(self.all_images(), timeout=timeout)
 
     def disaster(self, kind: Disaster = "unplanned", *, new_data: bytes | None = None,
-                 vms: Iterable[VMPair] | None = None, persistent_on_b: bool = True) -> None:
+                 vms: Iterable[VMPair] | None = None, persistent_on_b: bool = True,
+                 state_b: str = "RUNNING", ssh_b: bool = False,
+                 elsewhere_b: str | None = None) -> None:
         """Fail over: A's VMs go to POWEROFF, the images become primary on B (forced for an
         unplanned disaster, after A's demotion for a planned one), B's copies are registered in
         B's OpenNebula and VMs created from them run there; ``new_data`` is written on B.
 
         ``persistent_on_b=False`` registers them as non-persistent images (a VM on B then uses
-        clones: the dangerous setup failback must refuse).
+        clones: the dangerous setup failback must refuse). ``state_b``: the state B's VMs are
+        in (``"SUSPENDED"``, ``"BOOT_FAILURE"``...); ``ssh_b``: they run in B's ssh system
+        datastore (on host copies); ``elsewhere_b``: each also has a persistent disk in that
+        other Ceph pool (registered in oned only).
         """
         chosen = list(vms) if vms is not None else list(self.vms)
         images = [i for p in chosen for i in p.images]
@@ -165,7 +174,15 @@ class World:
         for p in chosen:
             ids = [self.oned_b.add_image(f"{p.name}-{img}", persistent=persistent_on_b,
                                          source=f"{self.lab.pool}/{img}") for img in p.images]
-            vm_b = self.oned_b.add_vm(p.name, disks=ids, state="RUNNING")
+            if elsewhere_b:
+                ds = self._other_pools.get(elsewhere_b)
+                if ds is None:
+                    ds = self._other_pools[elsewhere_b] = self.oned_b.add_datastore(
+                        f"ceph_{elsewhere_b}", ceph_pool=elsewhere_b)
+                ids.append(self.oned_b.add_image(f"{p.name}-{elsewhere_b}", persistent=True,
+                                                 datastore_id=ds))
+            vm_b = self.oned_b.add_vm(p.name, disks=ids, state=state_b,
+                                      system_datastore_id=0 if ssh_b else 101)
             if not persistent_on_b:
                 # OpenNebula's ceph driver clones a non-persistent image for the VM:
                 # <source>-<vm id>-<disk id>, a new image in the mirrored pool on B.

@@ -347,3 +347,48 @@ def test_dr_history_on_b_is_never_paired(world: World, tmp_path: Path) -> None:
     fb.run()
     assert lab.checksum("a", image) == latest  # A's newer data was not resynced away
     assert lab.is_primary("a", image)
+
+
+# -- real OpenNebula topologies (issue 13 cases 2-4) --------------------------------------------
+
+TOPOLOGIES = {
+    # case: (the VM on A, the disaster, the blocker the plan must show)
+    "suspended-on-b": ({}, {"state_b": "SUSPENDED"}, "saved-memory-on-b"),
+    "ssh-on-a": ({"ssh": True}, {}, "host-copy-on-a"),
+    "ssh-failure-on-b": ({}, {"state_b": "BOOT_FAILURE", "ssh_b": True}, "host-copy-on-b"),
+    "disk-in-another-pool": ({}, {"elsewhere_b": "ssd"}, "other-pool-disk"),
+}
+
+
+def snapshot(world: World) -> dict[str, object]:
+    """Roles and checksums of every image on both sites, and every VM's state on both."""
+    lab = world.lab
+    return {
+        "images": {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i),
+                       lab.checksum("b", i)) for i in world.all_images()},
+        "vms": [(world.oned_a.vm_state(p.vm_a), world.oned_b.vm_state(p.vm_b))
+                for p in world.vms],
+    }
+
+
+@pytest.mark.parametrize("case", TOPOLOGIES)
+def test_real_topologies_are_refused_with_nothing_lost(world: World, tmp_path: Path,
+                                                       case: str) -> None:
+    vm_kw, disaster_kw, kind = TOPOLOGIES[case]
+    world.add_vm("topo", data=pattern(case, 1 << 20), **vm_kw)  # type: ignore[arg-type]
+    world.wait_replicated()
+    world.disaster("unplanned", new_data=pattern("on-b", 1 << 20),
+                   **disaster_kw)  # type: ignore[arg-type]
+    world.oned_b.wait_idle()
+    before = snapshot(world)
+    fb = make_failback(world, tmp_path / "j.jsonl")
+    assert kind in {b.kind for b in fb.plan().unwaived}
+    with pytest.raises(SafetyError, match=kind):
+        fb.run()
+    assert snapshot(world) == before  # refused before anything changed, on either site
+    if case == "suspended-on-b":
+        # Waivable: the operator knowingly discards the guest's saved memory.
+        expected = world.expected_checksums()
+        fb = make_failback(world, tmp_path / "j.jsonl", waive=["saved-memory-on-b"])
+        assert fb.run().complete
+        assert_failed_back(world, expected, fb)
