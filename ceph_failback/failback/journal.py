@@ -15,6 +15,7 @@ Secrets never reach the journal: records hold names, ids, states and timestamps 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JournalError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Journal", "Record"]
 
@@ -69,6 +72,7 @@ class Journal:
         self._records: list[Record] = []
         self._by_target: dict[str, list[Record]] = {}
         self._torn_at: int | None = None
+        self._read_size = 0
         self._needs_newline = False
         self._index(list(self._read()))
 
@@ -86,10 +90,11 @@ class Journal:
         except FileNotFoundError:
             return
         *complete, tail = data.split(b"\n")
+        self._read_size = len(data)
         for number, raw in enumerate(complete, 1):
             if not raw.strip():
                 continue
-            record = _parse(raw)
+            record = _parse(raw) or self._glued(raw, number)
             if record is None:
                 raise JournalError(
                     f"journal {self.path}: line {number} is not a journal record (only a torn "
@@ -104,6 +109,20 @@ class Journal:
             else:
                 self._needs_newline = True  # complete, only its newline was not written
                 yield record
+
+    def _glued(self, raw: bytes, number: int) -> Record | None:
+        """A complete record glued onto a torn one: what versions before 2026-12 wrote after a
+        crash mid-write (they appended to the torn line). The complete record is kept; the torn
+        one is lost (an intent, perhaps), which is said once."""
+        start = raw.rfind(_RECORD_START)
+        if start <= 0:
+            return None
+        record = _parse(raw[start:])
+        if record is not None:
+            log.warning("journal %s: line %d holds a torn record (a crash mid-write) followed "
+                        "by a complete one: the complete one is kept, the torn one is lost",
+                        self.path, number)
+        return record
 
     def reload(self) -> None:
         """Read the file again (another process may have appended to it)."""
@@ -127,6 +146,10 @@ class Journal:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
+                if self._torn_at is not None and os.fstat(fh.fileno()).st_size != self._read_size:
+                    # Someone wrote since the torn line was seen (and may have cut it off):
+                    # read again rather than cut at a stale offset.
+                    self._index(list(self._read()))
                 if self._torn_at is not None:
                     # A crash left half a line: appending to it would glue this record onto
                     # it, and both would be lost to every later read.
@@ -170,6 +193,10 @@ class Journal:
     def runs(self) -> list[str]:
         """The run ids in order of first appearance."""
         return list(dict.fromkeys(r.run for r in self.records))
+
+
+#: How every record's line starts (``json.dumps(..., sort_keys=True)``: ``data`` comes first).
+_RECORD_START = b'{"data": '
 
 
 def _parse(raw: bytes) -> Record | None:

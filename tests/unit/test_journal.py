@@ -83,3 +83,37 @@ def test_a_journal_written_before_the_ledger_reads_the_same(tmp_path: Path) -> N
     vm = ledger.vm("site-b", 3)
     assert vm.terminate_attempted and vm.mirrored and not vm.resume_attempted
     assert not ledger.image("one-2").proven
+
+
+def test_a_record_glued_onto_a_torn_one_by_an_earlier_version_is_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Before the torn line was cut off, the next record was appended to it: one line holding
+    # the torn record and a complete one. The complete one is kept, and the loss is said.
+    path = tmp_path / "j.jsonl"
+    Journal(path).write("resync_a", "done", "image:one-1")
+    with open(path, "a") as fh:
+        fh.write(TORN)
+    with open(path, "a") as fh:  # what the earlier version's next write did
+        fh.write(Journal(tmp_path / "other.jsonl").write("resync_a", "intent", "image:one-2")
+                 and (tmp_path / "other.jsonl").read_text())
+    Journal(path).write("demote_b", "done", "image:one-1")
+    assert events(path) == [("resync_a", "done", "image:one-1"),
+                            ("resync_a", "intent", "image:one-2"),
+                            ("demote_b", "done", "image:one-1")]
+    assert any("torn record" in r.getMessage() and "line 2" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_torn_line_cut_off_by_someone_else_is_not_cut_again(tmp_path: Path) -> None:
+    # Two writers of one journal (a run, and break_lock from another process): the second must
+    # not truncate at an offset it read before the first appended.
+    path = tmp_path / "j.jsonl"
+    Journal(path).write("resync_a", "done", "image:one-1")
+    with open(path, "a") as fh:
+        fh.write(TORN)
+    first, second = Journal(path), Journal(path)
+    first.write("run", "lock-broken")
+    first.write("resync_a", "intent", "image:one-2")
+    second.write("run", "locked")
+    assert events(path) == [("resync_a", "done", "image:one-1"), ("run", "lock-broken", ""),
+                            ("resync_a", "intent", "image:one-2"), ("run", "locked", "")]
