@@ -641,3 +641,31 @@ def test_a_vm_in_scope_with_an_unreadable_disk_is_never_stopped(world: MemoryWor
     with pytest.raises(SafetyError, match="unresolved-disk"):
         fb.run()
     assert world.oned_b.vm_state(vm.vm_b) == ("ACTIVE", "RUNNING")
+
+
+def test_a_failed_status_read_while_settling_fails_the_step_and_resyncs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A's status is read to decide whether a resync is needed; a read that fails is no answer
+    # (a resync is a full copy of the image, never a reaction to an error).
+    from ceph_failback.errors import CephConnectionError
+    from ceph_failback.testing.ceph import MemoryMirrorPool
+
+    with MemoryWorld(status_period=25) as world:
+        world.add_vm("db")
+        world.disaster("planned", new_data=NEW)
+        fb = world.failback(tmp_path / "j.jsonl")
+        fb.demote_site_a()
+        real = MemoryMirrorPool.statuses
+        calls = []
+
+        def flaky(self: MemoryMirrorPool, *args: Any, **kwargs: Any) -> Any:
+            if self.site_name == "site-a":
+                calls.append(1)
+                if len(calls) > 1:  # the step's first read works; the settle's fail
+                    raise CephConnectionError("mon timeout", site="site-a")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(MemoryMirrorPool, "statuses", flaky)
+        with pytest.raises(CephConnectionError):
+            fb.resync_site_a()
+        assert not [c for c in world.ceph.calls if c[1] == "resync"]

@@ -176,12 +176,11 @@ def settle(ctx: StepContext, names: Sequence[str]) -> dict[str, str | None]:
     def done(name: str, status: MirrorStatus, _: object) -> None:
         proofs[name] = replay_proof(status)  # None: split-brained
 
-    try:
-        REPLAY_PROOF.run(names, lambda pending: ctx.pool_a().statuses(pending),
-                         timeouts=ctx.timeouts, on_done=done,
-                         where={"site": ctx.site_a.name, "pool": ctx.pool})
-    except FailbackError:
-        pass  # undecided: resynced
+    # Undecided at the limit: resynced (REPLAY_PROOF does not need to finish). A failed read
+    # is no answer: it fails the step (a resync is a full copy, never a reaction to an error).
+    REPLAY_PROOF.run(names, lambda pending: ctx.pool_a().statuses(pending),
+                     timeouts=ctx.timeouts, on_done=done,
+                     where={"site": ctx.site_a.name, "pool": ctx.pool})
     return {name: proofs.get(name) for name in names}
 
 
