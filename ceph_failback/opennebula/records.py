@@ -24,6 +24,7 @@ __all__ = [
     "pool_elements",
     "vm_from_element",
     "SAFELY_STOPPED_STATES",
+    "TERMINATING_STATES",
 ]
 
 # LCM states newer than pyone's table (OpenNebula 7 include/VirtualMachine.h).
@@ -32,6 +33,10 @@ _EXTRA_LCM_STATES = {69: "BACKUP", 70: "BACKUP_POWEROFF", 71: "RESTORE"}
 #: VM states in which the guest is shut down and its disks are not written, and whose resume
 #: boots from the disks instead of restoring saved memory (see :attr:`VM.is_safely_stopped`).
 SAFELY_STOPPED_STATES = frozenset({"POWEROFF", "UNDEPLOYED"})
+
+#: LCM states of an ACTIVE VM whose terminate is under way (SHUTDOWN, then EPILOG; CLEANUP_DELETE
+#: for one terminated from a ``*_FAILURE`` state): not requested again, only waited for.
+TERMINATING_STATES = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
 
 
 def vm_state_name(value: int) -> str:

@@ -42,6 +42,7 @@ from .config import (
     resolve_verify,
 )
 from .records import (
+    TERMINATING_STATES,
     VM,
     Datastore,
     Image,
@@ -62,7 +63,7 @@ _ALL = -2
 
 # LCM states (of an ACTIVE VM) on the way to each goal. Being in one means the action is already
 # under way: it is not requested again (oned would refuse it anyway), only waited for.
-_TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
+_TERMINATING = TERMINATING_STATES
 _POWERING_OFF = frozenset({"SHUTDOWN_POWEROFF"})
 _RESUMING = frozenset(
     {

@@ -23,20 +23,17 @@ STEP = Step.DEMOTE_B
 
 def decide(view: ImageView, history: ImageHistory, users: Iterable[VM], names: Names) -> Decision:
     """Step 4's decision for one image (``users``: the VMs on B that use it, as read now)."""
-    if view.info_b is None:
-        return Decision.refuse(Refusal("image-missing", "not a mirrored image",
+    if view.info_b is None:  # the step reads B only: A's side is not in the view
+        return Decision.refuse(Refusal("image-missing", f"not a mirrored image on "
+                                       f"{names.site_b} (missing, or mirroring disabled)",
                                        site=names.site_b, missing=True))
     if not view.primary_b:
         return Decision.skip("already non-primary on B")
+    # Demoting B before A replays from B would leave A's old copy the only candidate for
+    # primary, and B's last writes split-brained: the same proof as the promote's.
     unproven = promote_proof(names, history)
     if unproven is not None:
-        # Demoting B before A replays from B would leave A's old copy the only candidate for
-        # primary, and B's last writes split-brained.
-        return Decision.refuse(Refusal(
-            "stale-promote", f"{names.site_a} has not been seen replaying it from "
-            f"{names.site_b} (steps 1 and 2): demoting B now could leave A's old copy as the one "
-            "to promote", site=names.site_b,
-            hint="run demote_site_a() and resync_site_a() first"))
+        return Decision.refuse(unproven)
     busy = writer_on_b(users, names)
     if busy is not None:
         return Decision.refuse(busy)

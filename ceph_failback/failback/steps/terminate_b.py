@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ...opennebula.mapping import Pair
-from ...opennebula.records import VM
+from ...opennebula.records import TERMINATING_STATES, VM
 from ..events import EventKind
 from ..ledger import ImageHistory, Mark, Step, vm_target
 from ..safety import (
@@ -32,7 +32,7 @@ from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, 
 STEP = Step.TERMINATE_B
 
 #: LCM states of a VM whose terminate is under way.
-TERMINATING = frozenset({"SHUTDOWN", "EPILOG", "CLEANUP_DELETE"})
+TERMINATING = TERMINATING_STATES
 
 
 def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Names,
