@@ -298,6 +298,7 @@ class _VM:
     busy: bool = False
     ignore_shutdown: bool = False
     shutdown_fails_after: float | None = None
+    shutdown_destroyed_after: float | None = None
     boot_fails: str | None = None
     # USER_TEMPLATE/ERROR: VirtualMachine::set_template_error_message, "<ctime>: <message>".
     error: str = ""
@@ -617,17 +618,25 @@ class OnedStandIn:
         """Fault: answer every call with an authentication failure (0x100)."""
         self._reject_credentials = reject
 
-    def ignore_shutdown(self, vm_id: int, *, fail_after: float | None = None) -> None:
+    def ignore_shutdown(self, vm_id: int, *, fail_after: float | None = None,
+                        destroy_after: float | None = None) -> None:
         """Fault: the guest of VM ``vm_id`` ignores ACPI shutdowns.
 
         A graceful terminate, poweroff or undeploy then stays in SHUTDOWN(_POWEROFF/_UNDEPLOY);
         with ``fail_after``, the driver gives up after that many seconds and the VM is back to
-        RUNNING, as oned does on a shutdown failure. The ``-hard`` actions still work.
+        RUNNING with ``USER_TEMPLATE/ERROR``, as oned does on a shutdown failure (kvmrc with
+        ``FORCE_DESTROY`` off); with ``destroy_after``, the driver destroys the domain after
+        that many seconds and the action goes on as if the guest had shut down (kvm's defaults:
+        ``SHUTDOWN_TIMEOUT=180``, ``FORCE_DESTROY=yes``; src/vmm_mad/remotes/kvm/shutdown and
+        scripts_common.sh ``force_shutdown``). The ``-hard`` actions still work.
         """
+        if fail_after is not None and destroy_after is not None:
+            raise ValueError("a shutdown either fails or ends in a destroy, not both")
         with self._lock:
             vm = self._vm(vm_id)
             vm.ignore_shutdown = True
             vm.shutdown_fails_after = fail_after
+            vm.shutdown_destroyed_after = destroy_after
 
     def fail_boot(self, vm_id: int, message: str = "error: Failed to create domain") -> None:
         """Fault: the next boot of VM ``vm_id`` from POWEROFF, SUSPENDED or UNKNOWN fails in the
@@ -1140,6 +1149,8 @@ class OnedStandIn:
         if hard:
             return [first, (d.cancel, *then[0][1:]), *then[1:]]
         if vm.ignore_shutdown:
+            if vm.shutdown_destroyed_after is not None:
+                return [first, (vm.shutdown_destroyed_after, *then[0][1:]), *then[1:]]
             if vm.shutdown_fails_after is None:
                 return [first]
             return [first, (vm.shutdown_fails_after, VmState.ACTIVE, LcmState.RUNNING, False,

@@ -351,6 +351,19 @@ def test_terminate_from_running_goes_shutdown_epilog_done(oned, call):
     assert int(info.findtext("ETIME", "")) > 0
 
 
+def test_kvm_s_force_destroy_ends_a_shutdown_the_guest_ignores(oned, call):
+    # kvmrc's defaults (SHUTDOWN_TIMEOUT=180, FORCE_DESTROY=yes): after the timeout the driver
+    # destroys the domain and reports success; the terminate goes on to EPILOG and DONE.
+    vm = oned.add_vm(state="RUNNING")
+    oned.ignore_shutdown(vm, destroy_after=0.05)
+    act(call, "terminate", vm)
+    wait_for(oned, vm, "DONE")
+    assert oned.transitions(vm) == ["RUNNING", "SHUTDOWN", "EPILOG", "DONE"]
+    assert ET.fromstring(call.ok("one.vm.info", vm)).find("USER_TEMPLATE/ERROR") is None
+    with pytest.raises(ValueError, match="not both"):
+        oned.ignore_shutdown(vm, fail_after=1, destroy_after=1)
+
+
 @pytest.mark.parametrize("state", ["POWEROFF", "SUSPENDED", "STOPPED", "UNDEPLOYED"])
 def test_terminate_from_stopped_states_goes_epilog_done(oned, call, state):
     vm = oned.add_vm(state=state)
