@@ -87,6 +87,10 @@ class ImageHistory:
             epoch seconds; ``None``: never. An intent without its outcome means the request may
             or may not have reached librbd (the process died around it).
         resync_requested_at: when a resync request is recorded as done; ``None``: never.
+        resync_from_image_id: A's image id when this failback last asked for a resync (journals
+            of earlier versions do not say): rbd-mirror recreates the image under a new id
+            (``CreateLocalImageRequest``, src/tools/rbd_mirror/image_replayer/{journal,
+            snapshot}), so a copy with another id is the resynced one.
         proven: A was seen replaying B's copy during this failback, after the last resync this
             failback requested (see :func:`~ceph_failback.failback.safety.promote_proof`).
         demote_b_attempted: step 4 started demoting it on B (its outcome may be unrecorded).
@@ -97,6 +101,7 @@ class ImageHistory:
     demoted_a: bool = False
     resync_attempted_at: float | None = None
     resync_requested_at: float | None = None
+    resync_from_image_id: str | None = None
     proven: bool = False
     demote_b_attempted: bool = False
     promoted_at: str | None = None
@@ -161,6 +166,8 @@ class Ledger:
             demoted_a=self._has(Step.DEMOTE_A, Mark.DONE, t),
             resync_attempted_at=attempted.time if attempted is not None else None,
             resync_requested_at=resync_done.time if resync_done is not None else None,
+            resync_from_image_id=(resync_intent.data.get("image_id")
+                                  if resync_intent is not None else None),
             # A proof counts only if it is newer than the last resync this failback asked for
             # (even one whose outcome went unrecorded): a resync recreates the image, and what
             # was proven of the old one says nothing of the new.

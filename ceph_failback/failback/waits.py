@@ -36,15 +36,24 @@ REPLAY_PROOF: Waiter[MirrorStatus] = Waiter(
 
 @dataclass(frozen=True)
 class Resynced:
-    """A resynced image's status, with when its resync was requested (epoch seconds)."""
+    """A resynced image's status, with when its resync was requested (epoch seconds), A's
+    image id before the request and now."""
 
     status: MirrorStatus
     since: float
+    old_image_id: str | None = None
+    image_id: str | None = None
 
     @property
     def fresh(self) -> bool:
-        """Reported after the request: an older report (a pre-resync split-brain, say) says
-        nothing of the new copy."""
+        """The status is the new copy's: an older report (a pre-resync split-brain, say) says
+        nothing of it. rbd-mirror recreates a resynced image under a new image id
+        (CreateLocalImageRequest: ``generate_image_id``), which proves it without any clock.
+        Without the old id (a journal of an earlier version), the report must be stamped after
+        the request: rbd-mirror rewrites ``last_update`` periodically with the cluster's clock,
+        so that fallback trusts both clocks."""
+        if self.old_image_id is not None and self.image_id is not None:
+            return self.image_id != self.old_image_id
         stamp = self.status.local.last_update
         return stamp is not None and stamp.timestamp() >= self.since
 

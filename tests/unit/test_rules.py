@@ -25,6 +25,7 @@ from ceph_failback.failback.steps import (
 )
 from ceph_failback.opennebula.naming import Disk, DiskKind
 from ceph_failback.opennebula.records import VM
+from ceph_failback.waiting import Verdict
 
 NAMES = Names("site-a", "site-b", "one", "j.jsonl")
 IMG = "one-7"
@@ -286,3 +287,27 @@ def test_a_done_vm_on_b_is_history_unless_this_failback_terminated_it() -> None:
     assert safety.history_on_b(done, VMHistory("vm:site-b:4"))
     assert not safety.history_on_b(done, VMHistory("vm:site-b:4", terminate_attempted=True))
     assert not safety.history_on_b(vm(), VMHistory("vm:site-b:4"))
+
+
+def test_a_resynced_copy_is_told_by_its_new_image_id_not_by_clocks() -> None:
+    # rbd-mirror recreates a resynced image under a new id (CreateLocalImageRequest); the
+    # periodically rewritten last_update, stamped by the cluster's clock, proves nothing.
+    from datetime import UTC, datetime
+
+    from ceph_failback.failback.waits import RESYNCED, Resynced
+
+    old_split = parse_mirror_status(
+        {"name": IMG, "state": 1, "description": "split-brain detected", "up": True,
+         "last_update": int(datetime.now(UTC).timestamp()) + 3600,  # a clock an hour ahead
+         "info": {"global_id": "gid-7", "primary": False}}, site="site-a", pool="one")
+    assert not Resynced(old_split, since=0, old_image_id="id7", image_id="id7").fresh
+    assert RESYNCED.judge(Resynced(old_split, since=0, old_image_id="id7", image_id="id7")) \
+        is None  # neither done nor failed: not the new copy yet
+    skewed = IN_EPOCH  # the new copy replays; its last_update is older than our clock's now
+    new = Resynced(skewed, since=datetime.now(UTC).timestamp() + 3600, old_image_id="id7",
+                   image_id="id8")
+    assert new.fresh
+    judged = RESYNCED.judge(new)
+    assert judged is not None and judged.verdict is Verdict.DONE
+    # Without the old id (a journal of an earlier version), the stamp decides.
+    assert not Resynced(skewed, since=datetime.now(UTC).timestamp() + 3600).fresh

@@ -102,7 +102,8 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
     ctx.require_daemon_a("resync")
     to_resync: list[str] = []
     to_settle: list[str] = []
-    waiting: dict[str, float] = {}  # image -> when its resync was requested
+    # image -> when its resync was requested, and A's image id before it
+    waiting: dict[str, tuple[float, str | None]] = {}
     for name in names:
         t = image_target(name)
         history = ctx.ledger.image(name)
@@ -110,7 +111,7 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
         decision = decide(view, history, ctx.names)
         if decision.choice is Choice.WAIT:
             assert history.resync_attempted_at is not None
-            waiting[name] = history.resync_attempted_at
+            waiting[name] = (history.resync_attempted_at, history.resync_from_image_id)
         elif decision.choice is Choice.REFUSE:
             rec.refuse(t, decision, image=name)
         elif decision.choice is Choice.SKIP:
@@ -132,23 +133,25 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
     # the trash when it next checks the image's state, after the settle limit perhaps. Gone
     # from A now: it is being recreated, and is waited for, never requested again.
     present = pa.infos(undecided) if undecided else {}
-    interrupted: dict[str, float] = {}  # image -> when its unrecorded request was made
+    interrupted: dict[str, tuple[float, str | None]] = {}  # its unrecorded request's
     for name in undecided:
         history = ctx.ledger.image(name)
         if history.resync_interrupted:
             assert history.resync_attempted_at is not None
-            interrupted[name] = history.resync_attempted_at
+            interrupted[name] = (history.resync_attempted_at, history.resync_from_image_id)
             if present.get(name) is None:
                 waiting[name] = interrupted[name]
                 continue
         to_resync.append(name)
     now = time.time()
+    before = {name: (info.image_id if (info := infos_a.get(name)) is not None else None)
+              for name in to_resync}
     for name in to_resync:
-        rec.intent(image_target(name))
+        rec.intent(image_target(name), image_id=before[name])
     for name, r in pa.resync_many(to_resync).items():
         if r.ok:
             rec.done(image_target(name), "resync requested on A")
-            waiting[name] = now
+            waiting[name] = (now, before[name])
         elif name in interrupted and isinstance(r.error, ImageNotFoundError):
             # Gone between the check and the request: the earlier request is being carried out.
             waiting[name] = interrupted[name]
@@ -184,8 +187,8 @@ def settle(ctx: StepContext, names: Sequence[str]) -> dict[str, str | None]:
     return {name: proofs.get(name) for name in names}
 
 
-def _wait_resynced(ctx: StepContext, waiting: dict[str, float], rec: Recorder,
-                   on_ready: Callable[[str], None] | None) -> None:
+def _wait_resynced(ctx: StepContext, waiting: dict[str, tuple[float, str | None]],
+                   rec: Recorder, on_ready: Callable[[str], None] | None) -> None:
     """Wait until each resynced image replays from B (:data:`~.waits.RESYNCED`)."""
     pa = ctx.pool_a()
     ready: set[str] = set()
@@ -198,7 +201,10 @@ def _wait_resynced(ctx: StepContext, waiting: dict[str, float], rec: Recorder,
                 hint="start rbd-mirror on site A, then run again: requested resyncs are "
                      "not repeated")
         statuses = pa.statuses(pending)
-        return {n: Resynced(statuses[n], waiting[n]) for n in pending if n in statuses}
+        infos = pa.infos(pending)
+        return {n: Resynced(statuses[n], *waiting[n],
+                            image_id=info.image_id if (info := infos.get(n)) else None)
+                for n in pending if n in statuses}
 
     def seen(name: str, obs: Resynced) -> None:
         local = obs.status.local
