@@ -40,7 +40,7 @@ from typing import Any
 
 from .ceph.connection import CephConfig, CephSite
 from .errors import ConfigurationError
-from .failback.core import Site, Timeouts
+from .failback.sites import Site, Timeouts
 from .opennebula.config import Credentials, find_credentials, resolve_endpoint
 from .opennebula.site import OpenNebulaSite
 

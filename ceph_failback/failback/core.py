@@ -14,13 +14,12 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DEFAULT_CONCURRENCY
-from ..ceph.seams import CephBackend, MirrorSide, PoolLockSide
+from ..ceph.seams import MirrorSide, PoolLockSide
 from ..errors import (
     CephError,
     ConfigurationError,
@@ -30,7 +29,6 @@ from ..errors import (
     WaitFailedError,
 )
 from ..opennebula.mapping import Mapping, Pair
-from ..opennebula.seams import CloudSite
 from .events import Emitter, Listener
 from .journal import Journal
 from .ledger import Ledger, Mark, Step
@@ -40,11 +38,12 @@ from .planner import build_plan
 from .report import Report, build_report
 from .safety import ImageView, Names
 from .scope import WAIVABLE, Scope, ScopeReader
+from .sites import Site, Timeouts
 from .status import ImageSide, ImageState, Status, VMState
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
 from .steps.base import StepResult  # noqa: F401 (importable from here, as documented before)
 
-__all__ = ["Site", "Timeouts", "Failback", "WAIVABLE"]
+__all__ = ["Failback", "WAIVABLE"]  # Site and Timeouts: .sites (importable from here too)
 
 log = logging.getLogger("ceph_failback.failback")
 
@@ -63,57 +62,6 @@ def _step(method: Callable[_P, _R]) -> Callable[_P, _R]:
             self._begin()
             return method(*args, **kwargs)
     return wrapper
-
-
-@dataclass
-class Site:
-    """One site: its Ceph cluster and its OpenNebula endpoint.
-
-    Attributes:
-        name: the site's name (``site-a``), used in messages, the journal and reports.
-        ceph: the site's Ceph cluster: a :class:`~ceph_failback.ceph.CephSite`, or anything
-            with the :class:`~ceph_failback.ceph.seams.CephBackend` methods (the in-memory
-            model of :mod:`ceph_failback.testing`, say).
-        one: the site's OpenNebula endpoint (:class:`~ceph_failback.opennebula.OpenNebulaSite`,
-            or anything with the :class:`~ceph_failback.opennebula.seams.CloudSite` methods).
-    """
-
-    name: str
-    ceph: CephBackend
-    one: CloudSite
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """How long each wait may take, in seconds. Production rbd-mirror intervals are slow (status
-    reports every ~30 s); the defaults leave room for them.
-
-    Attributes:
-        settle: after demoting site A, how long to wait for a status that says whether an image
-            already replays cleanly from B (else it is resynced). In journal mode the proof is
-            A's replay position, which rbd-mirror reports on its ~30 s cycle: keep this well
-            above 30 s, or images that need no resync get one.
-        resync: until a resynced image replays from B (a full copy: size-dependent).
-        mirror: after a VM stopped on B, until its images are mirrored to A.
-        promote: retrying a non-forced promote on A until librbd accepts it (journal mode:
-            at least ``mirror``, as A's catch-up after the VM stopped happens in this wait).
-        terminate: until a VM on B is DONE.
-        resume: until a VM on A is RUNNING.
-        poll: seconds between polls.
-        writer: before demoting on B, how long to wait for a client holding the image's
-            exclusive lock to let go (a killed client's watch lingers ~30 s).
-        daemon_beacon_grace: an rbd-mirror daemon whose last beacon is older is considered down.
-    """
-
-    settle: float = 120.0
-    resync: float = 3600.0
-    mirror: float = 900.0
-    promote: float = 300.0
-    terminate: float = 600.0
-    resume: float = 600.0
-    poll: float = 1.0
-    daemon_beacon_grace: float = 30.0
-    writer: float = 90.0
 
 
 class Failback:
@@ -205,6 +153,33 @@ class Failback:
         self._lock_depth = 0
         self._lock_guard = threading.Lock()
         self._checked = False  # check() passed: the step methods do not plan again
+
+    @classmethod
+    def from_config(cls, path: str | Path, *, pool: str | None = None,
+                    journal: str | Path | Journal | None = None,
+                    timeouts: Timeouts | None = None, **kwargs: Any) -> Failback:
+        """A failback from a configuration file (the CLI's, :doc:`/configuration`), in one line::
+
+            fb = ceph_failback.Failback.from_config("one.toml")
+
+        Args:
+            path: the TOML file.
+            pool: instead of the file's ``pool``.
+            journal: instead of the file's ``journal`` (else the default name).
+            timeouts: instead of the file's ``[timeouts]``.
+            kwargs: the other arguments of :class:`Failback` (``images``, ``vms``, ``pairs``,
+                ``waive``, ``listeners``, ``hard_terminate_after``, ``concurrency``...).
+
+        Raises:
+            ConfigurationError: as :func:`~ceph_failback.config.load_config` says. Nothing is
+                contacted until the first plan or step.
+        """
+        from ..config import load_config
+
+        cfg = load_config(path, {"pool": pool})
+        site_a, site_b = cfg.sites()
+        return cls(site_a, site_b, cfg.pool, journal=journal if journal is not None
+                   else cfg.journal, timeouts=timeouts or cfg.timeouts, **kwargs)
 
     def __repr__(self) -> str:
         return (f"Failback({self.site_b.name!r} -> {self.site_a.name!r}, pool={self.pool!r}, "

@@ -742,3 +742,19 @@ def test_exit_code_table() -> None:
     assert cli.exit_code(StepFailedError("x")) == 1
     assert cli.exit_code(RuntimeError("x")) == 1
     assert os.EX_OK == cli.EXIT_OK
+
+
+def test_a_failback_from_a_configuration_file_in_one_line(tmp_path: Path) -> None:
+    import ceph_failback as cf
+
+    config = write_config(tmp_path)
+    fb = cf.Failback.from_config(config)  # nothing contacted yet
+    assert (fb.site_a.name, fb.site_b.name, fb.pool) == ("site-a", "site-b", "one")
+    assert fb.journal.path == tmp_path / "journal" / "one.jsonl"
+    assert fb.timeouts == cf.load_config(config).timeouts
+    other = cf.Failback.from_config(config, pool="ssd", journal=tmp_path / "x.jsonl",
+                                    waive=["partial-pair"], vms=[12])
+    assert other.pool == "ssd" and other.journal.path == tmp_path / "x.jsonl"
+    assert other.waive == {"partial-pair"}
+    with pytest.raises(cf.ConfigurationError, match="not found"):
+        cf.Failback.from_config(tmp_path / "missing.toml")

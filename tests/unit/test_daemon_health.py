@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ceph_failback.ceph.mirror import judge_daemon_health
+from ceph_failback.ceph.daemons import judge_daemon_health
 
 T0 = datetime(2026, 12, 3, 8, 0, 0, tzinfo=UTC)
 

@@ -1,0 +1,62 @@
+"""A failback's two sites and its wait limits: what a configuration file, a script or a notebook
+gives :class:`~ceph_failback.failback.Failback`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ceph.seams import CephBackend
+from ..opennebula.seams import CloudSite
+
+__all__ = ["Site", "Timeouts"]
+
+
+@dataclass
+class Site:
+    """One site: its Ceph cluster and its OpenNebula endpoint.
+
+    Attributes:
+        name: the site's name (``site-a``), used in messages, the journal and reports.
+        ceph: the site's Ceph cluster: a :class:`~ceph_failback.ceph.CephSite`, or anything
+            with the :class:`~ceph_failback.ceph.seams.CephBackend` methods (the in-memory
+            model of :mod:`ceph_failback.testing`, say).
+        one: the site's OpenNebula endpoint (:class:`~ceph_failback.opennebula.OpenNebulaSite`,
+            or anything with the :class:`~ceph_failback.opennebula.seams.CloudSite` methods).
+    """
+
+    name: str
+    ceph: CephBackend
+    one: CloudSite
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long each wait may take, in seconds. Production rbd-mirror intervals are slow (status
+    reports every ~30 s); the defaults leave room for them.
+
+    Attributes:
+        settle: after demoting site A, how long to wait for a status that says whether an image
+            already replays cleanly from B (else it is resynced). In journal mode the proof is
+            A's replay position, which rbd-mirror reports on its ~30 s cycle: keep this well
+            above 30 s, or images that need no resync get one.
+        resync: until a resynced image replays from B (a full copy: size-dependent).
+        mirror: after a VM stopped on B, until its images are mirrored to A.
+        promote: retrying a non-forced promote on A until librbd accepts it (journal mode:
+            at least ``mirror``, as A's catch-up after the VM stopped happens in this wait).
+        terminate: until a VM on B is DONE.
+        resume: until a VM on A is RUNNING.
+        poll: seconds between polls.
+        writer: before demoting on B, how long to wait for a client holding the image's
+            exclusive lock to let go (a killed client's watch lingers ~30 s).
+        daemon_beacon_grace: an rbd-mirror daemon whose last beacon is older is considered down.
+    """
+
+    settle: float = 120.0
+    resync: float = 3600.0
+    mirror: float = 900.0
+    promote: float = 300.0
+    terminate: float = 600.0
+    resume: float = 600.0
+    poll: float = 1.0
+    daemon_beacon_grace: float = 30.0
+    writer: float = 90.0
