@@ -308,25 +308,35 @@ def host_copy_on_a(vm: VM, names: Names) -> Refusal | None:
                         "then instantiate the VM again")
 
 
+#: Where a terminate of a VM running on host copies writes them back into its images (the
+#: EPILOG's tm/ceph/mvds.ssh): RUNNING, POWEROFF and SUSPENDED, or a terminate already in
+#: SHUTDOWN or EPILOG.
+_WRITES_BACK = frozenset({"RUNNING", "POWEROFF", "SUSPENDED", "SHUTDOWN", "EPILOG"})
+
+
 def host_copy_on_b(vm: VM, names: Names) -> Refusal | None:
     """Rule ``host-copy-on-b``: a VM on B whose disks are host copies (ssh system datastore)
     has its last writes in those copies; only the EPILOG of a terminate from RUNNING, POWEROFF
-    or SUSPENDED writes them into the images (tm/ceph/mvds.ssh). A terminate from a
-    ``*_FAILURE`` state runs the cleanup instead (DispatchManager::terminate ->
-    trigger_delete: tm/ceph/delete.ssh writes nothing back), and from UNDEPLOYED or STOPPED the
-    copy is on the front-end, where mvds.ssh refuses to run: either way B's last writes would
-    never reach the images."""
+    or SUSPENDED writes them into the images (tm/ceph/mvds.ssh). Every other state is refused:
+    from a ``*_FAILURE`` state a terminate runs the cleanup (DispatchManager::terminate ->
+    trigger_delete; tm/ceph/delete.ssh writes nothing back), as CLEANUP_DELETE shows one under
+    way; from UNDEPLOYED or STOPPED the copy is on the front-end, where mvds.ssh refuses to
+    run; from PENDING or HOLD (an undeployed VM resumed but not placed yet) oned frees the VM
+    with no transfer at all. In each, B's last writes would never reach the images."""
     copies = [d.spec for d in vm.disks if d.host_copy and not d.is_read_only]
-    if not copies or vm.is_done:
+    if not copies or vm.is_done or vm.state_str in _WRITES_BACK:
         return None
     if vm.lcm_state.endswith("_FAILURE"):
-        hint = (f"'onevm recover --retry {vm.id}' (or --success, as 'onevm show {vm.id}' says) "
-                f"on {names.site_b} until it is RUNNING or POWEROFF, then run again")
-    elif vm.state in ("UNDEPLOYED", "STOPPED"):
-        hint = (f"'onevm resume {vm.id}' on {names.site_b} (the copy goes back to a host), shut "
-                "the guest down there ('onevm poweroff'), then run again")
+        hint = (f"'onevm recover --retry {vm.id}' on {names.site_b} until it is RUNNING, then "
+                "run again; never --success or --delete, which end it without writing the "
+                "copy back")
+    elif vm.state in ("UNDEPLOYED", "STOPPED", "PENDING", "HOLD"):
+        hint = (f"get VM {vm.id} running on a host of {names.site_b} again ('onevm resume', or "
+                "'onevm release' from HOLD, and let it be placed), shut the guest down there "
+                "('onevm poweroff'), then run again")
     else:
-        return None
+        hint = (f"wait until VM {vm.id} is RUNNING or POWEROFF on {names.site_b}; a cleanup "
+                "under way (CLEANUP_*) discards the copy: decide by hand which data is current")
     return Refusal("host-copy-on-b", f"VM {vm.id} on {names.site_b} is {vm.status} and runs on "
                    f"copies of {copies} (ssh system datastore): terminating it now would not "
                    "write its last data back into the images", site=names.site_b, hint=hint)
@@ -354,14 +364,19 @@ def unknown_on_b(vm: VM, names: Names) -> Refusal | None:
     persistent images stay, as a terminate leaves them)."""
     if not (vm.state == "ACTIVE" and vm.lcm_state == "UNKNOWN"):
         return None
+    if any(d.host_copy and not d.is_read_only for d in vm.disks):
+        hint = ("its disks are host copies (ssh system datastore): what it wrote on "
+                f"{names.site_b} is on that host only, never in the images; bring the host back "
+                "(the VM returns to RUNNING) and plan again")
+    else:
+        hint = (f"bring the host back (the VM returns to RUNNING) and plan again; if the host "
+                "is lost, make sure it is off (fence it), run 'onevm recover "
+                f"--delete {vm.id}' on {names.site_b} (persistent images stay), then pair the "
+                f"VM explicitly (pairs={{{vm.id}: <VM id on A>}}, --pair {vm.id}:<VM id on A>) "
+                "and run again")
     return Refusal("unknown-on-b", f"VM {vm.id} on {names.site_b} is UNKNOWN: oned lost touch "
                    "with its host, so a terminate cannot reach the guest, which may still be "
-                   "running and writing to its images", site=names.site_b,
-                   hint=f"bring the host back (the VM returns to RUNNING) and plan again; if the "
-                        "host is lost, make sure it is off (fence it), run 'onevm recover "
-                        f"--delete {vm.id}' on {names.site_b} (persistent images stay), then pair "
-                        f"the VM explicitly (pairs={{{vm.id}: <VM id on A>}}, --pair "
-                        f"{vm.id}:<VM id on A>) and run again")
+                   "running and writing to its images", site=names.site_b, hint=hint)
 
 
 def writer_on_b(users: Iterable[VM], names: Names) -> Refusal | None:

@@ -118,7 +118,7 @@ def resolve_endpoint(endpoint: str | None, *, site: str | None = None) -> str:
     if endpoint is None:
         for candidate in ENDPOINT_FILES:
             path = candidate.expanduser()
-            if path.is_file():
+            if _is_file(path):
                 endpoint, origin = _first_line(path, site=site), str(path)
                 break
     if not endpoint or not endpoint.strip():
@@ -160,6 +160,16 @@ def _without_userinfo(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
+def _is_file(path: Path) -> bool:
+    """A readable-looking file; ``False`` for one behind a directory this user may not enter
+    (``/var/lib/one`` is oneadmin's, mode 750): such a candidate is passed over like a missing
+    one, as the OpenNebula clients do."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _first_line(path: Path, *, site: str | None) -> str:
     """The first non-empty line of a settings file (never quoted in an error)."""
     try:
@@ -191,13 +201,13 @@ def find_credentials(
     env = os.environ.get("ONE_AUTH")
     if env:
         path = Path(env).expanduser()
-        if path.is_file():
+        if _is_file(path):
             candidates.append((path, f"{path} (from ONE_AUTH)"))
         else:
             missing.append(f"{path} (from ONE_AUTH)")
     candidates += [(p.expanduser(), str(p.expanduser())) for p in AUTH_FILES]
     for path, origin in candidates:
-        if not path.is_file():
+        if not _is_file(path):
             missing.append(origin)
             continue
         if env and not origin.endswith("(from ONE_AUTH)"):

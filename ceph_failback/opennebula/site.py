@@ -63,7 +63,6 @@ _ALL = -2
 
 # LCM states (of an ACTIVE VM) on the way to each goal. Being in one means the action is already
 # under way: it is not requested again (oned would refuse it anyway), only waited for.
-_TERMINATING = TERMINATING_STATES
 _POWERING_OFF = frozenset({"SHUTDOWN_POWEROFF"})
 _RESUMING = frozenset(
     {
@@ -93,6 +92,13 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _operation(error: str) -> str:
+    """The driver operation of a ``USER_TEMPLATE/ERROR`` (``"<ctime>: DEPLOY: <output>"``, as
+    VirtualMachineManager::log_error writes it), ``""`` when it names none."""
+    parts = error.split(": ", 2)
+    return parts[1].strip() if len(parts) == 3 else ""
 
 
 def _vm_id(vm: int | VM) -> int:
@@ -355,9 +361,13 @@ class OpenNebulaSite:
         origin: VM,
         timeout: float,
         hint: str,
+        operations: Collection[str],
         seen: list[VM] | None = None,
     ) -> VM:
-        """Poll the VM until ``reached``; see the module docstring for the rules."""
+        """Poll the VM until ``reached``; see the module docstring for the rules.
+        ``operations``: the driver operations the action runs (``SHUTDOWN``, ``DEPLOY``...): a
+        new ``USER_TEMPLATE/ERROR`` of one of them is its failure; oned writes others there too
+        (a security group update, say) that say nothing of this action."""
         progressed = False
         last_status = origin.status
 
@@ -371,7 +381,8 @@ class OpenNebulaSite:
             back_at_origin = (vm.state, vm.lcm_state) == (origin.state, origin.lcm_state)
             # oned's record of a driver failure since the request (USER_TEMPLATE/ERROR): a
             # failure that came and went between two polls is not waited out.
-            failed = vm.error if vm.error and vm.error != origin.error else ""
+            failed = vm.error if (vm.error and vm.error != origin.error
+                                  and _operation(vm.error) in operations) else ""
             says = f"; oned says: {failed}" if failed else ""
             if back_at_origin and not progressed and not failed:
                 # oned dispatches the action asynchronously: the old state lingers a moment
@@ -442,7 +453,7 @@ class OpenNebulaSite:
             )
         deadline = time.monotonic() + timeout
         current = self._begin(vm_id, "terminate", deadline=deadline,
-                              under_way=lambda v: v.is_done or _active_in(v, _TERMINATING))
+                              under_way=lambda v: v.is_done or _active_in(v, TERMINATING_STATES))
         if current.is_done:
             log.info("%s: VM %d is already DONE", self._name, vm_id)
             return current
@@ -452,9 +463,10 @@ class OpenNebulaSite:
                 vm_id,
                 goal="DONE",
                 reached=lambda v: v.is_done,
-                on_the_way=lambda v: _active_in(v, _TERMINATING),
+                on_the_way=lambda v: _active_in(v, TERMINATING_STATES),
                 origin=origin,
                 timeout=seconds,
+                operations=("SHUTDOWN", "CANCEL"),
                 seen=seen,
                 hint="the guest may ignore the ACPI shutdown: pass hard_after= to force "
                 f"terminate-hard, or run 'onevm terminate --hard {vm_id}' at {self._name}",
@@ -519,6 +531,7 @@ class OpenNebulaSite:
             on_the_way=resuming,
             origin=current,
             timeout=max(deadline - time.monotonic(), 0.0),
+            operations=("DEPLOY", "RESTORE"),
             hint=f"see 'onevm show {vm_id}' at {self._name} (a PENDING VM waits for a host)",
         )
 
@@ -548,6 +561,7 @@ class OpenNebulaSite:
             on_the_way=lambda v: _active_in(v, _POWERING_OFF),
             origin=current,
             timeout=max(deadline - time.monotonic(), 0.0),
+            operations=("SHUTDOWN", "CANCEL"),
             hint=f"the guest may ignore the ACPI shutdown: 'onevm poweroff --hard {vm_id}' "
             f"at {self._name}",
         )

@@ -829,3 +829,37 @@ def test_listing_that_is_not_xml_is_a_clear_error(site, monkeypatch) -> None:
     with pytest.raises(OpenNebulaError, match="not XML") as err:
         site.vms()
     assert err.value.site == "site-b"
+
+
+def test_an_unrelated_oned_error_does_not_fail_the_wait(oned):
+    # oned writes USER_TEMPLATE/ERROR for other driver operations too (a security group update,
+    # say): only the action's own operations end its wait.
+    from ceph_failback.opennebula.site import _operation
+
+    assert _operation("Thu Dec  3 06:55:59 2026: DEPLOY: error: x: y") == "DEPLOY"
+    assert _operation("Thu Dec  3 06:55:59 2026: Error executing image transfer script") == ""
+    site = make_site(oned, poll_interval=0.5)
+    vm = oned.add_vm(state="POWEROFF")
+    oned.fail_boot(vm, "boom")
+    with pytest.raises(WaitFailedError, match="DEPLOY: boom"):
+        site.resume(vm, timeout=30)
+    # The boot's failure is no failure of a poweroff: the next resume and poweroff go through.
+    assert site.resume(vm, timeout=5).is_running
+    assert site.poweroff(vm, timeout=5).state == "POWEROFF"
+
+
+def test_a_fallback_file_behind_a_closed_directory_is_passed_over(monkeypatch):
+    # /var/lib/one is oneadmin's (mode 750): for another user, is_file() raises EACCES there.
+    import ceph_failback.opennebula.config as config
+
+    class Denied(type(Path())):  # type: ignore[misc]
+        def is_file(self) -> bool:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(config, "AUTH_FILES", (Denied("/var/lib/one/.one/one_auth"),))
+    monkeypatch.setattr(config, "ENDPOINT_FILES", (Denied("/var/lib/one/.one/one_endpoint"),))
+    with pytest.raises(ConfigurationError, match="one_auth does not exist") as err:
+        OpenNebulaSite("site-a", "http://127.0.0.1:2633/RPC2")
+    assert err.value.site == "site-a"
+    with pytest.raises(ConfigurationError, match="no OpenNebula endpoint"):
+        OpenNebulaSite("site-a", credentials="u:p")

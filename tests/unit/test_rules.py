@@ -229,6 +229,18 @@ DECISIONS = [
     ("terminate_b host copy, UNDEPLOYED", lambda: terminate_b.decide(
         vm("UNDEPLOYED", "LCM_INIT", COPY), [(view(False, True), PROVEN)], NAMES),
      Choice.REFUSE, "UNDEPLOYED"),
+    ("terminate_b host copy, PENDING", lambda: terminate_b.decide(
+        vm("PENDING", "LCM_INIT", COPY), [(view(False, True), PROVEN)], NAMES),
+     Choice.REFUSE, "would not write its last data back"),
+    ("terminate_b host copy, HOLD", lambda: terminate_b.decide(
+        vm("HOLD", "LCM_INIT", COPY), [(view(False, True), PROVEN)], NAMES),
+     Choice.REFUSE, "would not write its last data back"),
+    ("terminate_b host copy, CLEANUP_DELETE", lambda: terminate_b.decide(
+        vm("ACTIVE", "CLEANUP_DELETE", COPY), [(view(False, True), PROVEN)], NAMES),
+     Choice.REFUSE, "would not write its last data back"),
+    ("terminate_b host copy, EPILOG under way", lambda: terminate_b.decide(
+        vm("ACTIVE", "EPILOG", COPY), [(view(False, True), PROVEN)], NAMES),
+     Choice.DO, "under way"),
     ("terminate_b failure state, image in Ceph", lambda: terminate_b.decide(
         vm("ACTIVE", "BOOT_FAILURE", disk(IMG)), [(view(False, True), PROVEN)], NAMES),
      Choice.DO, "BOOT_FAILURE"),
@@ -311,3 +323,23 @@ def test_a_resynced_copy_is_told_by_its_new_image_id_not_by_clocks() -> None:
     assert judged is not None and judged.verdict is Verdict.DONE
     # Without the old id (a journal of an earlier version), the stamp decides.
     assert not Resynced(skewed, since=datetime.now(UTC).timestamp() + 3600).fresh
+
+
+def test_the_host_copy_advice_never_leads_past_the_write_back() -> None:
+    failed = safety.host_copy_on_b(vm("ACTIVE", "EPILOG_FAILURE", COPY), NAMES)
+    assert failed is not None and failed.hint is not None
+    assert "--retry" in failed.hint and "never --success or --delete" in failed.hint
+    lost = safety.unknown_on_b(vm("ACTIVE", "UNKNOWN", COPY), NAMES)
+    assert lost is not None and lost.hint is not None
+    assert "recover --delete" not in lost.hint and "host copies" in lost.hint
+
+
+def test_an_interrupted_resync_whose_copy_was_recreated_is_waited_for() -> None:
+    interrupted = replace(H, resync_attempted_at=1.0, resync_from_image_id="id6")
+    # A's copy has another id than when the resync was asked for: the request reached librbd.
+    decision = resync_a.decide(view(False, True, SPLIT), interrupted, NAMES)
+    assert decision.choice is Choice.WAIT and "recreated" in decision.reason
+    same = replace(interrupted, resync_from_image_id="id7")
+    assert resync_a.decide(view(False, True, SPLIT), same, NAMES).choice is Choice.SETTLE
+    old_journal = replace(interrupted, resync_from_image_id=None)
+    assert resync_a.decide(view(False, True, SPLIT), old_journal, NAMES).choice is Choice.SETTLE

@@ -57,6 +57,8 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
         assert refusal is not None
         return Decision.refuse(refusal)
     if history.resync_interrupted:
+        if recreated(view, history):
+            return Decision.wait("resync under way: A's copy was recreated since the request")
         # Whether the request reached librbd is unknown: the status decides (a resync under way
         # replays; one never requested stays split-brained), so none is requested twice.
         return Decision.settle("interrupted around its resync request: the status decides")
@@ -73,6 +75,15 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
     label = view.status_a.local.label if view.status_a is not None else "no status"
     return Decision.settle(f"not proven replaying from B ({label}): resync unless it proves "
                            "it within the settle limit")
+
+
+def recreated(view: ImageView, history: ImageHistory) -> bool:
+    """A's copy is no longer the one this failback asked to resync: rbd-mirror recreated it
+    under a new image id, so the request reached librbd (journals of earlier versions do not
+    record the old id: then this cannot tell)."""
+    return (view.info_a is not None and view.info_a.image_id is not None
+            and history.resync_from_image_id is not None
+            and view.info_a.image_id != history.resync_from_image_id)
 
 
 def effect(view: ImageView, history: ImageHistory, decision: Decision
@@ -139,7 +150,8 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
         if history.resync_interrupted:
             assert history.resync_attempted_at is not None
             interrupted[name] = (history.resync_attempted_at, history.resync_from_image_id)
-            if present.get(name) is None:
+            now_a = present.get(name)
+            if now_a is None or recreated(ImageView(name, now_a, None), history):
                 waiting[name] = interrupted[name]
                 continue
         to_resync.append(name)

@@ -31,9 +31,6 @@ from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, 
 
 STEP = Step.TERMINATE_B
 
-#: LCM states of a VM whose terminate is under way.
-TERMINATING = TERMINATING_STATES
-
 
 def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Names,
            waived: frozenset[str] = frozenset()) -> Decision:
@@ -80,7 +77,7 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
 
 def terminating(vm: VM) -> bool:
     """A terminate is under way (sent by this or an interrupted run): wait, do not resend."""
-    return vm.state == "ACTIVE" and vm.lcm_state in TERMINATING
+    return vm.state == "ACTIVE" and vm.lcm_state in TERMINATING_STATES
 
 
 def run(ctx: StepContext, pairs: Sequence[Pair]) -> StepResult:
