@@ -2,8 +2,11 @@
 
 Only images that need it are resynced: those that were primary on A (they diverged from B), and
 those that are split-brained or do not prove within ``timeouts.settle`` that they replay from B
-(:func:`~ceph_failback.failback.safety.replay_proof`). A resync already requested by this
-failback is never requested again; B must be the primary (never resync the only current copy).
+(:func:`~ceph_failback.failback.safety.replay_proof`). A resync this failback recorded is never
+requested again, and a copy rbd-mirror recreated (new image id) is never resynced; a request
+interrupted before its record is repeated only on the same image id, which is harmless (librbd's
+resync only sets a flag on the image). B must be the primary (never resync the only current
+copy).
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
         if recreated(view, history):
             return Decision.wait("resync under way: A's copy was recreated since the request")
         # Whether the request reached librbd is unknown: the status decides (a resync under way
-        # replays; one never requested stays split-brained), so none is requested twice.
+        # replays; one not yet acted on stays split-brained and is asked again on the same image,
+        # which only sets librbd's resync flag again).
         return Decision.settle("interrupted around its resync request: the status decides")
     if view.primary_a:
         return Decision.refuse(Refusal("still-primary-on-a", "still primary on A: demote it "
