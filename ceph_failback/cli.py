@@ -170,7 +170,8 @@ class _Context:
 def _make_failback(ctx: _Context, listeners: Sequence[Callable[[Event], None]] = ()) -> Failback:
     args = ctx.args
     journal = Path(args.journal).expanduser().absolute() if args.journal else None
-    cfg = load_config(args.config, {"pool": args.pool})
+    pools = args.pool.split(",") if args.pool and "," in args.pool else args.pool
+    cfg = load_config(args.config, {"pool": pools})
     ctx.config = cfg
     site_a, site_b = cfg.sites()
     pairs: dict[int, int] = {}

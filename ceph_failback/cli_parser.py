@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("-c", "--config", required=True, metavar="FILE",
                         help="the failback configuration file (TOML: the sites and the pool)")
-    common.add_argument("--pool", help="the mirrored RBD pool (overrides the file's `pool`)")
+    common.add_argument("--pool", help="the mirrored RBD pool, or several separated by commas "
+                        "(overrides the file's `pool`)")
     common.add_argument("--journal", metavar="FILE",
                         help="the journal file (overrides the file's `journal`; default "
                              "failback-<site_a>-<site_b>-<pool>.jsonl in the working directory)")

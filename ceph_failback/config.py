@@ -2,7 +2,7 @@
 
 .. code-block:: toml
 
-   pool = "one"
+   pool = "one"                                   # several: pool = ["one", "one-ssd"]
    journal = "/var/lib/ceph-failback/one.jsonl"   # optional
 
    [site.a]                                       # the home site (VMs come back here)
@@ -104,7 +104,7 @@ class FailbackConfig:
 
     Attributes:
         path: the file it was read from.
-        pool: the mirrored RBD pool.
+        pool: the mirrored RBD pool, or several (a tuple) for VMs with disks in several.
         site_a: the home site.
         site_b: the site the VMs run on now.
         journal: the journal file, if the file (or an override) names one.
@@ -112,7 +112,7 @@ class FailbackConfig:
     """
 
     path: Path
-    pool: str
+    pool: str | tuple[str, ...]
     site_a: SiteConfig
     site_b: SiteConfig
     journal: Path | None = None
@@ -156,6 +156,21 @@ class _Reader:
         if not value.strip():
             raise self.error(full, "must not be empty", site=site)
         return value.strip()
+
+    def pools(self, raw: Mapping[str, Any]) -> str | tuple[str, ...]:
+        """``pool``: one pool's name, or a list of distinct names."""
+        value = raw.get("pool")
+        if not isinstance(value, list):
+            pool = self.string(raw, "", "pool", required=True)
+            assert pool is not None
+            return pool
+        names = [self.string({"pool": v}, "", "pool", required=True) for v in value]
+        if not names or len(set(names)) != len(names):
+            raise self.error("pool", "must list one or more distinct pools")
+        if len(names) == 1:
+            assert names[0] is not None
+            return names[0]
+        return tuple(n for n in names if n is not None)
 
     def seconds(self, raw: Mapping[str, Any], table: str, key: str, *,
                 site: str | None = None) -> float | None:
@@ -226,8 +241,7 @@ def load_config(path: str | os.PathLike[str],
     r = _Reader(path, overridden)
 
     r.table(raw, "", TOP_KEYS)
-    pool = r.string(raw, "", "pool", required=True)
-    assert pool is not None
+    pool = r.pools(raw)
     journal = r.string(raw, "", "journal", required=False)
 
     sites_raw = raw.get("site")

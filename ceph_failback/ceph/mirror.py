@@ -175,8 +175,9 @@ class MirrorPool:
         return str(self._call("reading the site name",
                               lambda: self._rbd.RBD().mirror_site_name_get(self.site.rados)))
 
-    def mirror_uuid(self) -> str:
-        """This pool's mirror uuid (what peers' reports and mirror snapshots refer to)."""
+    def mirror_uuid(self, image: str | None = None) -> str:
+        """This pool's mirror uuid (what peers' reports and mirror snapshots refer to); the same
+        for every ``image`` of the pool (several pools: :class:`~.pools.PoolSet`)."""
         with self._ioctx() as ioctx:
             return str(self._call("reading the mirror uuid",
                                   lambda: self._rbd.RBD().mirror_uuid_get(ioctx)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DEFAULT_CONCURRENCY
+from ..ceph.pools import PoolLocks, PoolSet, parts_of
 from ..ceph.seams import MirrorSide, PoolLockSide
 from ..errors import (
     CephError,
@@ -64,6 +65,17 @@ def _step(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+def _pools(pool: str | Sequence[str], site: str) -> tuple[str, ...]:
+    """The failback's pools, checked: at least one, each named once, no ``/`` in a name."""
+    pools = (pool,) if isinstance(pool, str) else tuple(pool)
+    bad = [p for p in pools if not isinstance(p, str) or not p or "/" in p]
+    if not pools or bad or len(set(pools)) != len(pools):
+        raise ConfigurationError(f"pool must name one RBD pool or several distinct ones, got "
+                                 f"{pool!r}", site=site,
+                                 hint="e.g. pool='one' or pool=['one', 'one-ssd']")
+    return pools
+
+
 class Failback:
     """Fail a pool's VMs and images back from site B to site A.
 
@@ -75,7 +87,9 @@ class Failback:
     Args:
         site_a: the home site (the VMs come back here).
         site_b: the site the VMs run on now.
-        pool: the mirrored RBD pool.
+        pool: the mirrored RBD pool, or several (a list): the VMs whose disks are in several
+            Ceph datastores fail back with all of them; images are then named ``pool/image``,
+            and the failback holds every pool's lock.
         images: restrict the scope to these images (and the VMs that use them).
         vms: restrict the scope to these VMs on site B (ids).
         pairs: an explicit mapping ``{vm_b_id: vm_a_id}`` that overrides or completes the one
@@ -95,7 +109,7 @@ class Failback:
         self,
         site_a: Site,
         site_b: Site,
-        pool: str,
+        pool: str | Sequence[str],
         *,
         images: Iterable[str] | None = None,
         vms: Iterable[int] | None = None,
@@ -116,11 +130,13 @@ class Failback:
                                      hint="give each site its own oned endpoint")
         self.site_a = site_a
         self.site_b = site_b
-        self.pool = pool
+        self.pools = _pools(pool, site_a.name)
+        self.pool = "+".join(self.pools)
         if isinstance(journal, Journal):
             self.journal = journal
         else:
-            self.journal = Journal(journal or f"failback-{site_a.name}-{site_b.name}-{pool}.jsonl")
+            self.journal = Journal(journal or
+                                   f"failback-{site_a.name}-{site_b.name}-{self.pool}.jsonl")
         self.ledger = Ledger(self.journal)
         self.timeouts = timeouts or Timeouts()
         self.concurrency = concurrency
@@ -136,20 +152,21 @@ class Failback:
         bad = self.waive - WAIVABLE
         if bad:
             raise FailbackError(f"these blockers cannot be waived: {sorted(bad)}; "
-                                f"waivable: {sorted(WAIVABLE)}", pool=pool)
+                                f"waivable: {sorted(WAIVABLE)}", pool=self.pool)
         self.events = Emitter()
         for listener in listeners:
             self.events.subscribe(listener)
         self._scope = ScopeReader(
-            site_a, site_b, pool, self.ledger,
+            site_a, site_b, self.pools, self.ledger,
             images=tuple(images) if images is not None else None,
             vms=tuple(int(v) for v in vms) if vms is not None else None,
             pairs=dict(pairs or {}))
         self._pools: dict[str, MirrorSide] = {}
         self._lock = threading.Lock()
-        self._pool_lock: PoolLockSide = site_a.ceph.pool_lock(
-            pool, purpose=f"failback {site_b.name} -> {site_a.name}, journal "
-                          f"{self.journal.path.absolute()}")
+        purpose = (f"failback {site_b.name} -> {site_a.name}, journal "
+                   f"{self.journal.path.absolute()}")
+        locks = [site_a.ceph.pool_lock(p, purpose=purpose) for p in self.pools]
+        self._pool_lock: PoolLockSide = locks[0] if len(locks) == 1 else PoolLocks(locks)
         self._lock_depth = 0
         self._lock_guard = threading.Lock()
         self._checked = False  # check() passed: the step methods do not plan again
@@ -205,7 +222,8 @@ class Failback:
     @property
     def names(self) -> Names:
         """The names the safety rules' messages use."""
-        return Names(self.site_a.name, self.site_b.name, self.pool, str(self.journal.path))
+        return Names(self.site_a.name, self.site_b.name, self.pool, str(self.journal.path),
+                     pools=self.pools)
 
     def pool_a(self) -> MirrorSide:
         """Site A's mirror adapter for the pool."""
@@ -220,8 +238,10 @@ class Failback:
             if site.name not in self._pools:
                 if not self._pools:
                     self._check_distinct_clusters()
-                self._pools[site.name] = site.ceph.mirror_pool(self.pool,
-                                                               concurrency=self.concurrency)
+                sides = {p: site.ceph.mirror_pool(p, concurrency=self.concurrency)
+                         for p in self.pools}
+                self._pools[site.name] = (sides[self.pool] if len(sides) == 1
+                                          else PoolSet(sides))
             return self._pools[site.name]
 
     def _check_distinct_clusters(self) -> None:
@@ -352,11 +372,14 @@ class Failback:
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as ex:
             overview_a, overview_b = ex.submit(pa.overview), ex.submit(pb.overview)
             health = ex.submit(pa.daemon_health, beacon_grace=self.timeouts.daemon_beacon_grace)
-            for site, pool in ((self.site_a, pa), (self.site_b, pb)):
-                try:
-                    pool.require_mirroring()
-                except MirroringNotEnabledError as exc:
-                    blockers.append(Blocker("mirroring-not-enabled", f"pool@{site.name}", str(exc)))
+            for site, side in ((self.site_a, pa), (self.site_b, pb)):
+                for name, part in parts_of(side).items():
+                    try:
+                        part.require_mirroring()
+                    except MirroringNotEnabledError as exc:
+                        target = (f"pool@{site.name}" if len(self.pools) == 1
+                                  else f"pool:{name}@{site.name}")
+                        blockers.append(Blocker("mirroring-not-enabled", target, str(exc)))
             self._lock_blockers(blockers, warnings)
             fresh = self._scope.cached is None  # the scope read now holds the VMs' present states
             scope = self.scope()

@@ -11,7 +11,7 @@ promise what a step will then refuse. docs/safety.rst links each rule here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..ceph.status import MirrorImageInfo, MirrorStatus, ReplayKind
@@ -57,12 +57,19 @@ FORCE_PROMOTE = False
 
 @dataclass(frozen=True)
 class Names:
-    """The names a rule's message uses: the two sites, the pool and the journal's path."""
+    """The names a rule's message uses: the two sites, the pool (several: joined by ``+``), the
+    journal's path, and the failback's pools."""
 
     site_a: str
     site_b: str
     pool: str
     journal: str = ""
+    pools: tuple[str, ...] = ()
+
+    @property
+    def pool_list(self) -> tuple[str, ...]:
+        """The failback's pools."""
+        return self.pools or (self.pool,)
 
 
 @dataclass(frozen=True)
@@ -277,15 +284,15 @@ def unsafe_disks(vm: VM) -> list[str]:
     return [d.spec for d in vm.disks if d.deleted_on_terminate]
 
 
-def other_pool_disks(vm: VM, pool: str) -> list[str]:
-    """Rule ``other-pool-disk``: a failback moves the images of one pool. A VM on B with a
+def other_pool_disks(vm: VM, pools: Collection[str]) -> list[str]:
+    """Rule ``other-pool-disk``: a failback moves the images of its pools. A VM on B with a
     persistent disk in another Ceph pool would be stopped with that disk's latest data left on B,
     and the VM on A resumed on its own copy, which after OpenNebula's pool-wide force promote is
     primary there too, and stale. Returns those disks' ``pool/image`` (none for a VM already
     DONE; a read-only CDROM or immutable image holds no data and does not count)."""
     if vm.is_done:
         return []
-    return [d.spec for d in vm.disks if d.pool != pool and d.is_persistent]
+    return [d.spec for d in vm.disks if d.pool not in pools and d.is_persistent]
 
 
 def host_copy_on_a(vm: VM, names: Names) -> Refusal | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import FailbackError, VMNotFoundError
+from ..errors import FailbackError, JournalError, VMNotFoundError
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
 from .ledger import Ledger, Mark, Step, image_target, vm_target
@@ -50,10 +50,12 @@ class Scope:
 class ScopeReader:
     """Reads (and caches) a failback's scope from OpenNebula and its journal."""
 
-    def __init__(self, site_a: Site, site_b: Site, pool: str, ledger: Ledger, *,
+    def __init__(self, site_a: Site, site_b: Site, pools: Sequence[str], ledger: Ledger, *,
                  images: tuple[str, ...] | None, vms: tuple[int, ...] | None,
                  pairs: dict[int, int]) -> None:
-        self.site_a, self.site_b, self.pool, self.ledger = site_a, site_b, pool, ledger
+        self.site_a, self.site_b, self.ledger = site_a, site_b, ledger
+        self.pools = tuple(pools)
+        self.pool = "+".join(self.pools)
         self.image_filter, self.vm_filter, self.explicit_pairs = images, vms, pairs
         self.cached: Scope | None = None
 
@@ -81,7 +83,7 @@ class ScopeReader:
         current_b = [vm for vm in vms_b if not vm.is_done or not history_on_b(
             vm, self.ledger.vm(self.site_b.name, vm.id),
             paired_by_hand=vm.id in self.explicit_pairs)]
-        return map_sites(vms_a, current_b, self.pool, pairs=self.explicit_pairs or None,
+        return map_sites(vms_a, current_b, self.pools, pairs=self.explicit_pairs or None,
                          site_a=self.site_a.name, site_b=self.site_b.name)
 
     def present(self, pairs: Sequence[Pair]) -> list[Pair]:
@@ -108,6 +110,11 @@ class ScopeReader:
             return self.cached
         recorded = self.ledger.scope()
         if recorded is not None:
+            if recorded.data.get("pool", self.pool) != self.pool:
+                raise JournalError(
+                    f"the journal {self.ledger.journal.path} records a failback of pool "
+                    f"{recorded.data['pool']!r}, not {self.pool!r}", pool=self.pool,
+                    hint="give the journal of this failback, or a new one for a new failback")
             # One listing per site, not one read per VM (a scope can hold thousands of VMs).
             vms_a, vms_b = self.site_a.one.vms(), self._vms_b()
             entries = recorded.data.get("pairs", [])
@@ -203,7 +210,7 @@ class ScopeReader:
             else:
                 warnings.append(str(f))
         if self.ledger.scope() is not None:
-            names = Names(self.site_a.name, self.site_b.name, self.pool)
+            names = Names(self.site_a.name, self.site_b.name, self.pool, pools=self.pools)
             for p in scope.pairs:
                 stale = recorded_history(p.vm_b, self.ledger.vm(self.site_b.name, p.vm_b.id),
                                          names, paired_by_hand=p.vm_b.id in self.explicit_pairs)

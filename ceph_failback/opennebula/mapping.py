@@ -12,7 +12,7 @@ Pure logic: no I/O. Feed it :meth:`OpenNebulaSite.vms` of both sites.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass
 from enum import Enum
@@ -81,7 +81,8 @@ class Finding:
         severity: blocker or warning.
         site: the site's name where it was seen.
         vm: the VM id at that site, if one is concerned.
-        image: the RBD image (in the mapping's pool), if one is concerned.
+        image: the RBD image (in the mapping's pool; ``pool/image`` for several), if one is
+            concerned.
         message: the explanation, with what to do.
     """
 
@@ -124,7 +125,8 @@ class Mapping:
     """The cross-site correspondence for one pool, and what stands in its way.
 
     Attributes:
-        pool: the RBD pool.
+        pool: the RBD pool (several: their names joined by ``+``; images are then named
+            ``pool/image``).
         site_a: site A's name.
         site_b: site B's name.
         pairs: one per VM on B that has persistent disks in the pool.
@@ -204,20 +206,38 @@ def _is(vm: VM | None, other: VM) -> bool:
     return vm is not None and vm.id == other.id
 
 
-def _data_disks(vm: VM, pool: str) -> tuple[Disk, ...]:
-    """The VM's disks in ``pool`` that hold its data: a read-only image (a CDROM, an immutable
+@dataclass(frozen=True)
+class _Pools:
+    """The failback's pools, and how an image is named: bare for one pool, ``pool/image`` for
+    several (:func:`~ceph_failback.ceph.pools.image_key`)."""
+
+    names: tuple[str, ...]
+
+    def key(self, disk: Disk) -> str:
+        return f"{disk.pool}/{disk.image}" if len(self.names) > 1 else disk.image
+
+    def spec(self, key: str) -> str:
+        """``pool/image`` for a key."""
+        return key if len(self.names) > 1 else f"{self.names[0]}/{key}"
+
+    def __str__(self) -> str:
+        return "+".join(self.names)
+
+
+def _data_disks(vm: VM, pools: _Pools) -> tuple[Disk, ...]:
+    """The VM's disks in the pools that hold its data: a read-only image (a CDROM, an immutable
     image) is written by no VM and may be shared by many; it has nothing to fail back."""
-    return tuple(d for d in vm.disks_in(pool) if not d.is_read_only)
+    return tuple(d for d in vm.disks_in(pools.names) if not d.is_read_only)
 
 
-def _owners(vms: Iterable[VM], pool: str, *, persistent_only: bool) -> dict[str, list[VM]]:
+def _owners(vms: Iterable[VM], pools: _Pools, *, persistent_only: bool) -> dict[str, list[VM]]:
     owners: dict[str, list[VM]] = defaultdict(list)
     for vm in vms:
-        for disk in _data_disks(vm, pool):
+        for disk in _data_disks(vm, pools):
             if persistent_only and not disk.is_persistent:
                 continue
-            if vm not in owners[disk.image]:
-                owners[disk.image].append(vm)
+            if vm not in owners[pools.key(disk)]:
+                owners[pools.key(disk)].append(vm)
     return owners
 
 
@@ -294,18 +314,19 @@ def _not_stopped(vm: VM, site_b: str) -> str:
 def map_sites(
     vms_a: Iterable[VM],
     vms_b: Iterable[VM],
-    pool: str,
+    pool: str | Sequence[str],
     *,
     pairs: AbcMapping[int, int] | None = None,
     site_a: str = "site-a",
     site_b: str = "site-b",
 ) -> Mapping:
-    """Pair the VMs of site B with those of site A through the images of ``pool``.
+    """Pair the VMs of site B with those of site A through the images of ``pool`` (or of
+    several pools: images are then named ``pool/image``).
 
     Args:
         vms_a: the VMs of site A (the home site, where VMs are resumed).
         vms_b: the VMs of site B (where VMs run now and are terminated).
-        pool: the mirrored RBD pool; disks in other pools are ignored.
+        pool: the mirrored RBD pool, or several; disks in other pools are not failed back.
         pairs: an explicit mapping ``{vm_b_id: vm_a_id}`` that overrides or completes the
             automatic one (its images are then VM B's persistent images). Safety checks still
             apply to explicitly paired VMs.
@@ -317,6 +338,7 @@ def map_sites(
     """
     vms_a = list(vms_a)
     vms_b = list(vms_b)
+    pools = _Pools((pool,) if isinstance(pool, str) else tuple(pool))
     explicit = dict(pairs or {})
     out = _Builder()
     by_id_a = {vm.id: vm for vm in vms_a}
@@ -335,19 +357,19 @@ def map_sites(
                     None,
                     "cannot tell which RBD image backs some of its disks ("
                     + "; ".join(vm.unreadable)
-                    + f"): whether it uses pool {pool!r}'s images cannot be checked (fix the "
+                    + f"): whether it uses pool {str(pools)!r}'s images cannot be checked (fix the "
                     "disk's attributes in oned, or waive unreadable-disk if it does not)",
                 )
 
     # Terminating B's VM deletes its clones and volatile disks (in any pool), and their mirrored
     # copies on A.
     for vm in vms_b:
-        if not vm.disks_in(pool):
+        if not vm.disks_in(pools.names):
             continue  # the failback does not concern it
         for disk in vm.disks:
             if not disk.deleted_on_terminate:
                 continue
-            image = disk.image if disk.pool == pool else None
+            image = pools.key(disk) if disk.pool in pools.names else None
             what = "a non-persistent clone" if disk.kind is DiskKind.CLONE else "a volatile disk"
             if vm.is_done:
                 out.add(
@@ -407,8 +429,8 @@ def map_sites(
                 f"the explicit mapping sends several VMs of {site_b} to VM {a_id}",
             )
             continue
-        images = tuple(d.image for d in vm_b.disks_in(pool) if d.is_persistent)
-        images_a = {d.image for d in _data_disks(vm_a, pool)}
+        images = tuple(pools.key(d) for d in vm_b.disks_in(pools.names) if d.is_persistent)
+        images_a = {pools.key(d) for d in _data_disks(vm_a, pools)}
         for image in images:
             if image not in images_a:
                 out.add(
@@ -418,14 +440,14 @@ def map_sites(
                     a_id,
                     image,
                     f"explicitly paired with VM {b_id} of {site_b}, but VM {a_id} has no disk "
-                    f"on {pool}/{image}: it will not see that image's failed-back data",
+                    f"on {pools.spec(image)}: it will not see that image's failed-back data",
                 )
         chosen_pairs.append(Pair(vm_a, vm_b, images, explicit=True))
         paired_b.add(b_id)
         paired_a.add(a_id)
 
-    owners_a = _owners(vms_a, pool, persistent_only=False)
-    owners_b = _owners(vms_b, pool, persistent_only=True)
+    owners_a = _owners(vms_a, pools, persistent_only=False)
+    owners_b = _owners(vms_b, pools, persistent_only=True)
     image_a: dict[str, VM | None] = {
         image: _single_owner(vms, image, site_a, out, preferred=paired_a)
         for image, vms in owners_a.items()
@@ -440,9 +462,9 @@ def map_sites(
         if vm_b.id in paired_b:
             continue
         images = tuple(
-            d.image
-            for d in vm_b.disks_in(pool)
-            if d.is_persistent and _is(image_b.get(d.image), vm_b)
+            pools.key(d)
+            for d in vm_b.disks_in(pools.names)
+            if d.is_persistent and _is(image_b.get(pools.key(d)), vm_b)
         )
         if not images:
             continue
@@ -458,7 +480,7 @@ def map_sites(
                     site_b,
                     vm_b.id,
                     image,
-                    f"no VM on {site_a} has a disk on {pool}/{image}: nothing would resume with "
+                    f"no VM on {site_a} has a disk on {pools.spec(image)}: nothing would resume with "
                     "it (give an explicit mapping)",
                 )
         if len(targets) > 1:
@@ -493,7 +515,7 @@ def map_sites(
 
     # Site A: the VMs that would resume, and any other VM using the pool, must be shut down.
     for vm_a in vms_a:
-        if not _data_disks(vm_a, pool):
+        if not _data_disks(vm_a, pools):
             continue
         pair = next((p for p in chosen_pairs if p.vm_a.id == vm_a.id), None)
         if vm_a.is_done and pair is None:
@@ -507,14 +529,15 @@ def map_sites(
                 None,
                 f"VM is {vm_a.status}: {_not_stopped(vm_a, site_b)}",
             )
-        for disk in _data_disks(vm_a, pool):
-            image = disk.image
+        for disk in _data_disks(vm_a, pools):
+            image = pools.key(disk)
             if pair is not None:
                 if image in pair.images:
                     continue
                 message = (
                     f"paired with VM {pair.vm_b.id} of {site_b}, which has no persistent disk "
-                    f"on {pool}/{image}: VM {vm_a.id} would resume with that disk not failed back"
+                    f"on {pools.spec(image)}: VM {vm_a.id} would resume with that disk not "
+                    "failed back"
                 )
                 # A volatile disk is scratch space (swap, tmp) by design: stale content there is
                 # worth a look, not a stop; a stale image disk is lost data.
@@ -531,10 +554,10 @@ def map_sites(
                     site_a,
                     vm_a.id,
                     image,
-                    f"no VM on {site_b} uses {pool}/{image}: the failback leaves it alone",
+                    f"no VM on {site_b} uses {pools.spec(image)}: the failback leaves it alone",
                 )
 
-        elsewhere = [d for d in vm_a.disks if d.pool != pool and not d.is_read_only]
+        elsewhere = [d for d in vm_a.disks if d.pool not in pools.names and not d.is_read_only]
         if pair is not None and elsewhere:
             specs = ", ".join(f"{d.disk_id} ({d.spec})" for d in elsewhere)
             only_scratch = all(d.kind is DiskKind.VOLATILE for d in elsewhere)
@@ -544,8 +567,9 @@ def map_sites(
                 site_a,
                 vm_a.id,
                 None,
-                f"disks {specs} are in other pools than {pool!r}, which this failback does not "
-                f"fail back: VM {vm_a.id} would resume with them as {site_a} left them"
+                f"disks {specs} are in other pools than {str(pools)!r}, which this failback does "
+                f"not fail back (add their pools to it): VM {vm_a.id} would resume with them "
+                f"as {site_a} left them"
                 + (" (volatile: swap or scratch space keeps its old content)"
                    if only_scratch else ""),
             )
@@ -558,7 +582,7 @@ def map_sites(
             by_image[image] = (pair.vm_a, pair.vm_b)
 
     return Mapping(
-        pool=pool,
+        pool=str(pools),
         site_a=site_a,
         site_b=site_b,
         pairs=tuple(chosen_pairs),

@@ -6,7 +6,7 @@ in the library parses XML-RPC replies or compares state numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
@@ -119,9 +119,10 @@ class VM:
         """
         return self.state in SAFELY_STOPPED_STATES
 
-    def disks_in(self, pool: str) -> tuple[Disk, ...]:
-        """The disks whose RBD image lives in ``pool``."""
-        return tuple(d for d in self.disks if d.pool == pool)
+    def disks_in(self, pool: str | Collection[str]) -> tuple[Disk, ...]:
+        """The disks whose RBD image lives in ``pool`` (or in one of several pools)."""
+        pools = {pool} if isinstance(pool, str) else set(pool)
+        return tuple(d for d in self.disks if d.pool in pools)
 
     def images_in(self, pool: str) -> tuple[str, ...]:
         """The RBD image names (without pool) of the disks in ``pool``."""

@@ -441,7 +441,7 @@ class MemoryMirrorPool:
         up = self.world.daemon_up[self.site_name]
         return [DaemonHealth("4100", "4100", True, datetime.now(UTC), up, {}, up)]
 
-    def mirror_uuid(self) -> str:
+    def mirror_uuid(self, image: str | None = None) -> str:
         """This pool's mirror uuid."""
         return _uuid(self.site_name)
 

@@ -9,11 +9,14 @@ persistent images and VMs created from them, running.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..ceph.lock import Holder
+from ..ceph.seams import CephBackend, MirrorSide, PoolLockSide
+from ..errors import PoolNotFoundError
 from ..failback.core import Failback, Site, Timeouts
 from ..lab.oned import Delays, OnedStandIn
 from ..opennebula.site import OpenNebulaSite
@@ -28,7 +31,8 @@ FAST = Timeouts(settle=5, resync=10, mirror=10, promote=10, terminate=10, resume
 
 @dataclass(frozen=True)
 class MemoryVM:
-    """A VM of the world: its id on A, its id on B (after the disaster), and its images."""
+    """A VM of the world: its id on A, its id on B (after the disaster), and its images (of the
+    world's pool; ``other``: its image in the pool ``elsewhere``, when that pool is modelled)."""
 
     name: str
     vm_a: int
@@ -36,6 +40,59 @@ class MemoryVM:
     images: tuple[str, ...]
     cdrom: bool = False
     elsewhere: str | None = None
+    other: str | None = None
+
+
+class _NoPoolLock:
+    """The lock of a pool that does not exist: every read or take fails as librados does."""
+
+    def __init__(self, fail: Callable[[], object]) -> None:
+        self._fail = fail
+        self.held = None
+
+    def holder(self) -> None:
+        self._fail()
+
+    def acquire(self) -> Holder:
+        self._fail()
+        raise AssertionError("unreachable")
+
+    def release(self) -> None:
+        pass
+
+    def break_(self, expected: Holder | None = None) -> None:
+        self._fail()
+
+
+class MultiPoolSite:
+    """One site's cluster with several mirrored pools, each an independent :class:`MemoryCeph`
+    (a :class:`~ceph_failback.ceph.seams.CephBackend`)."""
+
+    def __init__(self, models: dict[str, MemoryCeph], name: str) -> None:
+        self.models, self.name = models, name
+        self._first = next(iter(models.values())).site(name)
+
+    def fsid(self) -> str:
+        return self._first.fsid()
+
+    def describe(self) -> str:
+        return self._first.describe()
+
+    def _model(self, pool: str) -> MemoryCeph:
+        if pool not in self.models:
+            raise PoolNotFoundError("pool does not exist", site=self.name, pool=pool, errno=2)
+        return self.models[pool]
+
+    def mirror_pool(self, pool: str, *, concurrency: int = 10) -> MirrorSide:
+        return self._model(pool).site(self.name).mirror_pool(pool, concurrency=concurrency)
+
+    def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLockSide:
+        if pool not in self.models:  # as librados: made without I/O, fails at the first use
+            return _NoPoolLock(lambda: self._model(pool))
+        return self._model(pool).site(self.name).pool_lock(pool, purpose=purpose)
+
+    def close(self) -> None:
+        pass
 
 
 class MemoryWorld:
@@ -43,12 +100,17 @@ class MemoryWorld:
 
     Args:
         delays: the oned stand-ins' transition delays (default: 10 ms each).
+        pool: the mirrored pool.
+        other_pools: further mirrored pools (each its own :class:`~.ceph.MemoryCeph`, in
+            :attr:`cephs`): a VM's disk ``elsewhere`` in one of them is a mirrored image there.
         ceph: options of :class:`~.ceph.MemoryCeph` (``status_period``, ``auto_tick``...).
     """
 
     def __init__(self, *, delays: Delays | None = None, pool: str = "one",
-                 **ceph: Any) -> None:
-        self.ceph = MemoryCeph(("site-a", "site-b"), pool, **ceph)
+                 other_pools: Iterable[str] = (), **ceph: Any) -> None:
+        self.cephs = {p: MemoryCeph(("site-a", "site-b"), p, **ceph)
+                      for p in dict.fromkeys([pool, *other_pools])}
+        self.ceph = self.cephs[pool]
         self.pool = pool
         delays = delays or Delays.uniform(0.01)
         self.oned_a = OnedStandIn(name="site-a", delays=delays, ceph_pool=pool,
@@ -62,7 +124,7 @@ class MemoryWorld:
 
     def _deleter(self, site: str):  # type: ignore[no-untyped-def]
         def delete(pool: str, image: str) -> None:
-            self.ceph.remove_image(image, site=site)
+            self.cephs[pool].remove_image(image, site=site)
         return delete
 
     def start(self) -> MemoryWorld:
@@ -88,13 +150,16 @@ class MemoryWorld:
         oned = self.oned_a if which == "a" else self.oned_b
         one = OpenNebulaSite(name, oned.endpoint, credentials=oned.session, timeout=5,
                              poll_interval=0.005)
-        return Site(name, self.ceph.site(name), one)
+        ceph: CephBackend = (self.ceph.site(name) if len(self.cephs) == 1
+                             else MultiPoolSite(self.cephs, name))
+        return Site(name, ceph, one)
 
     def failback(self, journal: str | Path, **kwargs: Any) -> Failback:
         """A :class:`~ceph_failback.failback.Failback` B -> A over this world (fast timeouts
-        unless given)."""
+        unless given; ``pool=`` for another pool or several)."""
         kwargs.setdefault("timeouts", FAST)
-        return Failback(self.site("a"), self.site("b"), self.pool, journal=journal, **kwargs)
+        pool = kwargs.pop("pool", self.pool)
+        return Failback(self.site("a"), self.site("b"), pool, journal=journal, **kwargs)
 
     def cdrom(self) -> str:
         """The world's ISO: a CDROM image in the mirrored pool, registered on both sites (as an
@@ -135,13 +200,19 @@ class MemoryWorld:
             self.cdrom()
             assert self._cdrom is not None
             ids.append(self._cdrom[0])
+        other = None
         if elsewhere:
-            ids.append(self.oned_a.add_image(
+            image_id = self.oned_a.add_image(
                 f"{name}-{elsewhere}", persistent=True, image_id=next(self._ids),
-                datastore_id=self._pool_datastore(self.oned_a, elsewhere)))
+                datastore_id=self._pool_datastore(self.oned_a, elsewhere))
+            ids.append(image_id)
+            if elsewhere in self.cephs:
+                other = f"one-{image_id}"
+                self.cephs[elsewhere].create_image(other, data=(data or b"") + b"@" +
+                                                   elsewhere.encode())
         vm = MemoryVM(name, self.oned_a.add_vm(name, disks=ids, state=state_a,
                                                system_datastore_id=0 if ssh else 101),
-                      None, tuple(images), cdrom, elsewhere)
+                      None, tuple(images), cdrom, elsewhere, other)
         self.vms.append(vm)
         return vm
 
@@ -163,6 +234,11 @@ class MemoryWorld:
             one_a.poweroff(vm.vm_a, timeout=5)
         self.ceph.failover([i for vm in chosen for i in vm.images], planned=kind == "planned",
                            data=new_data)
+        for pool, model in self.cephs.items():
+            others = [vm.other for vm in chosen if vm.elsewhere == pool and vm.other]
+            if others:
+                model.failover(others, planned=kind == "planned",
+                               data=None if new_data is None else new_data + b"@" + pool.encode())
         if self._cdrom is not None and any(vm.cdrom for vm in chosen):
             # The documented failover promotes the whole pool: the ISO too (nobody writes it).
             self.ceph.failover([self._cdrom[2]], planned=kind == "planned")
@@ -175,7 +251,8 @@ class MemoryWorld:
             if vm.elsewhere:
                 ids.append(self.oned_b.add_image(
                     f"{vm.name}-{vm.elsewhere}", persistent=True,
-                    datastore_id=self._pool_datastore(self.oned_b, vm.elsewhere)))
+                    datastore_id=self._pool_datastore(self.oned_b, vm.elsewhere),
+                    source=f"{vm.elsewhere}/{vm.other}" if vm.other else None))
             vm_b = self.oned_b.add_vm(vm.name, disks=ids, state=state_b,
                                       system_datastore_id=0 if ssh_b else 101)
             if not persistent_on_b:
@@ -183,7 +260,7 @@ class MemoryWorld:
                     clone = f"{img}-{vm_b}-{disk_id}"
                     self.ceph.create_image(clone, primary="site-b")
             self.vms[self.vms.index(vm)] = MemoryVM(vm.name, vm.vm_a, vm_b, vm.images, vm.cdrom,
-                                                    vm.elsewhere)
+                                                    vm.elsewhere, vm.other)
 
     def images(self) -> list[str]:
         """Every image of every VM."""

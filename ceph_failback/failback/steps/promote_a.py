@@ -107,7 +107,7 @@ def wait_demotion_copied(ctx: StepContext, name: str) -> None:
     """Snapshot mode: wait until A's newest mirror snapshot is the complete copy of B's
     demotion snapshot (what Ceph's QA checks with ``rbd snap ls --all``)."""
     pa, pb = ctx.pool_a(), ctx.pool_b()
-    b_uuid = pb.mirror_uuid()
+    b_uuid = pb.mirror_uuid(name)
     b_snaps = pb.mirror_snapshots(name)
     if not b_snaps or b_snaps[-1].state != "primary-demoted":
         raise SafetyError("B's newest mirror snapshot is not its demotion",

@@ -48,15 +48,18 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
             f"terminating it on {names.site_b} would delete them (and rbd-mirror the copies on "
             f"{names.site_a})", site=names.site_b,
             hint="save them as persistent images, or fail this VM back by hand"))
-    elsewhere = other_pool_disks(vm_b, names.pool)
+    elsewhere = other_pool_disks(vm_b, names.pool_list)
     if elsewhere:
+        wanted = list(dict.fromkeys([*names.pool_list, *(s.split("/")[0] for s in elsewhere)]))
         return Decision.refuse(Refusal(
             "other-pool-disk", f"VM {vm_b.id}'s disks {elsewhere} on {names.site_b} are in "
             f"other pools than {names.pool!r}, which this failback does not fail back: "
             f"stopping the VM would leave their latest data on {names.site_b} and resume the VM "
-            f"on {names.site_a}'s stale copies", site=names.site_b,
-            hint=f"move those disks into pool {names.pool!r} (or detach them) before failing "
-                 "this VM back; failing back several pools at once is not supported yet"))
+            f"on {names.site_a}'s stale copies; fail those pools back in the same failback "
+            f"(pool={wanted!r}, in a configuration file pool = {wanted!r}; each must be "
+            "mirrored)", site=names.site_b,
+            hint=f"give the failback every pool its VMs use: pool={wanted!r}; or move those "
+                 "disks into the failback's pools"))
     saved = saved_memory_on_b(vm_b, names)
     if saved is not None and saved.kind not in waived:
         return Decision.refuse(saved)
@@ -144,7 +147,7 @@ def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
         info = infos.get(name)
         if info is not None and info.primary:
             snaps[name] = pb.create_mirror_snapshot(name)
-    b_uuid = pb.mirror_uuid() if snap_mode else ""
+    b_uuid = {name: pb.mirror_uuid(name) for name in snap_mode}  # per pool
     histories = ctx.ledger.images(journal_mode)
     proven = {name for name in journal_mode if histories[name].proven}
 
@@ -157,7 +160,7 @@ def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
             if n not in journal:
                 newest = pa.mirror_snapshots(n) if n in snaps else []
                 seen[n] = Mirrored(snapshot=newest[-1] if newest else None,
-                                   expected=snaps.get(n), source=b_uuid, snapshot_mode=True)
+                                   expected=snaps.get(n), source=b_uuid[n], snapshot_mode=True)
         return seen
 
     MIRRORED.run(pair.images, observe, timeouts=ctx.timeouts,
