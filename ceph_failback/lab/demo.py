@@ -125,6 +125,10 @@ class RehearsalOptions:
         concurrency: images worked on at once.
         vm_concurrency: VMs moved through steps 3-6 at once.
         pipeline: move each VM through steps 3-6 as soon as its images are ready.
+        second_pool: a second mirrored pool (an OpenNebula site's second Ceph datastore): the
+            first VM gets one more disk there, and the failback covers both pools.
+        dr_history: site B keeps a DONE VM per VM from an earlier DR test, using the same
+            images (oned keeps DONE VMs); the failback must pair only the live ones.
     """
 
     mode: MirrorKind = "journal"
@@ -142,6 +146,8 @@ class RehearsalOptions:
     concurrency: int = 10
     vm_concurrency: int = 10
     pipeline: bool = True
+    second_pool: str | None = None
+    dr_history: bool = False
 
 
 def parse_size(text: str) -> int:
@@ -319,32 +325,39 @@ def rehearse(options: RehearsalOptions) -> int:
         t = _say(f"starting a two-site Ceph lab ({o.mode} mirroring, {speed} rbd-mirror "
                  f"intervals) in {lab.directory}")
         lab.up()
+    if o.second_pool:
+        lab.add_pool(o.second_pool)
+    pools = lab.pools if o.second_pool else [lab.pool]
     print(f"   up in {time.monotonic() - t:.1f}s: {lab.site_a.name} on {lab.site_a.ip}, "
-          f"{lab.site_b.name} on {lab.site_b.ip}, pool {lab.pool!r}, rbd-mirror on both")
+          f"{lab.site_b.name} on {lab.site_b.ip}, pool(s) {', '.join(pools)}, rbd-mirror on "
+          "both")
     world = World(lab, delays=Delays.uniform(o.oned_delay)).start()
     try:
         print(f"   OpenNebula stand-ins: {world.oned_a.endpoint} (A), {world.oned_b.endpoint} (B)")
+        extra = f" (vm-0 with one more in pool {o.second_pool!r})" if o.second_pool else ""
         t = _say(f"site A: {o.vms} VMs, {sum(disks)} persistent RBD disks of "
-                 f"{o.image_size / (1 << 20):g} MiB, {o.write_size / (1 << 10):g} KiB written "
-                 "to each")
+                 f"{o.image_size / (1 << 20):g} MiB{extra}, {o.write_size / (1 << 10):g} KiB "
+                 "written to each")
         for i in range(o.vms):
             line = f"vm-{i} written on site A\n".encode()
             world.add_vm(f"vm-{i}", disks=disks[i], size=o.image_size,
-                         data=(line * (o.write_size // len(line) + 1))[: o.write_size])
+                         data=(line * (o.write_size // len(line) + 1))[: o.write_size],
+                         other_pool=o.second_pool if i == 0 else None)
         world.wait_replicated(timeout=600)
         print(f"   mirrored to site B in {time.monotonic() - t:.1f}s")
 
-        _say(f"disaster ({o.disaster}): VMs fail over to site B and write new data there")
+        _say(f"disaster ({o.disaster}): VMs fail over to site B and write new data there"
+             + (" (B keeps a DONE VM per VM from an earlier DR test)" if o.dr_history else ""))
         line = b"written on site B after the failover\n"
         world.disaster(o.disaster, new_data=(line * (o.write_size // len(line) + 1))[
-            : o.write_size])
+            : o.write_size], history_b=o.dr_history)
         expected = world.expected_checksums()
 
         journal = Path(tempfile.mkdtemp(prefix="cfb-demo-")) / "failback.jsonl"
         timeouts = Timeouts(poll=0.5) if lab.test_speed is False else Timeouts(
             settle=60, resync=600, mirror=300, promote=120, terminate=120, resume=120, poll=0.5)
         timer = StepTimer()
-        fb = Failback(world.site("a"), world.site("b"), lab.pool, journal=journal,
+        fb = Failback(world.site("a"), world.site("b"), pools, journal=journal,
                       timeouts=timeouts, concurrency=o.concurrency,
                       vm_concurrency=o.vm_concurrency, listeners=[_Progress(), timer])
         _say("the VM/image mapping between the sites")
@@ -435,6 +448,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"VMs moved through steps 3-6 at once (default {d.vm_concurrency})")
     parser.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                         help="run each step for every VM before the next step")
+    parser.add_argument("--second-pool", metavar="POOL", default=None,
+                        help="a second mirrored pool (a second Ceph datastore): vm-0 gets a disk "
+                             "there and the failback covers both pools")
+    parser.add_argument("--dr-history", action="store_true",
+                        help="site B keeps a DONE VM per VM from an earlier DR test, using the "
+                             "same images: the failback must pair only the live ones")
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
 
 
@@ -452,7 +471,7 @@ def options_from(args: argparse.Namespace) -> RehearsalOptions:
         disaster=cast(Disaster, args.disaster), production_speed=args.production_speed,
         oned_delay=args.oned_delay, ips=args.ips, directory=args.directory, reuse=args.reuse,
         keep=args.keep, concurrency=args.concurrency, vm_concurrency=args.vm_concurrency,
-        pipeline=args.pipeline)
+        pipeline=args.pipeline, second_pool=args.second_pool, dr_history=args.dr_history)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ceph_failback.demo") -> int:

@@ -76,6 +76,7 @@ class Lab:
             raise ConfigurationError("the two sites need different names and addresses")
         self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="cfb-lab-"))
         self.pool = pool
+        self.extra_pools: list[str] = []  # further mirrored pools (add_pool)
         self.mode: MirrorKind = mode
         self.pool_mirror_mode = pool_mirror_mode
         self.test_speed = test_speed
@@ -147,14 +148,52 @@ class Lab:
         for site in self.sites:
             site.start_rbd_mirror()
 
+    @property
+    def pools(self) -> list[str]:
+        """Every mirrored pool of the lab: :attr:`pool`, then those :meth:`add_pool` added."""
+        return [self.pool, *self.extra_pools]
+
+    def _failback_caps(self) -> list[str]:
+        rbd_pools = ", ".join(f"profile rbd pool={p}" for p in self.pools)
+        return ["mon", "profile rbd", "osd", rbd_pools,
+                "mgr", f"{rbd_pools}, allow command \"service status\""]
+
+    def add_pool(self, name: str, timeout: float = 60.0) -> None:
+        """Another mirrored pool on both sites (an OpenNebula site's second Ceph datastore),
+        with its own peer, in the lab's mode; the failback client's caps extended to it. Waits
+        until both rbd-mirror daemons report it. Images in it are named ``pool/image`` by the
+        lab's image methods. Idempotent."""
+        if name in self.pools:
+            return
+        _, rbd = import_bindings()
+        mode = rbd.RBD_MIRROR_MODE_POOL if self.pool_mirror_mode == "pool" else (
+            rbd.RBD_MIRROR_MODE_IMAGE)
+        for site in self.sites:
+            admin = site.admin()
+            admin.mon_command({"prefix": "osd pool create", "pool": name, "pg_num": 8})
+            with admin.ioctx(name) as ioctx:
+                rbd.RBD().pool_init(ioctx, True)
+                rbd.RBD().mirror_mode_set(ioctx, mode)
+        with self.site_a.admin().ioctx(name) as ioctx_a:
+            token = rbd.RBD().mirror_peer_bootstrap_create(ioctx_a)
+        with self.site_b.admin().ioctx(name) as ioctx_b:
+            rbd.RBD().mirror_peer_bootstrap_import(
+                ioctx_b, rbd.RBD_MIRROR_PEER_DIRECTION_RX_TX, token)
+        self.extra_pools.append(name)
+        for site in self.sites:
+            site.admin().mon_command({"prefix": "auth caps", "entity": FAILBACK_CLIENT,
+                                      "caps": self._failback_caps()})
+        self._save()
+        self._poll(f"rbd-mirror reporting pool {name} on both sites",
+                   lambda: all(any(d["pools"].get(name) for d in self.mirror_daemons(s))
+                               for s in self.sites), timeout)
+
     def _create_failback_client(self, site: LabCluster) -> None:
         # The least-privileged client a failback needs (documented in docs/safety.rst, "The Ceph
         # client"; tests/lab/test_security.py checks the two agree).
         key = site.admin().mon_command({
             "prefix": "auth get-or-create", "entity": FAILBACK_CLIENT,
-            "caps": ["mon", "profile rbd",
-                     "osd", f"profile rbd pool={self.pool}",
-                     "mgr", f"profile rbd pool={self.pool}, allow command \"service status\""],
+            "caps": self._failback_caps(),
             "format": "plain",
         })
         text = key if isinstance(key, str) else json.dumps(key)
@@ -203,7 +242,8 @@ class Lab:
             pools = json.loads(raw) if raw else {}
             names = [p.get("name") for p in pools.values() if isinstance(p, dict)]
             out.append({"gid": gid, "last_beacon": info.get("last_beacon"),
-                        "pool_ok": self.pool in names})
+                        "pool_ok": self.pool in names,
+                        "pools": {p: p in names for p in self.pools}})
         return out
 
     def down(self) -> None:
@@ -225,7 +265,7 @@ class Lab:
     def _save(self) -> None:
         state = {
             "pool": self.pool, "mode": self.mode, "pool_mirror_mode": self.pool_mirror_mode,
-            "test_speed": self.test_speed,
+            "test_speed": self.test_speed, "extra_pools": self.extra_pools,
             "sites": [s.to_state() for s in self.sites],
         }
         (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -243,6 +283,7 @@ class Lab:
                   pool_mirror_mode=state["pool_mirror_mode"], ips=(a.ip, b.ip),
                   names=(a.name, b.name), test_speed=state["test_speed"])
         lab.site_a, lab.site_b = a, b
+        lab.extra_pools = list(state.get("extra_pools", []))
         return lab
 
     def __enter__(self) -> Lab:
@@ -264,10 +305,16 @@ class Lab:
 
     # -- images --------------------------------------------------------------------------------
 
+    def where(self, name: str) -> tuple[str, str]:
+        """``(pool, image)`` of an image name: ``pool/image``, or a bare name in :attr:`pool`."""
+        pool, sep, image = name.partition("/")
+        return (pool, image) if sep else (self.pool, name)
+
     @contextmanager
     def _image(self, which: str, name: str, read_only: bool = False) -> Iterator[Any]:
         _, rbd = import_bindings()
-        with self.site(which).admin().ioctx(self.pool) as ioctx:
+        pool, name = self.where(name)
+        with self.site(which).admin().ioctx(pool) as ioctx:
             image = rbd.Image(ioctx, name, read_only=read_only)
             try:
                 yield image
@@ -289,8 +336,9 @@ class Lab:
         """Create image ``name`` on ``site`` (primary there), mirrored unless ``mirrored=False``;
         optionally write ``data`` at offset 0 (and, in snapshot mode, take a mirror snapshot)."""
         _, rbd = import_bindings()
-        with self.site(site).admin().ioctx(self.pool) as ioctx:
-            rbd.RBD().create(ioctx, name, size, old_format=False, features=self.image_features())
+        pool, image = self.where(name)
+        with self.site(site).admin().ioctx(pool) as ioctx:
+            rbd.RBD().create(ioctx, image, size, old_format=False, features=self.image_features())
         if mirrored and self.pool_mirror_mode == "image":
             mode = (rbd.RBD_MIRROR_IMAGE_MODE_JOURNAL if self.mode == "journal"
                     else rbd.RBD_MIRROR_IMAGE_MODE_SNAPSHOT)
@@ -302,14 +350,16 @@ class Lab:
     def remove_image(self, name: str, *, site: str) -> None:
         """Remove an image on one site (as OpenNebula's ceph driver would)."""
         _, rbd = import_bindings()
-        with self.site(site).admin().ioctx(self.pool) as ioctx:
-            rbd.RBD().remove(ioctx, name)
+        pool, image = self.where(name)
+        with self.site(site).admin().ioctx(pool) as ioctx:
+            rbd.RBD().remove(ioctx, image)
 
     def image_exists(self, name: str, *, site: str) -> bool:
         """Whether ``name`` exists in the pool on ``site``."""
         _, rbd = import_bindings()
-        with self.site(site).admin().ioctx(self.pool) as ioctx:
-            return name in rbd.RBD().list(ioctx)
+        pool, image = self.where(name)
+        with self.site(site).admin().ioctx(pool) as ioctx:
+            return image in rbd.RBD().list(ioctx)
 
     def write(self, site: str, name: str, data: bytes, offset: int = 0) -> None:
         """Write ``data`` to the (primary) image; in snapshot mode also take a mirror snapshot,

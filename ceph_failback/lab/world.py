@@ -36,7 +36,8 @@ _IMAGE_IDS = itertools.count(100)
 
 @dataclass(frozen=True)
 class VMPair:
-    """A VM of the world: its id on A, its id on B (after the disaster), and its images."""
+    """A VM of the world: its id on A, its id on B (after the disaster), and its images (named
+    ``pool/image`` outside the lab's main pool, as :meth:`Lab.where` reads them)."""
 
     name: str
     vm_a: int
@@ -70,10 +71,10 @@ class World:
 
     def _deleter(self, which: str):  # type: ignore[no-untyped-def]
         def delete(pool: str, image: str) -> None:
-            if pool != self.lab.pool:
+            if pool not in self.lab.pools:
                 raise LabError(f"the lab has no pool {pool!r}")
             log.info("oned %s: deleting RBD image %s/%s", which, pool, image)
-            self.lab.remove_image(image, site=which)
+            self.lab.remove_image(f"{pool}/{image}", site=which)
         return delete
 
     def start(self) -> World:
@@ -110,17 +111,30 @@ class World:
 
     # -- building the world ----------------------------------------------------------------
 
+    def _datastore(self, oned: OnedStandIn, pool: str) -> int:
+        """The image datastore of a pool (the stand-in's default, 100, for the lab's main one;
+        another is added the first time)."""
+        if pool == self.lab.pool:
+            return 100
+        key = f"{oned.name}:{pool}"
+        if key not in self._other_pools:
+            self._other_pools[key] = oned.add_datastore(f"ceph_{pool}", ceph_pool=pool)
+        return self._other_pools[key]
+
     def add_vm(self, name: str, *, disks: int = 1, size: int = 4 << 20,
                data: bytes | None = None, state_a: str = "RUNNING",
-               ssh: bool = False) -> VMPair:
+               ssh: bool = False, other_pool: str | None = None) -> VMPair:
         """Create, on site A, ``disks`` persistent images with data and a VM using them (in
-        the ssh system datastore, which runs it on host copies of its images, when ``ssh``)."""
+        the ssh system datastore, which runs it on host copies of its images, when ``ssh``;
+        with one more persistent disk in the lab's mirrored pool ``other_pool``, see
+        :meth:`Lab.add_pool`, when given)."""
         ids = []
         images = []
-        for _ in range(disks):
+        for pool in [self.lab.pool] * disks + ([other_pool] if other_pool else []):
+            ds = self._datastore(self.oned_a, pool)
             image_id = self.oned_a.add_image(f"{name}-disk", persistent=True,
-                                             image_id=self._free_image_id())
-            rbd_name = f"one-{image_id}"
+                                             image_id=self._free_image_id(), datastore_id=ds)
+            rbd_name = f"one-{image_id}" if pool == self.lab.pool else f"{pool}/one-{image_id}"
             self.lab.create_image(rbd_name, size, data=data or f"{name}:{rbd_name}\n".encode())
             ids.append(image_id)
             images.append(rbd_name)
@@ -135,8 +149,8 @@ class World:
         other processes (a notebook's kernel, a rehearsal script) may share the lab."""
         while True:
             image_id = next(_IMAGE_IDS)
-            name = f"one-{image_id}"
-            if not (self.lab.image_exists(name, site="a") or self.lab.image_exists(name, site="b")):
+            names = [f"{pool}/one-{image_id}" for pool in self.lab.pools]
+            if not any(self.lab.image_exists(n, site=s) for n in names for s in "ab"):
                 return image_id
 
     def all_images(self) -> list[str]:
@@ -150,7 +164,7 @@ class World:
     def disaster(self, kind: Disaster = "unplanned", *, new_data: bytes | None = None,
                  vms: Iterable[VMPair] | None = None, persistent_on_b: bool = True,
                  state_b: str = "RUNNING", ssh_b: bool = False,
-                 elsewhere_b: str | None = None) -> None:
+                 elsewhere_b: str | None = None, history_b: bool = False) -> None:
         """Fail over: A's VMs go to POWEROFF, the images become primary on B (forced for an
         unplanned disaster, after A's demotion for a planned one), B's copies are registered in
         B's OpenNebula and VMs created from them run there; ``new_data`` is written on B.
@@ -159,7 +173,9 @@ class World:
         clones: the dangerous setup failback must refuse). ``state_b``: the state B's VMs are
         in (``"SUSPENDED"``, ``"BOOT_FAILURE"``...); ``ssh_b``: they run in B's ssh system
         datastore (on host copies); ``elsewhere_b``: each also has a persistent disk in that
-        other Ceph pool (registered in oned only).
+        other Ceph pool (registered in oned only); ``history_b``: B keeps, for each VM, a DONE
+        VM of an earlier DR test using the same images (oned keeps DONE VMs), which a failback
+        must never pair.
         """
         chosen = list(vms) if vms is not None else list(self.vms)
         images = [i for p in chosen for i in p.images]
@@ -172,15 +188,19 @@ class World:
         else:
             self.lab.planned_disaster(images, new_data=new_data)
         for p in chosen:
-            ids = [self.oned_b.add_image(f"{p.name}-{img}", persistent=persistent_on_b,
-                                         source=f"{self.lab.pool}/{img}") for img in p.images]
+            ids = []
+            for img in p.images:
+                pool, rbd_name = self.lab.where(img)
+                ds = self._datastore(self.oned_b, pool)
+                ids.append(self.oned_b.add_image(
+                    f"{p.name}-{rbd_name}", persistent=persistent_on_b,
+                    source=f"{pool}/{rbd_name}", datastore_id=ds))
             if elsewhere_b:
-                ds = self._other_pools.get(elsewhere_b)
-                if ds is None:
-                    ds = self._other_pools[elsewhere_b] = self.oned_b.add_datastore(
-                        f"ceph_{elsewhere_b}", ceph_pool=elsewhere_b)
+                ds = self._datastore(self.oned_b, elsewhere_b)
                 ids.append(self.oned_b.add_image(f"{p.name}-{elsewhere_b}", persistent=True,
                                                  datastore_id=ds))
+            if history_b:
+                self.oned_b.add_vm(f"{p.name}-dr-test", disks=ids, state="DONE")
             vm_b = self.oned_b.add_vm(p.name, disks=ids, state=state_b,
                                       system_datastore_id=0 if ssh_b else 101)
             if not persistent_on_b:

@@ -57,17 +57,23 @@ def assert_failed_back(world: World, expected: dict[str, str], fb: Failback) -> 
         assert world.oned_b.vm_state(p.vm_b) == ("DONE", "LCM_INIT")
     # B replays from A again (the images are mirrored the right way round). rbd-mirror on B
     # takes this up on its own schedule: a loaded 2-core machine once needed more than 90 s.
+    by_pool: dict[str, list[str]] = {}
+    for image in expected:  # "pool/image" outside the lab's main pool
+        pool_name, name = world.lab.where(image)
+        by_pool.setdefault(pool_name, []).append(name)
     with world.lab.connect("b") as b:
-        pool = b.pool(world.lab.pool)
         seen: dict[str, str] = {}
 
         def replaying() -> bool:
-            statuses = pool.statuses(list(expected))
             seen.clear()
-            seen.update({i: statuses[i].local.summary() if i in statuses else "not listed"
-                         for i in expected})
-            return len(statuses) == len(expected) and all(
-                s.local.is_replaying() for s in statuses.values())
+            ok = True
+            for pool_name, names in by_pool.items():
+                statuses = b.pool(pool_name).statuses(names)
+                seen.update({f"{pool_name}/{i}": statuses[i].local.summary()
+                             if i in statuses else "not listed" for i in names})
+                ok = ok and len(statuses) == len(names) and all(
+                    s.local.is_replaying() for s in statuses.values())
+            return ok
 
         try:
             poll(replaying, timeout=180, what="site B to replay from A")
@@ -394,3 +400,33 @@ def test_real_topologies_are_refused_with_nothing_lost(world: World, tmp_path: P
         fb = make_failback(world, tmp_path / "j.jsonl", waive=["saved-memory-on-b"])
         assert fb.run().complete
         assert_failed_back(world, expected, fb)
+
+
+def test_several_pools_fail_back_together_with_nothing_lost(world: World,
+                                                            tmp_path: Path) -> None:
+    # Issue 13 case 2: a VM with a disk in each of two mirrored pools (two Ceph datastores).
+    lab = world.lab
+    lab.add_pool("ssd")
+    world.add_vm("multi", other_pool="ssd", data=pattern("multi", 1 << 20))
+    world.add_vm("plain", data=pattern("plain", 1 << 20))
+    world.wait_replicated()
+    world.disaster("unplanned", new_data=pattern("on-b", 1 << 20))
+    world.oned_b.wait_idle()
+    expected = world.expected_checksums()
+    assert any(i.startswith("ssd/") for i in expected)
+    before = snapshot(world)
+    # The main pool alone: refused before anything changes, naming the pools to give.
+    with pytest.raises(SafetyError, match="other-pool-disk") as info:
+        make_failback(world, tmp_path / "one.jsonl").run()
+    assert "['one', 'ssd']" in str(info.value)
+    assert snapshot(world) == before
+    # Both pools: every image failed back, each VM resumed once.
+    fb = Failback(world.site("a"), world.site("b"), lab.pools, journal=tmp_path / "j.jsonl",
+                  timeouts=TIMEOUTS)
+    assert fb.plan().ok
+    report = fb.run()
+    assert report.complete, report
+    keys = {i if "/" in i else f"{lab.pool}/{i}" for i in expected}
+    assert {i.name for i in report.images} == keys
+    assert_failed_back(world, expected, fb)
+    assert fb.lock_holder() is None

@@ -60,9 +60,12 @@ def test_options() -> None:
     assert (o.mode, o.disaster, o.production_speed, o.ips, o.reuse, o.pipeline) == (
         "snapshot", "planned", True, ("127.0.0.10", "127.0.0.11"), "/tmp/x", False)
     assert (o.oned_delay, o.concurrency, o.vm_concurrency) == (3.0, 4, 2)
+    real = options_from(parse("--second-pool", "ssd", "--dr-history"))
+    assert (real.second_pool, real.dr_history) == ("ssd", True)
     defaults = options_from(parse())
     assert (defaults.vms, defaults.disks, defaults.mode, defaults.disaster) == (
         3, None, "journal", "unplanned")
+    assert (defaults.second_pool, defaults.dr_history) == (None, False)
     for argv in (["--vms", "0"], ["--disks", "0"], ["--image-size", "1M", "--write", "2M"]):
         with pytest.raises(ConfigurationError):
             options_from(parse(*argv))
