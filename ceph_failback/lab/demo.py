@@ -75,7 +75,8 @@ WAITS = {
 CHECKS = {
     "non-persistent-disk": "a VM on B uses a clone or volatile disk: terminating it would delete "
                            "the image on both sites",
-    "other-pool-disk": "a VM on B has a disk in another pool, which this failback does not move",
+    "other-pool-disk": "a VM on B has a disk in a pool this failback does not cover (give it "
+                       "every pool its VMs use)",
     "dr-history": "the journal's scope pairs a DONE VM on B this failback did not terminate",
     "unresolved-disk": "a VM this failback stops or resumes has a disk whose image is unknown",
     "unreadable-disk": "a VM has a Ceph disk whose RBD image cannot be named from its attributes",
