@@ -36,6 +36,7 @@ from .ledger import Ledger, Mark, Step
 from .pipeline import run_pipelined
 from .plan import Blocker, Plan
 from .planner import build_plan
+from .protection import outside_scope, record_unprotected, unprotected_warning
 from .report import Report, build_report
 from .safety import ImageView, Names
 from .scope import WAIVABLE, Scope, ScopeReader
@@ -402,6 +403,9 @@ class Failback:
                                         waivable=True))
             views = [ImageView(n, infos_a.get(n), infos_b.get(n), stat_a.get(n), stat_b.get(n))
                      for n in scope.images]
+            outside = outside_scope(scope.images, infos_a, infos_b)
+            if outside:
+                warnings.append(unprotected_warning(outside, self.site_b.name))
             present = list(scope.pairs) if fresh else self._scope.present(scope.pairs)
             return build_plan(self.names, views, self.ledger.images(scope.images), present,
                               blockers=blockers, warnings=warnings, waived=self.waive)
@@ -539,6 +543,7 @@ class Failback:
             except FailbackError as exc:
                 self.ledger.write(Step.RUN, Mark.FAILED, error=str(exc))
                 raise
+            record_unprotected(self.pool_a(), self.pool_b(), self.images, self.ledger)
             self.ledger.write(Step.RUN, Mark.FINISHED)
             return self.report()
 

@@ -320,6 +320,11 @@ def report_html(report: Report) -> str:
     if d:
         out.append(f"<p>Downtime per VM (terminate request on B to RUNNING on A): median "
                    f"<b>{statistics.median(d):.1f}s</b>, max <b>{max(d):.1f}s</b>.</p>")
+    if report.unprotected:
+        from .protection import report_line
+
+        out.append(f"<p>{badge('warning', 'busy')} "
+                   f"{esc(report_line(dict(report.unprotected)).strip())}</p>")
     out.append("</div>")
     return "".join(out)
 

@@ -10,6 +10,7 @@ from typing import Any
 from ..opennebula.mapping import Pair
 from .journal import Journal
 from .ledger import Mark, Step, image_target, vm_target
+from .protection import report_line
 
 __all__ = ["ImageOutcome", "VMOutcome", "Report", "build_report"]
 
@@ -69,6 +70,9 @@ class Report:
     vms: tuple[VMOutcome, ...]
     runs: int
     wall_time: float | None
+    unprotected: tuple[tuple[str, str], ...] = ()
+    """Images outside the scope that no mirroring protected at the end of the last run, with
+    why (:func:`~ceph_failback.failback.safety.unprotected`): the failback did not touch them."""
 
     @property
     def complete(self) -> bool:
@@ -85,6 +89,7 @@ class Report:
         return {
             "pool": self.pool, "site_a": self.site_a, "site_b": self.site_b,
             "complete": self.complete, "runs": self.runs, "wall_time": self.wall_time,
+            "unprotected": dict(self.unprotected),
             "downtime": {"median": statistics.median(d) if d else None,
                          "max": max(d) if d else None},
             "images": [{"name": i.name, "outcome": i.outcome, "resynced": i.resynced,
@@ -113,6 +118,8 @@ class Report:
         d = self.downtimes()
         if d:
             lines.append(f"  downtime: median {statistics.median(d):.1f}s, max {max(d):.1f}s")
+        if self.unprotected:
+            lines.append(report_line(dict(self.unprotected)))
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -170,5 +177,7 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
     runs = journal.find(step=Step.RUN, event=Mark.STARTED)
     finished = journal.last(step=Step.RUN, event=Mark.FINISHED)
     wall = (finished.time - runs[0].time) if (runs and finished) else None
+    seen = journal.last(step=Step.RUN, event=Mark.OBSERVED, target="pool")
+    unprotected = dict(seen.data.get("unprotected") or {}) if seen is not None else {}
     return Report(pool, site_a, site_b, tuple(image_outcomes), tuple(vm_outcomes),
-                  len(journal.runs()), wall)
+                  len(journal.runs()), wall, tuple(unprotected.items()))

@@ -48,6 +48,7 @@ __all__ = [
     "recorded_history",
     "unreadable_disks",
     "not_primary_on_a",
+    "unprotected",
 ]
 
 #: Never force-promote: a forced promote makes both copies primary (split-brain). The
@@ -441,3 +442,19 @@ def resumed_by_us(history: VMHistory) -> bool:
     """A VM found running on A is not a blocker (``vm-not-stopped``) when this failback resumed
     it (step 6 checks its images are primary on A first); its outcome may be unrecorded."""
     return history.resume_attempted
+
+
+# -- outside the scope -------------------------------------------------------------------------
+
+def unprotected(view: ImageView) -> str | None:
+    """Rule ``unprotected`` (a warning, never a blocker): a mirrored image, listed on both sites,
+    that neither site replicates: primary on both (OpenNebula's documented failover force-promotes
+    the whole pool, so images no VM uses stay primary on both sites) or primary on neither. The
+    failback leaves images outside its scope alone, so it says which are unprotected."""
+    if view.info_a is None or view.info_b is None:
+        return None
+    if view.primary_a and view.primary_b:
+        return "primary on both sites"
+    if not view.primary_a and not view.primary_b:
+        return "primary on neither site"
+    return None

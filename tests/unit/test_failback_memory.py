@@ -82,7 +82,8 @@ def test_dr_test_waits_for_the_epoch_proof_instead_of_trusting_replaying(
         assert action is not None and action.do and "not proven" in action.reason, plan
         report = fb.run()
         assert report.complete and not report.images[0].resynced
-        proofs = [r.data["proof"] for r in Journal(tmp_path / "j.jsonl").find(event="observed")]
+        proofs = [r.data["proof"] for r in Journal(tmp_path / "j.jsonl").find(
+            step="resync_a", event="observed")]
         assert proofs and "epoch" in proofs[0]
         assert_failed_back(world, [image])
 
@@ -677,3 +678,31 @@ def test_a_failed_status_read_while_settling_fails_the_step_and_resyncs_nothing(
         with pytest.raises(CephConnectionError):
             fb.resync_site_a()
         assert not [c for c in world.ceph.calls if c[1] == "resync"]
+
+
+def test_images_outside_the_scope_left_unprotected_are_named(world: MemoryWorld,
+                                                             tmp_path: Path) -> None:
+    # Issue 14 item 6: the documented failover force-promotes the whole pool on B, so an image
+    # no VM uses stays primary on both sites; the failback leaves it alone, and says so.
+    world.add_vm("db")
+    world.ceph.create_image("one-999", data=b"used by no VM")
+    world.disaster("unplanned", new_data=NEW)
+    world.ceph.failover(["one-999"], planned=False)
+    fb = world.failback(tmp_path / "j.jsonl")
+    plan = fb.plan()
+    assert plan.ok and "one-999" not in {i.name for i in plan.images}
+    (warning,) = [w for w in plan.warnings if "one-999" in w]
+    assert "primary on both sites" in warning and "--image one-999" in warning
+    report = fb.run()
+    assert report.complete and dict(report.unprotected) == {"one-999": "primary on both sites"}
+    assert "WARNING: 1 image(s) outside the scope are unprotected" in str(report)
+    assert report.to_dict()["unprotected"] == {"one-999": "primary on both sites"}
+    assert world.ceph.is_primary("site-a", "one-999") and world.ceph.is_primary("site-b",
+                                                                                "one-999")
+    # The fix the warning gives: include it. B's copy is then failed back like the others.
+    again = world.failback(tmp_path / "k.jsonl", images=["one-999"])
+    assert again.images == ["one-999"] and again.plan().ok
+    report = again.run()
+    assert report.complete and report.unprotected == ()
+    assert world.ceph.is_primary("site-a", "one-999")
+    assert not world.ceph.is_primary("site-b", "one-999")
