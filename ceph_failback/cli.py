@@ -7,17 +7,20 @@ Synopsis::
     ceph-failback status --config FILE [SCOPE] [--json] [-v]
     ceph-failback resume --config FILE [RUN OPTIONS] [--yes] [--json] [-v]
     ceph-failback unlock --config FILE [--pool POOL] [--yes] [--json] [-v]
+    ceph-failback reprotect --config FILE [--pool POOL] [--journal FILE] [--yes] [--json] [-v]
 
     SCOPE:       [--pool POOL] [--journal FILE] [--image NAME]... [--vm ID]... [--pair VMB:VMA]...
     RUN OPTIONS: [--pool POOL] [--journal FILE] [--waive KIND]... [--hard-terminate-after SECONDS]
-                 [--no-pipeline]
+                 [--no-pipeline] [--reprotect]
 
 ``plan`` shows what a failback would do and what stops it, and changes nothing. ``run`` shows
 the plan and, with ``--yes`` only, runs the failback with live progress. ``status`` shows both
 sites side by side. ``resume`` continues an interrupted failback from its journal (``run`` on the
 same journal does the same: every step skips what is done). ``unlock`` shows who holds the
 pool's failback lock and, with ``--yes``, breaks it (only for a run that is dead on a machine
-that is gone: a run that died on this machine is taken over by the next one).
+that is gone: a run that died on this machine is taken over by the next one). ``reprotect``
+shows, after a failback, whether site B replays each image from A and, with ``--yes``, resyncs
+from A the copies B reports split-brained (``run --reprotect`` does it at the end of the run).
 
 Exit codes:
 
@@ -249,6 +252,33 @@ def _cmd_unlock(ctx: _Context) -> int:
     return EXIT_OK
 
 
+def _cmd_reprotect(ctx: _Context) -> int:
+    fb = _make_failback(ctx)
+    if fb.ledger.scope() is None:
+        raise ConfigurationError(f"nothing to reprotect: the journal {ctx.journal} records no "
+                                 "failback", pool=fb.pool,
+                                 hint="pass the journal of the failback (--journal)")
+    if not ctx.args.yes:
+        report = fb.report()
+        message = "nothing was changed: add --yes to resync the copies B reports split-brained"
+        if ctx.json:
+            ctx.emit_json({**report.to_dict(), "error": message, "type": "ConfirmationRequired",
+                           "exit_code": EXIT_REFUSED})
+        else:
+            ctx.say(str(report))
+            ctx.note(f"refused: {message}")
+        return EXIT_REFUSED
+    result = fb.reprotect()
+    report = fb.report()
+    if ctx.json:
+        ctx.emit_json({**report.to_dict(), "reprotected": result.done,
+                       "journal": str(ctx.journal)})
+    else:
+        ctx.say(str(result))
+        ctx.say(str(report))
+    return EXIT_OK if report.complete else EXIT_FAILED
+
+
 def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
     progress = None if ctx.json else Progress(ctx.out)
     listeners = [progress] if progress is not None else []
@@ -293,7 +323,8 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
             if progress is not None:
                 progress.start()
             try:
-                report = fb.run(pipeline=not ctx.args.no_pipeline)
+                report = fb.run(pipeline=not ctx.args.no_pipeline,
+                                reprotect=ctx.args.reprotect)
             finally:
                 if progress is not None:
                     progress.close()
@@ -449,6 +480,7 @@ _COMMANDS: dict[str, Callable[[_Context], int]] = {
     "status": _cmd_status,
     "resume": lambda ctx: _cmd_run(ctx, resume=True),
     "unlock": _cmd_unlock,
+    "reprotect": _cmd_reprotect,
 }
 
 

@@ -118,10 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--no-pipeline", action="store_true",
                          help="run each step for every VM before the next step (default: move "
                               "each VM through steps 3-6 as soon as its images are ready)")
+    running.add_argument("--reprotect", action="store_true",
+                         help="after the failback, resync from A any image site B reports "
+                              "split-brained (see the `reprotect` command)")
 
     confirm = _Parser(add_help=False)
     confirm.add_argument("--yes", action="store_true",
                          help="really break the lock (without it: show the holder, exit 3)")
+    resync_b = _Parser(add_help=False)
+    resync_b.add_argument("--yes", action="store_true",
+                          help="really resync (without it: show each image's protection, "
+                               "exit 3)")
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, parents, text in (
@@ -133,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                                              "(the scope is the one the journal records)"),
         ("unlock", [common, confirm], "show who holds the pool's failback lock; with --yes, "
                                       "break it (only when that run is dead)"),
+        ("reprotect", [common, resync_b], "after a failback: show whether site B replays each "
+                                          "image from A; with --yes, resync from A the copies "
+                                          "B reports split-brained (only images this journal "
+                                          "promoted on A)"),
     ):
         sub.add_parser(name, parents=parents, help=text, description=text, epilog=EPILOG,
                        formatter_class=fmt)

@@ -36,14 +36,21 @@ from .ledger import Ledger, Mark, Step
 from .pipeline import run_pipelined
 from .plan import Blocker, Plan
 from .planner import build_plan
-from .protection import outside_scope, record_unprotected, unprotected_warning
+from .protection import (
+    outside_scope,
+    record_unprotected,
+    unprotected_warning,
+    watch_protection,
+)
 from .report import Report, build_report
 from .safety import ImageView, Names
 from .scope import WAIVABLE, Scope, ScopeReader
-from .sites import Site, Timeouts
-from .status import ImageSide, ImageState, Status, VMState
+from .sites import Site, Timeouts, check_distinct_clusters
+from .status import Status, read_status
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
+from .steps import reprotect as reprotect_step
 from .steps.base import StepResult  # noqa: F401 (importable from here, as documented before)
+from .waits import SPLIT_BRAIN_ON_B
 
 __all__ = ["Failback", "WAIVABLE"]  # Site and Timeouts: .sites (importable from here too)
 
@@ -238,23 +245,12 @@ class Failback:
         with self._lock:
             if site.name not in self._pools:
                 if not self._pools:
-                    self._check_distinct_clusters()
+                    check_distinct_clusters(self.site_a, self.site_b, self.pool)
                 sides = {p: site.ceph.mirror_pool(p, concurrency=self.concurrency)
                          for p in self.pools}
                 self._pools[site.name] = (sides[self.pool] if len(sides) == 1
                                           else PoolSet(sides))
             return self._pools[site.name]
-
-    def _check_distinct_clusters(self) -> None:
-        """Refuse two sites that reach the same Ceph cluster (two conf files naming the same
-        monitors): every "site A" action would hit site B's copies."""
-        fsid_a, fsid_b = self.site_a.ceph.fsid(), self.site_b.ceph.fsid()
-        if fsid_a == fsid_b:
-            raise ConfigurationError(
-                f"{self.site_a.name} and {self.site_b.name} reach the same Ceph cluster (fsid "
-                f"{fsid_a}): {self.site_a.ceph.describe()} and {self.site_b.ceph.describe()} "
-                "name the same monitors",
-                pool=self.pool, hint="give each site the configuration file of its own cluster")
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a progress listener; returns a function that removes it."""
@@ -512,9 +508,14 @@ class Failback:
 
     # -- run -----------------------------------------------------------------------------------
 
-    def run(self, *, pipeline: bool = True) -> Report:
+    def run(self, *, pipeline: bool = True, reprotect: bool = False) -> Report:
         """Every step in order, after :meth:`check`. Safe to call again after an interruption:
         finished work is skipped (nothing is resynced or terminated twice).
+
+        Then, with the VMs running on A, it waits up to ``timeouts.protect`` until site B
+        replays each image from A (the report's protection column); an image B cannot replay
+        makes the report NOT complete. With ``reprotect``, a split-brained copy on B is then
+        resynced from A at once (:meth:`reprotect`).
 
         With ``pipeline`` (default), steps 3-6 run per VM: each VM is terminated, mirrored,
         demoted, promoted and resumed as soon as its own images are ready (step 2 requests every
@@ -543,13 +544,28 @@ class Failback:
             except FailbackError as exc:
                 self.ledger.write(Step.RUN, Mark.FAILED, error=str(exc))
                 raise
+            states = watch_protection(self.pool_b(), self.images, timeouts=self.timeouts,
+                                      ledger=self.ledger, site_b=self.site_b.name,
+                                      pool=self.pool)
+            split = [n for n, s in states.items() if s == SPLIT_BRAIN_ON_B]
+            if reprotect and split:
+                self.reprotect(split)
             record_unprotected(self.pool_a(), self.pool_b(), self.images, self.ledger)
             self.ledger.write(Step.RUN, Mark.FINISHED)
             return self.report()
 
-    def resume(self, *, pipeline: bool = True) -> Report:
+    def resume(self, *, pipeline: bool = True, reprotect: bool = False) -> Report:
         """Finish an interrupted failback (same as :meth:`run`: every step skips what is done)."""
-        return self.run(pipeline=pipeline)
+        return self.run(pipeline=pipeline, reprotect=reprotect)
+
+    def reprotect(self, images: Iterable[str] | None = None) -> StepResult:
+        """After the failback: resync on site B each image that B reports split-brained, so
+        that B replays it from A again, and wait until it does. Refused for an image this
+        failback did not promote on A, one not primary on A, or one primary on B too
+        (:func:`~ceph_failback.failback.safety.reprotect_proof`); other images are skipped.
+        See :mod:`~ceph_failback.failback.steps.reprotect`."""
+        with self.locked():
+            return reprotect_step.run(self, self._scope.select_images(self.scope(), images))
 
     # -- status and report ---------------------------------------------------------------------
 
@@ -561,20 +577,10 @@ class Failback:
             A :class:`~ceph_failback.failback.status.Status`: a table when printed, coloured
             HTML in Jupyter, :meth:`~ceph_failback.failback.status.Status.to_dict` for JSON.
         """
-        pa, pb = self.pool_a(), self.pool_b()
         scope = self.scope()
-        # The two sites' listings side by side, beside OpenNebula's (see plan()).
-        with ThreadPoolExecutor(2, thread_name_prefix="status") as ex:
-            overview_a = ex.submit(pa.overview, scope.images)
-            overview_b = ex.submit(pb.overview, scope.images)
-            present = self._scope.present(scope.pairs)
-            (ia, sa), (ib, sb) = overview_a.result(), overview_b.result()
-            a, b = self.site_a.name, self.site_b.name
-            images = tuple(ImageState(name, ImageSide(a, ia.get(name), sa.get(name)),
-                                      ImageSide(b, ib.get(name), sb.get(name)))
-                           for name in scope.images)
-            vms = tuple(VMState(p.vm_b, p.vm_a, tuple(p.images)) for p in present)
-            return Status.now(self.pool, a, b, images, vms)
+        return read_status(self.pool_a(), self.pool_b(), scope.images,
+                           lambda: self._scope.present(scope.pairs), pool=self.pool,
+                           site_a=self.site_a.name, site_b=self.site_b.name)
 
     def report(self) -> Report:
         """What this failback did, from the journal: per image outcome, per VM downtime."""

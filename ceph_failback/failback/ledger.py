@@ -32,10 +32,11 @@ class Step(StrEnum):
     PROMOTE_A = "promote_a"
     RESUME_A = "resume_a"
     RUN = "run"
+    REPROTECT = "reprotect"  # after the failback, not a documented step: resync B from A
 
 
 #: The documented steps, in order, as the journal and events name them.
-STEPS = tuple(step.value for step in Step if step is not Step.RUN)
+STEPS = tuple(step.value for step in Step if step not in (Step.RUN, Step.REPROTECT))
 
 #: Each step's title, as OpenNebula's failback page words it.
 STEP_TITLES = {
@@ -45,6 +46,7 @@ STEP_TITLES = {
     "demote_b": "Site B: demote the images",
     "promote_a": "Site A: promote the images",
     "resume_a": "Site A: resume the VMs",
+    "reprotect": "Site B: resync the images B cannot replay from A (after the failback)",
 }
 
 
@@ -64,6 +66,7 @@ class Mark(StrEnum):
     LOCKED = "locked"
     UNLOCKED = "unlocked"
     LOCK_BROKEN = "lock-broken"
+    PROTECTION = "protection"  # after the flip: whether B replays the image from A
 
 
 def image_target(name: str) -> str:

@@ -1,4 +1,6 @@
-"""Images outside a failback's scope that no mirroring protects (rule
+"""Protection after the failback: whether site B replays each image of the scope from A again
+(:func:`watch_protection`, the report's protection column, ``reprotect`` for a split-brained B),
+and the images outside the scope that no mirroring protects (rule
 :func:`~ceph_failback.failback.safety.unprotected`): listed in the plan as a warning with the fix,
 and recorded at the end of a run so that the report says so.
 
@@ -14,12 +16,15 @@ from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from ..ceph.seams import MirrorSide
-from ..ceph.status import MirrorImageInfo
+from ..ceph.status import MirrorImageInfo, MirrorStatus
 from ..errors import CephError
-from .ledger import Ledger, Mark, Step
+from .ledger import Ledger, Mark, Step, image_target
 from .safety import ImageView, unprotected
+from .sites import Timeouts
+from .waits import PROTECTED, REPLAYING_FROM_A
 
-__all__ = ["outside_scope", "unprotected_warning", "report_line", "record_unprotected", "SHOWN"]
+__all__ = ["outside_scope", "unprotected_warning", "report_line", "record_unprotected",
+           "watch_protection", "SHOWN"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +77,42 @@ def record_unprotected(pool_a: MirrorSide, pool_b: MirrorSide, scope: Collection
             log.warning("cannot list the images outside the scope: %s", exc)
             return
     ledger.write(Step.RUN, Mark.OBSERVED, "pool", unprotected=found)
+
+
+def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Timeouts,
+                     ledger: Ledger, site_b: str, pool: str) -> dict[str, str]:
+    """After the flip: wait up to ``timeouts.protect`` until site B replays each image from A
+    (:data:`~.waits.PROTECTED`), and record each image's state in the journal for the report.
+
+    Returns image -> state: ``replaying from A``, ``split-brain on B`` (resync B from A:
+    :meth:`~ceph_failback.failback.Failback.reprotect`), ``not replaying from A after Ns (what
+    B last showed)``, or ``unknown (...)`` when B's status cannot be read (the failback itself
+    is done; this only goes unsaid)."""
+    states: dict[str, str] = {}
+    last: dict[str, MirrorStatus] = {}
+
+    def observe(pending: list[str]) -> dict[str, MirrorStatus]:
+        read = pool_b.statuses(pending)
+        last.update(read)
+        return read
+
+    try:
+        decided = PROTECTED.run(list(names), observe, timeouts=timeouts,
+                                where={"site": site_b, "pool": pool})
+    except CephError as exc:
+        log.warning("cannot read %s's mirror statuses after the failback: %s", site_b, exc)
+        decided = {}
+        states = {n: f"unknown (cannot read {site_b}'s status: {exc})" for n in names}
+    for name in names:
+        if name in states:
+            continue
+        acc = decided.get(name)
+        seen = last[name].local.summary() if name in last else "no status"
+        states[name] = acc.reason if acc is not None else (
+            f"not replaying from A after {timeouts.protect:g}s ({seen})")
+    for name in names:
+        state = states[name]
+        protected = None if state.startswith("unknown") else state == REPLAYING_FROM_A
+        ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state,
+                     protected=protected)
+    return states

@@ -27,6 +27,10 @@ class ImageOutcome:
         promoted: promoted on A by this failback (never forced).
         promote_attempts: non-forced promote attempts until librbd accepted.
         error: the last error recorded for it, if it did not finish.
+        protection: after the flip, whether site B replays it from A (``replaying from A``,
+            ``split-brain on B``, ``not replaying from A after ...``), as last recorded;
+            ``None``: not observed (the run did not get that far).
+        protected: ``True``/``False`` as that state says; ``None`` when unknown.
     """
 
     name: str
@@ -36,6 +40,8 @@ class ImageOutcome:
     promoted: bool
     promote_attempts: int | None
     error: str | None
+    protection: str | None = None
+    protected: bool | None = None
 
     @property
     def outcome(self) -> str:
@@ -76,8 +82,11 @@ class Report:
 
     @property
     def complete(self) -> bool:
-        """Every image promoted on A and every VM running on A."""
-        return all(i.promoted for i in self.images) and all(v.resumed for v in self.vms)
+        """Every image promoted on A, every VM running on A, and no image that site B was seen
+        unable to replay from A afterwards (split-brain on B, or not picked up within
+        ``Timeouts.protect``: see :meth:`~ceph_failback.failback.Failback.reprotect`)."""
+        return (all(i.promoted and i.protected is not False for i in self.images)
+                and all(v.resumed for v in self.vms))
 
     def downtimes(self) -> list[float]:
         """Per-VM downtimes known, in seconds."""
@@ -93,7 +102,8 @@ class Report:
             "downtime": {"median": statistics.median(d) if d else None,
                          "max": max(d) if d else None},
             "images": [{"name": i.name, "outcome": i.outcome, "resynced": i.resynced,
-                        "promote_attempts": i.promote_attempts, "error": i.error}
+                        "promote_attempts": i.promote_attempts, "error": i.error,
+                        "protection": i.protection, "protected": i.protected}
                        for i in self.images],
             "vms": [{"vm_b": v.vm_b, "vm_a": v.vm_a, "images": list(v.images),
                      "resumed": v.resumed, "downtime": v.downtime, "error": v.error}
@@ -105,10 +115,12 @@ class Report:
                  f"{'COMPLETE' if self.complete else 'NOT complete'} "
                  f"({self.runs} run(s)"
                  + (f", {self.wall_time:.1f}s" if self.wall_time is not None else "") + ")"]
-        lines.append(f"  {'image':<24} {'outcome':<12} {'resynced':<9} promote attempts")
+        lines.append(f"  {'image':<24} {'outcome':<12} {'resynced':<9} {'promotes':<9} "
+                     "protection (B replays from A)")
         for i in self.images:
+            attempts = i.promote_attempts if i.promote_attempts is not None else "-"
             lines.append(f"  {i.name:<24} {i.outcome:<12} {'yes' if i.resynced else 'no':<9} "
-                         f"{i.promote_attempts if i.promote_attempts is not None else '-'}"
+                         f"{attempts!s:<9} {i.protection or '-'}"
                          + (f"  error: {i.error}" if i.error else ""))
         lines.append(f"  {'VM on B -> VM on A':<24} {'running':<12} downtime")
         for v in self.vms:
@@ -118,6 +130,10 @@ class Report:
         d = self.downtimes()
         if d:
             lines.append(f"  downtime: median {statistics.median(d):.1f}s, max {max(d):.1f}s")
+        if any(i.protected is False for i in self.images):
+            lines.append("  NOT PROTECTED: site B does not replay some images from A; "
+                         "Failback.reprotect() (`ceph-failback reprotect`) resyncs a "
+                         "split-brained copy on B from A")
         if self.unprotected:
             lines.append(report_line(dict(self.unprotected)))
         return "\n".join(lines)
@@ -150,6 +166,7 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
         t = image_target(name)
         promoted = journal.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
         skipped = journal.last(step=Step.PROMOTE_A, event=Mark.SKIPPED, target=t)
+        seen = journal.last(step=Step.RUN, event=Mark.PROTECTION, target=t)
         image_outcomes.append(ImageOutcome(
             name=name,
             demoted_a=journal.has(step=Step.DEMOTE_A, event=Mark.DONE, target=t),
@@ -158,6 +175,8 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
             promoted=promoted is not None or skipped is not None,
             promote_attempts=int(promoted.data.get("attempts", 0)) if promoted else None,
             error=last_error(t),
+            protection=str(seen.data.get("state")) if seen is not None else None,
+            protected=seen.data.get("protected") if seen is not None else None,
         ))
     vm_outcomes = []
     for p in pairs:

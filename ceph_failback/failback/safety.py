@@ -49,6 +49,7 @@ __all__ = [
     "unreadable_disks",
     "not_primary_on_a",
     "unprotected",
+    "reprotect_proof",
 ]
 
 #: Never force-promote: a forced promote makes both copies primary (split-brain). The
@@ -457,4 +458,25 @@ def unprotected(view: ImageView) -> str | None:
         return "primary on both sites"
     if not view.primary_a and not view.primary_b:
         return "primary on neither site"
+    return None
+
+
+def reprotect_proof(view: ImageView, history: ImageHistory, names: Names) -> Refusal | None:
+    """Rule ``reprotect-proof``: a resync of B's copy (after the failback, to restore B's replay
+    from A) discards B's copy, so it needs A to be the one current copy: A primary and B not,
+    and this failback's journal records that it promoted A (which it does only once A proved to
+    hold B's last writes: :func:`promote_proof`)."""
+    if not view.primary_a:
+        return Refusal("reprotect-proof", f"not primary on {names.site_a}: B's copy may be the "
+                       "current one, never resync it", site=names.site_a,
+                       hint="finish the failback first (run())")
+    if view.primary_b:
+        return Refusal("reprotect-proof", f"primary on both {names.site_a} and {names.site_b}: "
+                       "which copy is current is a person's call", site=names.site_b,
+                       hint="demote the stale copy by hand, then resync it")
+    if history.promoted_at is None:
+        return Refusal("reprotect-proof", f"this failback did not promote it on "
+                       f"{names.site_a}: nothing proves {names.site_a}'s copy holds "
+                       f"{names.site_b}'s last writes", site=names.site_b,
+                       hint="reprotect only images this failback (this journal) failed back")
     return None

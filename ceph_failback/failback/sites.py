@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ceph.seams import CephBackend
+from ..errors import ConfigurationError
 from ..opennebula.seams import CloudSite
 
 __all__ = ["Site", "Timeouts"]
@@ -49,6 +50,9 @@ class Timeouts:
         writer: before demoting on B, how long to wait for a client holding the image's
             exclusive lock to let go (a killed client's watch lingers ~30 s).
         daemon_beacon_grace: an rbd-mirror daemon whose last beacon is older is considered down.
+        protect: after the last VM resumed on A, how long :meth:`~.Failback.run` waits until
+            site B replays each image from A (the report's protection; the VMs already run):
+            B's rbd-mirror notices A's promotion on its own schedule. ``0`` only reads it once.
     """
 
     settle: float = 120.0
@@ -60,3 +64,15 @@ class Timeouts:
     poll: float = 1.0
     daemon_beacon_grace: float = 30.0
     writer: float = 90.0
+    protect: float = 300.0
+
+
+def check_distinct_clusters(site_a: Site, site_b: Site, pool: str) -> None:
+    """Refuse two sites that reach the same Ceph cluster (two conf files naming the same
+    monitors): every "site A" action would hit site B's copies."""
+    fsid_a, fsid_b = site_a.ceph.fsid(), site_b.ceph.fsid()
+    if fsid_a == fsid_b:
+        raise ConfigurationError(
+            f"{site_a.name} and {site_b.name} reach the same Ceph cluster (fsid {fsid_a}): "
+            f"{site_a.ceph.describe()} and {site_b.ceph.describe()} name the same monitors",
+            pool=pool, hint="give each site the configuration file of its own cluster")

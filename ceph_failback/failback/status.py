@@ -8,12 +8,15 @@ prints with ``--json``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..ceph.seams import MirrorSide
 from ..ceph.status import MirrorImageInfo, MirrorStatus
+from ..opennebula.mapping import Pair
 from ..opennebula.records import VM
 
 __all__ = ["ImageSide", "ImageState", "VMState", "Status"]
@@ -226,3 +229,20 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
         out.append(("  " + "  ".join(c.ljust(widths[n]) for n, c in enumerate(r[:-1]))
                     + "  " + r[-1]).rstrip())
     return out
+
+
+def read_status(pool_a: MirrorSide, pool_b: MirrorSide, images: Sequence[str],
+                present: Callable[[], Sequence[Pair]], *, pool: str, site_a: str,
+                site_b: str) -> Status:
+    """Both sites side by side for ``images`` and the pairs ``present()`` reads: the two sites'
+    listings in the background, beside OpenNebula's. Leaving the block waits for them, an error
+    included (a librbd call must never outlive the caller's cluster handle)."""
+    with ThreadPoolExecutor(2, thread_name_prefix="status") as ex:
+        overview_a = ex.submit(pool_a.overview, images)
+        overview_b = ex.submit(pool_b.overview, images)
+        pairs = present()
+        (ia, sa), (ib, sb) = overview_a.result(), overview_b.result()
+    states = tuple(ImageState(name, ImageSide(site_a, ia.get(name), sa.get(name)),
+                              ImageSide(site_b, ib.get(name), sb.get(name))) for name in images)
+    vms = tuple(VMState(p.vm_b, p.vm_a, tuple(p.images)) for p in pairs)
+    return Status.now(pool, site_a, site_b, states, vms)

@@ -17,7 +17,8 @@ from ..waiting import Acceptor, Verdict, Waiter
 from .safety import needs_resync, replay_proof
 
 __all__ = ["Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
-           "WRITER_RELEASED", "DEMOTION_COPIED"]
+           "WRITER_RELEASED", "DEMOTION_COPIED", "PROTECTED", "REPLAYING_FROM_A",
+           "SPLIT_BRAIN_ON_B"]
 
 
 def _summary(status: MirrorStatus) -> str:
@@ -72,23 +73,32 @@ RESYNCED: Waiter[Resynced] = Waiter(
 @dataclass(frozen=True)
 class Mirrored:
     """After the VM stopped on B, one image as A shows it: journal mode, A's status and whether
-    this failback proved A replays from B; snapshot mode, A's newest mirror snapshot and the one
-    it must be a complete copy of (``expected``: B's snapshot id, ``source``: B's mirror uuid;
-    ``None`` expected: B is demoted already, the promote step checks the demotion snapshot)."""
+    this failback proved A replays from B; snapshot mode, A's mirror snapshots (oldest first)
+    and the one that must be completely copied (``expected``: B's snapshot id, ``source``: B's
+    mirror uuid; ``None`` expected: B is demoted already, the promote step checks the demotion
+    snapshot)."""
 
     status: MirrorStatus | None = None
     proven: bool = False
-    snapshot: MirrorSnapshot | None = None
+    snapshots: tuple[MirrorSnapshot, ...] = ()
     expected: int | None = None
     source: str = ""
     snapshot_mode: bool = False
 
+    @property
+    def snapshot(self) -> MirrorSnapshot | None:
+        """A's newest mirror snapshot."""
+        return self.snapshots[-1] if self.snapshots else None
+
     def copied(self) -> bool:
-        """Snapshot mode: the expected snapshot is completely copied (or none is expected)."""
-        top = self.snapshot
-        return self.expected is None or bool(
-            top and top.complete and top.primary_mirror_uuid == self.source
-            and top.primary_snap_id == self.expected)
+        """Snapshot mode: a complete copy of the expected snapshot, or of a newer one of B's (a
+        snapshot schedule on B may fire after ours: A then syncs that one, which holds every
+        write ours does, as the VM was stopped first), or none expected. B's snapshot ids only
+        grow (the image's snap sequence)."""
+        return self.expected is None or any(
+            s.complete and s.primary_mirror_uuid == self.source
+            and s.primary_snap_id is not None and s.primary_snap_id >= self.expected
+            for s in self.snapshots)
 
     def caught_up(self) -> bool:
         """Journal mode: A replays from B (up), caught up as of its report, or proven to replay
@@ -144,3 +154,17 @@ DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
     (Acceptor(Verdict.DONE, Snapshotted.copied, "demotion copied"),),
     limit="promote",
     describe=lambda o: (f"newest mirror snapshot {o.snapshot.state}" if o.snapshot else "none"))
+
+
+#: The protection states :data:`PROTECTED` decides.
+REPLAYING_FROM_A = "replaying from A"
+SPLIT_BRAIN_ON_B = "split-brain on B"
+
+#: After the flip: until site B replays each image from A (limit ``protect``). Split-brain on B
+#: ends it at once for that image (``reprotect`` resyncs B); undecided at the limit is an answer
+#: (the report says the image is not protected), not an error.
+PROTECTED: Waiter[MirrorStatus] = Waiter(
+    "protected", "site B to replay from A",
+    (Acceptor(Verdict.DONE, lambda s: s.is_split_brain(), SPLIT_BRAIN_ON_B),
+     Acceptor(Verdict.DONE, lambda s: s.local.up and s.local.is_replaying(), REPLAYING_FROM_A)),
+    limit="protect", describe=_summary, must_finish=False)

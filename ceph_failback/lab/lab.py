@@ -492,6 +492,7 @@ class Lab:
         for name in names:
             self.promote_when_possible("b", name, timeout=timeout)
             if new_data:
+                self.wait_replay_stopped("b", name)
                 self.write("b", name, new_data)
 
     def unplanned_disaster(self, names: Iterable[str], *, new_data: bytes | None = None) -> None:
@@ -500,7 +501,28 @@ class Lab:
         for name in names:
             self.promote_when_possible("b", name, force=True)
             if new_data:
+                self.wait_replay_stopped("b", name)
                 self.write("b", name, new_data)
+
+    def wait_replay_stopped(self, site: str, name: str, timeout: float = 60.0) -> bool:
+        """After a promotion on ``site``: wait until its rbd-mirror reports the image primary
+        (``up+stopped``, "local image is primary"), as Ceph's QA does before writing to a
+        promoted image (qa/workunits/rbd/rbd_mirror_journal.sh, "force promote":
+        ``wait_for_image_replay_stopped``, then ``write_image``): until the replayer stopped,
+        it holds the image's exclusive lock and a writer gets EROFS. Returns whether it did
+        within ``timeout`` (the write's own retries take over if not)."""
+        _, rbd = import_bindings()
+
+        def stopped() -> bool:
+            st = self.raw_status(site, name)
+            return bool(st.get("up")) and st.get("state") == rbd.MIRROR_IMAGE_STATUS_STATE_STOPPED
+
+        try:
+            self._poll(f"{name}'s replay on {self.site(site).name} to stop", stopped, timeout)
+        except LabError as exc:
+            log.warning("%s; writing anyway", exc)
+            return False
+        return True
 
     # -- daemons -------------------------------------------------------------------------------
 

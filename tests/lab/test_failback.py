@@ -430,3 +430,31 @@ def test_several_pools_fail_back_together_with_nothing_lost(world: World,
     assert {i.name for i in report.images} == keys
     assert_failed_back(world, expected, fb)
     assert fb.lock_holder() is None
+
+
+def test_snapshot_schedule_firing_after_the_stop_is_accepted(
+        snapshot_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14 item 5: an ``rbd mirror snapshot schedule`` on B that fires right after step 3's
+    own mirror snapshot makes A sync that newer snapshot; the mirrored wait must accept it (it
+    holds every write: the VM was stopped first). The schedule's firing is made certain here by
+    taking one more mirror snapshot on B after ours, as the schedule would."""
+    from ceph_failback.ceph.mirror import MirrorPool
+
+    real = MirrorPool.create_mirror_snapshot
+    fired: list[str] = []
+
+    def ours_then_the_schedule(self: MirrorPool, image: str) -> int:
+        snap_id = real(self, image)
+        real(self, image)
+        fired.append(image)
+        return snap_id
+
+    monkeypatch.setattr(MirrorPool, "create_mirror_snapshot", ours_then_the_schedule)
+    with World(snapshot_lab, delays=Delays.uniform(0.05)) as world:
+        expected = build(world, 1)
+        fb = make_failback(world, tmp_path / "j.jsonl",
+                           timeouts=dataclasses.replace(TIMEOUTS, mirror=40))
+        report = fb.run()
+        assert report.complete, report
+        assert set(fired) == set(expected)
+        assert_failed_back(world, expected, fb)

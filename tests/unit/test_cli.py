@@ -156,7 +156,7 @@ class Fake:
                 raise fake.plan_error
             return sample_plan(fb, blockers=fake.blockers)
 
-        def run(fb: Failback, *, pipeline: bool = True) -> Report:
+        def run(fb: Failback, *, pipeline: bool = True, reprotect: bool = False) -> Report:
             fake.calls.append(("run", pipeline))
             fb.journal.write("run", "scope", pool=fb.pool, images=["one-100"], pairs=[])
             fb.events.emit(EventKind.STEP_STARTED, "t", step="demote_a")

@@ -69,3 +69,27 @@ def test_every_failback_wait_names_a_timeouts_field() -> None:
                    waits.DEMOTION_COPIED):
         assert hasattr(Timeouts(), waiter.limit), waiter.name
         assert waiter.acceptors and any(a.verdict is Verdict.DONE for a in waiter.acceptors)
+
+
+def _snap(primary_snap_id: int, *, complete: bool = True, source: str = "uuid-b",
+          sid: int = 1):  # type: ignore[no-untyped-def]
+    from ceph_failback.ceph.mirror import MirrorSnapshot
+
+    return MirrorSnapshot(sid, f".mirror.non_primary.{sid}", "non-primary", complete, source,
+                          primary_snap_id, (), None)
+
+
+def test_a_snapshot_schedule_firing_after_ours_still_counts_as_mirrored() -> None:
+    # Issue 14 item 5: a schedule on B takes a newer mirror snapshot than the one step 3 took
+    # after the VM stopped; A syncs that one (holding every write ours holds), not ours.
+    def seen(*snaps):  # type: ignore[no-untyped-def]
+        return waits.Mirrored(snapshots=tuple(snaps), expected=10, source="uuid-b",
+                              snapshot_mode=True)
+
+    assert seen(_snap(10)).copied()
+    assert seen(_snap(12)).copied()  # the schedule's, newer than ours, complete
+    assert seen(_snap(10, sid=1), _snap(12, complete=False, sid=2)).copied()  # ours complete
+    assert not seen(_snap(12, complete=False)).copied()  # still copying
+    assert not seen(_snap(9)).copied()  # older than ours: writes before the stop only
+    assert not seen(_snap(12, source="uuid-other")).copied()  # not B's
+    assert not seen().copied()

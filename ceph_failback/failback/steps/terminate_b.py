@@ -158,8 +158,8 @@ def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
         seen = {n: Mirrored(status=statuses.get(n), proven=n in proven) for n in journal}
         for n in pending:
             if n not in journal:
-                newest = pa.mirror_snapshots(n) if n in snaps else []
-                seen[n] = Mirrored(snapshot=newest[-1] if newest else None,
+                copies = pa.mirror_snapshots(n) if n in snaps else []
+                seen[n] = Mirrored(snapshots=tuple(copies),
                                    expected=snaps.get(n), source=b_uuid[n], snapshot_mode=True)
         return seen
 

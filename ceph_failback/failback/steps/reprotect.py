@@ -1,0 +1,94 @@
+"""After the failback (not one of the documented steps): restore protection where site B cannot
+replay an image from A.
+
+Once A is promoted, B's rbd-mirror replays each image from A. If B reports split-brain instead
+(its copy diverged), nothing protects the image until B's copy is resynced from A. That resync
+discards B's copy, so it is done only under :func:`~ceph_failback.failback.safety.reprotect_proof`
+(A primary, B not, and this failback promoted A), and only for a split-brained B. It then waits
+until B replays from A (the new copy's image id proves the status is the new copy's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from ...errors import FailbackError
+from ..ledger import ImageHistory, Mark, Step, image_target
+from ..safety import ImageView, Names, reprotect_proof
+from ..waits import REPLAYING_FROM_A, RESYNCED, Resynced
+from .base import Choice, Decision, Recorder, StepContext, StepResult
+
+STEP = Step.REPROTECT
+
+
+def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
+    """The decision for one image (``view`` with A's and B's infos and B's status)."""
+    refusal = reprotect_proof(view, history, names)
+    if refusal is not None:
+        return Decision.refuse(refusal)
+    status = view.status_b
+    if status is None:
+        return Decision.skip(f"no mirror status on {names.site_b}: nothing to decide")
+    if status.is_split_brain():
+        return Decision.do(f"split-brain on {names.site_b}: resync it from {names.site_a}")
+    if status.local.up and status.local.is_replaying():
+        return Decision.skip(f"{names.site_b} replays it from {names.site_a}")
+    return Decision.skip(f"not split-brained on {names.site_b} ({status.local.summary()}): "
+                         f"nothing to resync; if it stays so, check {names.site_b}'s rbd-mirror")
+
+
+def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
+    """Resync on B what :func:`decide` says to, then wait until B replays it from A."""
+    rec = Recorder(STEP, ctx)
+    pa, pb = ctx.pool_a(), ctx.pool_b()
+    infos_a = pa.infos(names)
+    infos_b, statuses_b = pb.overview(names)
+    todo: list[str] = []
+    for name in names:
+        view = ImageView(name, infos_a.get(name), infos_b.get(name), None, statuses_b.get(name))
+        decision = decide(view, ctx.ledger.image(name), ctx.names)
+        if decision.choice is Choice.REFUSE:
+            rec.refuse(image_target(name), decision, image=name)
+        elif decision.choice is Choice.DO:
+            todo.append(name)
+        else:
+            rec.skip(image_target(name), decision.reason)
+    now = time.time()
+    before = {n: (info.image_id if (info := infos_b.get(n)) is not None else None) for n in todo}
+    for name in todo:
+        rec.intent(image_target(name), image_id=before[name])
+    waiting: dict[str, tuple[float, str | None]] = {}
+    for name, r in pb.resync_many(todo).items():
+        if r.ok:
+            rec.done(image_target(name), f"resync requested on {ctx.site_b.name}")
+            waiting[name] = (now, before[name])
+        else:
+            assert r.error is not None
+            rec.fail(image_target(name), r.error)
+
+    def observe(pending: list[str]) -> dict[str, Resynced]:
+        statuses, infos = pb.statuses(pending), pb.infos(pending)
+        return {n: Resynced(statuses[n], *waiting[n],
+                            image_id=info.image_id if (info := infos.get(n)) else None)
+                for n in pending if n in statuses}
+
+    def done(name: str, _: Resynced, __: object) -> None:
+        ctx.ledger.write(Step.RUN, Mark.PROTECTION, image_target(name),
+                         state=f"{REPLAYING_FROM_A} (reprotected)", protected=True)
+
+    if waiting:
+        try:
+            RESYNCED.run(waiting, observe, timeouts=ctx.timeouts, on_done=done,
+                         what=f"the resynced images on {ctx.site_b.name} to replay from "
+                              f"{ctx.site_a.name}", missing="being recreated (not listed)",
+                         where={"site": ctx.site_b.name, "pool": ctx.pool},
+                         hint="the resync goes on in rbd-mirror; call reprotect() again later "
+                              "(a copy being recreated is no longer split-brained: it is not "
+                              "resynced again)")
+        except FailbackError as exc:
+            for name in waiting:
+                if not ctx.ledger.journal.last(step=Step.RUN, event=Mark.PROTECTION,
+                                               target=image_target(name)):
+                    rec.fail(image_target(name), exc)
+    return rec.finish()

@@ -1,0 +1,153 @@
+"""After the flip (issue 14 item 3): the run waits until site B replays each image from A and
+the report says per image whether it does; a split-brained B makes the report NOT complete, and
+reprotect() resyncs B from A, only where this failback promoted A."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ceph_failback.errors import StepFailedError
+from ceph_failback.failback import Event, EventKind
+from ceph_failback.failback.journal import Journal
+from ceph_failback.testing import FAST, MemoryWorld
+from ceph_failback.testing.ceph import _Entry
+
+warnings.filterwarnings("ignore", module="requests")
+
+NEW = b"written on B after the failover"
+
+
+@pytest.fixture
+def world() -> Iterator[MemoryWorld]:
+    with MemoryWorld() as w:
+        w.add_vm("db", disks=2)
+        w.disaster("unplanned", new_data=NEW)
+        yield w
+
+
+def diverge_b_after_its_demotion(world: MemoryWorld, image: str):  # type: ignore[no-untyped-def]
+    """A listener that gives B's demoted copy of ``image`` an entry A never sees, right after
+    step 5 promoted A: B then reports split-brain (what the lab once showed)."""
+    def listener(ev: Event) -> None:
+        if (ev.kind is EventKind.ACTION and ev.step == "promote_a"
+                and ev.target == f"image:{image}"
+                and ev.data.get("outcome") == "done"):
+            with world.ceph.lock:
+                copy = world.ceph.images[image].copies["site-b"]
+                copy.entries.append(_Entry("write", copy.entries[-1].tag_tid, "site-b", b"x"))
+    return listener
+
+
+def test_a_run_waits_until_b_replays_each_image_from_a(world: MemoryWorld,
+                                                       tmp_path: Path) -> None:
+    report = world.failback(tmp_path / "j.jsonl").run()
+    assert report.complete, report
+    assert {i.name: (i.protection, i.protected) for i in report.images} == {
+        i: ("replaying from A", True) for i in world.images()}
+    assert "replaying from A" in str(report)
+    assert report.to_dict()["images"][0]["protected"] is True
+
+
+def test_split_brain_on_b_after_the_flip_is_not_complete_until_reprotected(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    image = world.images()[0]
+    fb = world.failback(tmp_path / "j.jsonl",
+                        listeners=[diverge_b_after_its_demotion(world, image)])
+    report = fb.run()
+    states = {i.name: i.protection for i in report.images}
+    assert states[image] == "split-brain on B" and not report.complete, report
+    assert "NOT PROTECTED" in str(report) and "NOT complete" in str(report)
+    assert all(world.oned_a.vm_state(vm.vm_a) == ("ACTIVE", "RUNNING") for vm in world.vms)
+    before = [c for c in world.ceph.calls if c[1] == "resync"]
+    result = fb.reprotect()
+    assert result.done == [f"image:{image}"], result
+    assert [c for c in world.ceph.calls if c[1] == "resync"] == [*before,
+                                                                 ("site-b", "resync", image)]
+    report = fb.report()
+    assert report.complete, report
+    assert {i.name: i.protected for i in report.images} == {i: True for i in world.images()}
+    assert world.ceph.is_primary("site-a", image) and world.ceph.data("site-b", image) == NEW
+    # Called again: nothing left to resync.
+    assert fb.reprotect().done == []
+
+
+def test_run_with_reprotect_resyncs_a_split_brained_b_at_once(world: MemoryWorld,
+                                                              tmp_path: Path) -> None:
+    image = world.images()[0]
+    report = world.failback(tmp_path / "j.jsonl",
+                            listeners=[diverge_b_after_its_demotion(world, image)]).run(
+        reprotect=True)
+    assert report.complete, report
+    assert dict((i.name, i.protection) for i in report.images)[image] == (
+        "replaying from A (reprotected)")
+
+
+def test_reprotect_never_resyncs_b_where_this_failback_did_not_promote_a(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    image = world.images()[0]
+    world.failback(tmp_path / "j.jsonl",
+                   listeners=[diverge_b_after_its_demotion(world, image)]).run()
+    other = world.failback(tmp_path / "other.jsonl", images=[image])  # another journal
+    with pytest.raises(StepFailedError) as info:
+        other.reprotect()
+    assert "did not promote it" in str(info.value.failures[f"image:{image}"])
+    assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
+
+
+def test_b_not_picking_up_within_the_limit_is_said_and_not_resynced(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    stopped: list[bool] = []
+
+    def stop_b_daemon(ev: Event) -> None:  # B's rbd-mirror dies as B is demoted
+        if ev.kind is EventKind.STEP_STARTED and ev.step == "demote_b" and not stopped:
+            world.ceph.stop_daemon("site-b")
+            stopped.append(True)
+
+    fb = world.failback(tmp_path / "j.jsonl", listeners=[stop_b_daemon],
+                        timeouts=dataclasses.replace(FAST, protect=0.2))
+    report = fb.run()
+    assert not report.complete
+    for i in report.images:
+        assert i.protected is False and i.protection.startswith(
+            "not replaying from A after 0.2s"), i
+    result = fb.reprotect()
+    assert result.done == [] and len(result.skipped) == 2
+    assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
+    records = Journal(tmp_path / "j.jsonl").find(step="run", event="protection")
+    assert len(records) == 2
+
+
+def test_the_reprotect_command_shows_first_and_resyncs_only_with_yes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from ceph_failback.failback import Failback
+    from ceph_failback.failback.steps.base import StepResult
+
+    from .test_cli import Fake, run_cli, write_config
+
+    Fake(monkeypatch)
+    calls: list[str] = []
+
+    def reprotect(fb: Failback, images: object = None) -> StepResult:
+        calls.append("reprotect")
+        return StepResult("reprotect", {"image:one-100": ("done", "resync requested")})
+
+    monkeypatch.setattr(Failback, "reprotect", reprotect)
+    config = write_config(tmp_path)
+    code, _, err = run_cli(capsys, "reprotect", "-c", str(config), "--yes")
+    assert code == 2 and "nothing to reprotect" in err and calls == []
+    Journal(tmp_path / "journal" / "one.jsonl").write("run", "scope", pool="one",
+                                                      images=["one-100"], pairs=[])
+    code, out, err = run_cli(capsys, "reprotect", "-c", str(config))
+    assert code == 3 and "add --yes" in err and calls == []
+    code, out, err = run_cli(capsys, "reprotect", "-c", str(config), "--yes", "--json")
+    assert code == 0 and calls == ["reprotect"]
+    import json
+
+    doc = json.loads(out)
+    assert doc["reprotected"] == ["image:one-100"] and doc["complete"] is True
