@@ -25,7 +25,7 @@ from .mirror import MirrorSnapshot, OperationResult, Peer
 from .seams import MirrorSide, PoolLockSide
 from .status import MirrorImageInfo, MirrorStatus
 
-__all__ = ["PoolSet", "PoolLocks", "image_key", "split_key", "parts_of"]
+__all__ = ["PoolSet", "PoolLocks", "image_key", "split_key", "parts_of", "lost_locks"]
 
 
 def image_key(pool: str, image: str) -> str:
@@ -285,3 +285,21 @@ class PoolLocks:
                 h = lock.break_()
             broken = broken or h
         return broken
+
+
+def lost_locks(lock: PoolLockSide) -> list[str]:
+    """The pools whose failback lock ``lock`` took and no longer holds: broken by someone
+    (``Failback.break_lock``, ``ceph-failback unlock``), maybe taken again by another run.
+    A lock it could not read is not counted (the action itself then meets the error)."""
+    lost = []
+    for part in (lock.locks if isinstance(lock, PoolLocks) else [lock]):
+        mine = part.held
+        if mine is None:
+            continue
+        try:
+            current = part.holder()
+        except CephError:
+            continue
+        if current is None or current.cookie != mine.cookie:
+            lost.append(str(getattr(part, "pool", "?")))
+    return lost

@@ -19,12 +19,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DEFAULT_CONCURRENCY
-from ..ceph.pools import PoolLocks, PoolSet, parts_of
+from ..ceph.pools import PoolLocks, PoolSet, lost_locks, parts_of
 from ..ceph.seams import MirrorSide, PoolLockSide
 from ..errors import (
     CephError,
     ConfigurationError,
     FailbackError,
+    LockedError,
     MirroringNotEnabledError,
     SafetyError,
     WaitFailedError,
@@ -44,8 +45,8 @@ from .protection import (
 )
 from .report import Report, build_report
 from .safety import ImageView, Names
-from .scope import WAIVABLE, Scope, ScopeReader
-from .sites import Site, Timeouts, check_distinct_clusters
+from .scope import WAIVABLE, Scope, ScopeReader, lock_blockers
+from .sites import Site, Timeouts, check_distinct_clusters, pool_names
 from .status import Status, read_status
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
 from .steps import reprotect as reprotect_step
@@ -71,17 +72,6 @@ def _step(method: Callable[_P, _R]) -> Callable[_P, _R]:
             self._begin()
             return method(*args, **kwargs)
     return wrapper
-
-
-def _pools(pool: str | Sequence[str], site: str) -> tuple[str, ...]:
-    """The failback's pools, checked: at least one, each named once, no ``/`` in a name."""
-    pools = (pool,) if isinstance(pool, str) else tuple(pool)
-    bad = [p for p in pools if not isinstance(p, str) or not p or "/" in p]
-    if not pools or bad or len(set(pools)) != len(pools):
-        raise ConfigurationError(f"pool must name one RBD pool or several distinct ones, got "
-                                 f"{pool!r}", site=site,
-                                 hint="e.g. pool='one' or pool=['one', 'one-ssd']")
-    return pools
 
 
 class Failback:
@@ -138,7 +128,7 @@ class Failback:
                                      hint="give each site its own oned endpoint")
         self.site_a = site_a
         self.site_b = site_b
-        self.pools = _pools(pool, site_a.name)
+        self.pools = pool_names(pool, site_a.name)
         self.pool = "+".join(self.pools)
         if isinstance(journal, Journal):
             self.journal = journal
@@ -177,6 +167,7 @@ class Failback:
         self._pool_lock: PoolLockSide = locks[0] if len(locks) == 1 else PoolLocks(locks)
         self._lock_depth = 0
         self._lock_guard = threading.Lock()
+        self._fence: list[str] = []  # the pools whose lock this run lost
         self._checked = False  # check() passed: the step methods do not plan again
 
     @classmethod
@@ -289,6 +280,7 @@ class Failback:
         with self._lock_guard:
             if self._lock_depth == 0:
                 holder = self._pool_lock.acquire()
+                self._fence = []
                 self.journal.reload()
                 self._scope.cached = None
                 # Whatever happened while the lock was free (another failback, a failover, a
@@ -307,6 +299,20 @@ class Failback:
                 if self._lock_depth == 0:
                     self._pool_lock.release()
                     self.ledger.write(Step.RUN, Mark.UNLOCKED, cookie=held.cookie)
+
+    def fence(self) -> None:
+        """Before each action (its journal intent): raise :class:`LockedError` if this run no
+        longer holds the lock it took (broken by another operator): it then changes nothing
+        more (one lock read per action; once lost, every later action is refused)."""
+        if self._lock_depth and not self._fence:
+            self._fence = lost_locks(self._pool_lock)
+        lost = self._fence
+        if lost:
+            raise LockedError(
+                f"this failback no longer holds the lock of pool(s) {lost} on "
+                f"{self.site_a.name} (it was broken): it stops before its next action",
+                pool=self.pool, hint="another failback may run: check `ceph-failback unlock` "
+                "(shows the holder) before resuming this one")
 
     def lock_holder(self) -> Holder | None:
         """Who holds the pool's failback lock now (``None``: nobody)."""
@@ -377,7 +383,8 @@ class Failback:
                         target = (f"pool@{site.name}" if len(self.pools) == 1
                                   else f"pool:{name}@{site.name}")
                         blockers.append(Blocker("mirroring-not-enabled", target, str(exc)))
-            self._lock_blockers(blockers, warnings)
+            lock_blockers(self._pool_lock, blockers, warnings, pool=self.pool,
+                          site=self.site_a.name)
             fresh = self._scope.cached is None  # the scope read now holds the VMs' present states
             scope = self.scope()
             found, noted = self._scope.blockers(scope)
@@ -405,25 +412,6 @@ class Failback:
             present = list(scope.pairs) if fresh else self._scope.present(scope.pairs)
             return build_plan(self.names, views, self.ledger.images(scope.images), present,
                               blockers=blockers, warnings=warnings, waived=self.waive)
-
-    def _lock_blockers(self, blockers: list[Blocker], warnings: list[str]) -> None:
-        try:
-            holder = self._pool_lock.holder()
-        except CephError as exc:
-            warnings.append(f"cannot read the failback lock on {self.site_a.name}: {exc}")
-            return
-        mine = self._pool_lock.held
-        if holder is None or (mine is not None and holder.cookie == mine.cookie):
-            return
-        if holder.is_provably_dead():
-            warnings.append(f"a dead failback on this machine left the lock of pool "
-                            f"{self.pool!r} ({holder}); it will be taken over")
-        else:
-            blockers.append(Blocker(
-                "locked", f"lock@{self.site_a.name}",
-                f"another failback holds the lock of pool {self.pool!r}: {holder}; wait for it, "
-                "or if it is dead break the lock (Failback.break_lock(), "
-                "`ceph-failback unlock --yes`)"))
 
     def check(self) -> Plan:
         """:meth:`plan`, raising :class:`SafetyError` if any blocker is not waived.

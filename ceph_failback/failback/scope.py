@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import FailbackError, JournalError, VMNotFoundError
+from ..errors import CephError, FailbackError, JournalError, VMNotFoundError
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
 from .ledger import Ledger, Mark, Step, image_target, vm_target
@@ -19,10 +19,10 @@ from .plan import Blocker, unique
 from .safety import Names, history_on_b, recorded_history, resumed_by_us
 
 if TYPE_CHECKING:
-    from ..ceph.seams import MirrorSide
+    from ..ceph.seams import MirrorSide, PoolLockSide
     from .core import Site
 
-__all__ = ["Scope", "ScopeReader", "WAIVABLE"]
+__all__ = ["Scope", "ScopeReader", "WAIVABLE", "lock_blockers"]
 
 #: Blocker kinds that may be waived: proceeding despite them cannot lose data.
 WAIVABLE = frozenset({
@@ -236,3 +236,25 @@ class ScopeReader:
         return (f"VM {vm_id} on {self.site_b.name} ({vm.status}) shares no persistent image of "
                 f"pool {self.pool!r} with a VM on {self.site_a.name}: nothing to fail back for "
                 f"it{also}")
+
+
+def lock_blockers(lock: PoolLockSide, blockers: list[Blocker], warnings: list[str], *,
+                  pool: str, site: str) -> None:
+    """The plan's ``locked`` blocker: another live failback holds the pool's lock (a dead one
+    on this machine is only a warning: it is taken over)."""
+    try:
+        holder = lock.holder()
+    except CephError as exc:
+        warnings.append(f"cannot read the failback lock on {site}: {exc}")
+        return
+    mine = lock.held
+    if holder is None or (mine is not None and holder.cookie == mine.cookie):
+        return
+    if holder.is_provably_dead():
+        warnings.append(f"a dead failback on this machine left the lock of pool {pool!r} "
+                        f"({holder}); it will be taken over")
+    else:
+        blockers.append(Blocker(
+            "locked", f"lock@{site}",
+            f"another failback holds the lock of pool {pool!r}: {holder}; wait for it, or if it "
+            "is dead break the lock (Failback.break_lock(), `ceph-failback unlock --yes`)"))

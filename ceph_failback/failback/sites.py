@@ -3,6 +3,7 @@ gives :class:`~ceph_failback.failback.Failback`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..ceph.seams import CephBackend
@@ -76,3 +77,14 @@ def check_distinct_clusters(site_a: Site, site_b: Site, pool: str) -> None:
             f"{site_a.name} and {site_b.name} reach the same Ceph cluster (fsid {fsid_a}): "
             f"{site_a.ceph.describe()} and {site_b.ceph.describe()} name the same monitors",
             pool=pool, hint="give each site the configuration file of its own cluster")
+
+
+def pool_names(pool: str | Sequence[str], site: str) -> tuple[str, ...]:
+    """The failback's pools, checked: at least one, each named once, no ``/`` in a name."""
+    pools = (pool,) if isinstance(pool, str) else tuple(pool)
+    bad = [p for p in pools if not isinstance(p, str) or not p or "/" in p]
+    if not pools or bad or len(set(pools)) != len(pools):
+        raise ConfigurationError(f"pool must name one RBD pool or several distinct ones, got "
+                                 f"{pool!r}", site=site,
+                                 hint="e.g. pool='one' or pool=['one', 'one-ssd']")
+    return pools

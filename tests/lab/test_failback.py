@@ -21,7 +21,7 @@ from ceph_failback.lab.world import World
 from .helpers import pattern, poll
 
 TIMEOUTS = Timeouts(settle=30, resync=150, mirror=90, promote=90, terminate=30, resume=30,
-                    poll=0.5)
+                    poll=0.5, protect=180)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,6 +94,9 @@ def test_unplanned_disaster_end_to_end(world: World, tmp_path: Path) -> None:
         f"image:{i}" for i in expected}
     report = fb.run()
     assert report.complete, report
+    # The run waited until B replays each image from A again (issue 14 item 3).
+    assert {i.name: i.protection for i in report.images} == {
+        i: "replaying from A" for i in expected}, report
     assert_failed_back(world, expected, fb)
     assert all(i.resynced for i in report.images)
     assert len(report.downtimes()) == 3 and all(d > 0 for d in report.downtimes())
@@ -458,3 +461,35 @@ def test_snapshot_schedule_firing_after_the_stop_is_accepted(
         assert report.complete, report
         assert set(fired) == set(expected)
         assert_failed_back(world, expected, fb)
+
+
+def test_a_b_that_split_brains_after_the_failback_is_reprotected(world: World,
+                                                                 tmp_path: Path) -> None:
+    """Issue 14 item 3: B split-brains after the flip (here: promoted by hand, written, demoted
+    again): nothing protects the image. reprotect() resyncs B from A, only because this
+    failback promoted A, and waits until B replays from A."""
+    lab = world.lab
+    image = sorted(build(world, 1))[0]  # one VM, two disks: the first split-brains
+    fb = make_failback(world, tmp_path / "j.jsonl")
+    assert fb.run().complete
+    on_a = lab.checksum("a", image)
+    lab.promote_when_possible("b", image, force=True)
+    lab.wait_replay_stopped("b", image)
+    lab.write("b", image, pattern("stray-on-b", 1 << 20))
+    with lab.connect("b") as b:
+        b.pool(lab.pool).demote(image)
+    poll(lambda: "split-brain" in str(lab.raw_status("b", image).get("description")),
+         timeout=120, what="site B to report split-brain")
+    result = fb.reprotect()
+    assert result.done == [f"image:{image}"], result
+    report = fb.report()
+    states = {i.name: i.protection for i in report.images}
+    assert report.complete and states[image] == "replaying from A (reprotected)", report
+    assert lab.is_primary("a", image) and not lab.is_primary("b", image)
+    poll(lambda: lab.checksum("b", image) == on_a, timeout=120,
+         what="B's resynced copy to hold A's data")
+    assert lab.checksum("a", image) == on_a
+    # A journal that did not promote A never resyncs B.
+    other = make_failback(world, tmp_path / "other.jsonl", images=[image])
+    with pytest.raises(StepFailedError, match="reprotect"):
+        other.reprotect()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ceph_failback.errors import LockedError, SafetyError, StepFailedError
-from ceph_failback.failback import Failback
+from ceph_failback.failback import EventKind, Failback
 from ceph_failback.failback.journal import Journal
 from ceph_failback.lab.oned import Delays
 from ceph_failback.opennebula.site import OpenNebulaSite
@@ -706,3 +706,29 @@ def test_images_outside_the_scope_left_unprotected_are_named(world: MemoryWorld,
     assert report.complete and report.unprotected == ()
     assert world.ceph.is_primary("site-a", "one-999")
     assert not world.ceph.is_primary("site-b", "one-999")
+
+
+def test_a_run_whose_lock_was_broken_stops_before_its_next_action(world: MemoryWorld,
+                                                                 tmp_path: Path) -> None:
+    # Issue 14 item 7 (fencing): an operator breaks the lock of a run they think is dead; the
+    # run, alive after all, must change nothing more.
+    world.add_vm("db")
+    world.add_vm("web")
+    world.disaster("unplanned", new_data=NEW)
+    journal = tmp_path / "j.jsonl"
+
+    def break_it(ev: Any) -> None:
+        if ev.kind is EventKind.STEP_STARTED and ev.step == "terminate_b":
+            world.failback(tmp_path / "other.jsonl").break_lock()
+
+    fb = world.failback(journal, listeners=[break_it])
+    with pytest.raises((LockedError, StepFailedError)) as info:
+        fb.run()
+    assert "no longer holds the lock" in str(info.value) or any(
+        "no longer holds the lock" in m for m in getattr(info.value, "failures", {}).values())
+    for vm in world.vms:  # no terminate was sent, nothing demoted on B
+        assert world.oned_b.vm_state(vm.vm_b) == ("ACTIVE", "RUNNING")
+        assert world.ceph.is_primary("site-b", vm.images[0])
+    assert not Journal(journal).find(step="terminate_b", event="intent")
+    report = world.failback(journal).run()  # resumed once nobody else runs
+    assert report.complete, report

@@ -147,6 +147,8 @@ class StepContext(Protocol):
 
     def require_daemon_a(self, what: str) -> None: ...
 
+    def fence(self) -> None: ...
+
 
 class Recorder:
     """One step call's outcomes, written to its :class:`StepResult`, the journal and the
@@ -161,7 +163,9 @@ class Recorder:
         ctx.ledger.write(step, Mark.STARTED)
 
     def intent(self, target: str, **data: Any) -> None:
-        """Written before the action: a crash after it leaves the outcome unknown, not lost."""
+        """Written before the action: a crash after it leaves the outcome unknown, not lost.
+        A run whose lock was broken stops here (:meth:`~ceph_failback.failback.Failback.fence`)."""
+        self.ctx.fence()
         self.ctx.ledger.write(self.step, Mark.INTENT, target, **data)
 
     def observed(self, target: str, **data: Any) -> None:
