@@ -225,30 +225,40 @@ def _cmd_status(ctx: _Context) -> int:
 
 def _cmd_unlock(ctx: _Context) -> int:
     fb = _make_failback(ctx)
-    holder = fb.lock_holder()
-    where = f"pool {fb.pool!r} on {fb.site_a.name}"
-    if holder is None:
+    holders = fb.lock_holders()
+    site = fb.site_a.name
+    if not holders:
         if ctx.json:
-            ctx.emit_json({"locked": False, "pool": fb.pool, "site": fb.site_a.name})
+            ctx.emit_json({"locked": False, "pool": fb.pool, "site": site, "holders": {}})
         else:
-            ctx.say(f"The failback lock of {where} is free.")
+            ctx.say(f"The failback lock of pool(s) {fb.pool!r} on {site} is free.")
         return EXIT_OK
+    shown = {pool: str(h) for pool, h in holders.items()}
     if not ctx.args.yes:
-        message = (f"the failback lock of {where} is held by {holder}; nothing was changed: "
-                   "add --yes to break it (only if that run is dead)")
+        message = ("the failback lock is held: " + "; ".join(
+            f"pool {pool!r} on {site} by {h}" for pool, h in shown.items())
+            + "; nothing was changed: add --yes to break it (only if that run is dead)")
         if ctx.json:
-            ctx.emit_json({"locked": True, "holder": str(holder), "error": message,
-                           "type": "ConfirmationRequired", "exit_code": EXIT_REFUSED})
+            ctx.emit_json({"locked": True, "holder": next(iter(shown.values())),
+                           "holders": shown, "error": message, "type": "ConfirmationRequired",
+                           "exit_code": EXIT_REFUSED})
         else:
             ctx.note(f"refused: {message}")
         return EXIT_REFUSED
-    broken = fb.break_lock()
+    # Only the holders just shown: a lock released and taken again meanwhile is left alone.
+    broken = fb.break_locks(holders)
+    kept = [pool for pool in holders if pool not in broken]
     if ctx.json:
-        ctx.emit_json({"locked": False, "broken": str(broken) if broken else None,
-                       "pool": fb.pool, "site": fb.site_a.name})
+        ctx.emit_json({"locked": bool(kept), "pool": fb.pool, "site": site,
+                       "broken": str(next(iter(broken.values()))) if broken else None,
+                       "broken_by_pool": {p: str(h) for p, h in broken.items()},
+                       "not_broken": kept})
     else:
-        ctx.say(f"Broke the failback lock of {where} held by {broken}." if broken else
-                f"The failback lock of {where} was released meanwhile.")
+        for pool, h in broken.items():
+            ctx.say(f"Broke the failback lock of pool {pool!r} on {site} held by {h}.")
+        for pool in kept:
+            ctx.say(f"The failback lock of pool {pool!r} on {site} changed hands or was "
+                    "released meanwhile: not broken (run unlock again to see it).")
     return EXIT_OK
 
 
@@ -259,13 +269,17 @@ def _cmd_reprotect(ctx: _Context) -> int:
                                  "failback", pool=fb.pool,
                                  hint="pass the journal of the failback (--journal)")
     if not ctx.args.yes:
-        report = fb.report()
-        message = "nothing was changed: add --yes to resync the copies B reports split-brained"
+        preview = fb.reprotect_preview()
+        message = "nothing was changed: add --yes to resync the copies marked 'do'"
         if ctx.json:
-            ctx.emit_json({**report.to_dict(), "error": message, "type": "ConfirmationRequired",
+            ctx.emit_json({"images": {name: {"choice": str(d.choice), "reason": d.reason}
+                                      for name, d in preview.items()},
+                           "error": message, "type": "ConfirmationRequired",
                            "exit_code": EXIT_REFUSED})
         else:
-            ctx.say(str(report))
+            ctx.say(f"Reprotect on {fb.site_b.name} (resync B's copy from A), per image:")
+            for name, d in preview.items():
+                ctx.say(f"  {name}: {d.choice}: {d.reason}")
             ctx.note(f"refused: {message}")
         return EXIT_REFUSED
     result = fb.reprotect()

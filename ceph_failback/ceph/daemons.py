@@ -36,6 +36,7 @@ class DaemonHealth:
         reports_pool: whether its status covers the pool.
         callouts: warnings/errors it raised for the pool.
         healthy: reports the pool, no error callouts and a recent beacon.
+        pool: the pool this entry judges the daemon for.
     """
 
     gid: str
@@ -45,6 +46,7 @@ class DaemonHealth:
     reports_pool: bool
     callouts: Mapping[str, Any]
     healthy: bool
+    pool: str = ""
 
 
 
@@ -97,6 +99,7 @@ def judge_daemon_health(read: Callable[[], Mapping[str, Any]], pool: str, *,
             reports_pool=bool(entry),
             callouts=dict(callouts),
             healthy=bool(entry) and not errors and alive.get(gid, False),
+            pool=pool,
         ))
     return out
 

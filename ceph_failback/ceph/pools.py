@@ -14,6 +14,7 @@ A single-pool failback uses the plain adapters and bare image names, as before.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -25,7 +26,10 @@ from .mirror import MirrorSnapshot, OperationResult, Peer
 from .seams import MirrorSide, PoolLockSide
 from .status import MirrorImageInfo, MirrorStatus
 
-__all__ = ["PoolSet", "PoolLocks", "image_key", "split_key", "parts_of", "lost_locks"]
+log = logging.getLogger(__name__)
+
+__all__ = ["PoolSet", "PoolLocks", "image_key", "split_key", "parts_of", "lock_parts",
+           "lock_holders", "break_locks", "lost_locks", "unserved_pools"]
 
 
 def image_key(pool: str, image: str) -> str:
@@ -96,22 +100,11 @@ class PoolSet:
         return [peer for side in self.parts.values() for peer in side.require_mirroring()]
 
     def daemon_health(self, *, beacon_grace: float = 60.0) -> list[DaemonHealth]:
-        """The site's rbd-mirror daemons, each healthy only if it is healthy for every pool
-        (a site's daemons serve every mirrored pool)."""
-        merged: dict[str, DaemonHealth] = {}
-        for side in self.parts.values():
-            for d in side.daemon_health(beacon_grace=beacon_grace):
-                seen = merged.get(d.gid)
-                if seen is None:
-                    merged[d.gid] = d
-                    continue
-                beacons = [b for b in (seen.last_beacon, d.last_beacon) if b is not None]
-                merged[d.gid] = dataclasses.replace(
-                    seen, leader=seen.leader or d.leader, healthy=seen.healthy and d.healthy,
-                    reports_pool=seen.reports_pool and d.reports_pool,
-                    callouts={**seen.callouts, **d.callouts},
-                    last_beacon=min(beacons, default=None) if beacons else None)
-        return list(merged.values())
+        """Each pool's report of the site's rbd-mirror daemons, one entry per daemon and pool
+        (:attr:`~ceph_failback.ceph.daemons.DaemonHealth.pool` says which): judge a pool by
+        its own entries (:func:`unserved_pools`)."""
+        return [d for side in self.parts.values()
+                for d in side.daemon_health(beacon_grace=beacon_grace)]
 
     def mirror_uuid(self, image: str | None = None) -> str:
         """The mirror uuid of ``image``'s pool (each pool has its own)."""
@@ -253,8 +246,10 @@ class PoolLocks:
             for lock in reversed(taken):
                 try:
                     lock.release()
-                except CephError:
-                    pass
+                except CephError as exc:  # the error that stopped the taking is the one to raise
+                    log.warning("could not release the failback lock of pool %s after failing "
+                                "to take the others: %s (break it with `ceph-failback unlock "
+                                "--yes` if it stays)", getattr(lock, "pool", "?"), exc)
             raise
         held = self.held
         assert held is not None
@@ -271,20 +266,41 @@ class PoolLocks:
             raise errors[0]
 
     def break_(self, expected: Holder | None = None) -> Holder | None:
-        """Break every pool's lock (with ``expected``: those its run holds, the same process
-        taking each pool's lock with its own cookie). Returns the first holder broken."""
+        """Break every pool's lock; with ``expected``, only the lock that holder (same cookie:
+        each taking has its own) still holds. Returns the first holder broken. To break each
+        pool's lock only if the holder shown is still the one, see
+        :meth:`~ceph_failback.failback.Failback.break_lock`."""
         broken: Holder | None = None
         for lock in self.locks:
-            if expected is not None:
-                h = lock.holder()
-                if h is None or (h.host, h.pid, h.boot_id, h.proc_start) != (
-                        expected.host, expected.pid, expected.boot_id, expected.proc_start):
-                    continue
-                h = lock.break_(h)
-            else:
-                h = lock.break_()
+            h = lock.break_(expected)
             broken = broken or h
         return broken
+
+
+def lock_parts(lock: PoolLockSide) -> dict[str, PoolLockSide]:
+    """Each pool's own lock behind ``lock`` (pool -> lock; ``lock`` itself for one pool)."""
+    parts = lock.locks if isinstance(lock, PoolLocks) else [lock]
+    return {str(getattr(part, "pool", "?")): part for part in parts}
+
+
+def lock_holders(lock: PoolLockSide) -> dict[str, Holder]:
+    """Who holds each pool's lock now (pool -> holder; a free pool is left out)."""
+    return {pool: h for pool, part in lock_parts(lock).items()
+            if (h := part.holder()) is not None}
+
+
+def break_locks(lock: PoolLockSide, expected: Mapping[str, Holder] | None = None
+                ) -> dict[str, Holder]:
+    """Break each pool's lock (with ``expected``: only those pools', each only if that taking,
+    by its cookie, still holds it). Returns pool -> the holder broken."""
+    broken: dict[str, Holder] = {}
+    for pool, part in lock_parts(lock).items():
+        if expected is not None and pool not in expected:
+            continue
+        holder = part.break_(expected[pool] if expected is not None else None)
+        if holder is not None:
+            broken[pool] = holder
+    return broken
 
 
 def lost_locks(lock: PoolLockSide) -> list[str]:
@@ -292,7 +308,7 @@ def lost_locks(lock: PoolLockSide) -> list[str]:
     (``Failback.break_lock``, ``ceph-failback unlock``), maybe taken again by another run.
     A lock it could not read is not counted (the action itself then meets the error)."""
     lost = []
-    for part in (lock.locks if isinstance(lock, PoolLocks) else [lock]):
+    for pool, part in lock_parts(lock).items():
         mine = part.held
         if mine is None:
             continue
@@ -301,5 +317,12 @@ def lost_locks(lock: PoolLockSide) -> list[str]:
         except CephError:
             continue
         if current is None or current.cookie != mine.cookie:
-            lost.append(str(getattr(part, "pool", "?")))
+            lost.append(pool)
     return lost
+
+
+def unserved_pools(side: MirrorSide, *, beacon_grace: float) -> list[str]:
+    """The pools of ``side`` that no healthy rbd-mirror daemon reports (each pool is judged
+    by itself: a daemon healthy for one pool may raise an error for another)."""
+    return [pool for pool, part in parts_of(side).items()
+            if not any(d.healthy for d in part.daemon_health(beacon_grace=beacon_grace))]

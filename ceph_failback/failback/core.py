@@ -19,7 +19,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DEFAULT_CONCURRENCY
-from ..ceph.pools import PoolLocks, PoolSet, lost_locks, parts_of
+from ..ceph.pools import (
+    PoolLocks,
+    PoolSet,
+    break_locks,
+    lock_holders,
+    lost_locks,
+    parts_of,
+    unserved_pools,
+)
 from ..ceph.seams import MirrorSide, PoolLockSide
 from ..errors import (
     CephError,
@@ -37,20 +45,15 @@ from .ledger import Ledger, Mark, Step
 from .pipeline import run_pipelined
 from .plan import Blocker, Plan
 from .planner import build_plan
-from .protection import (
-    outside_scope,
-    record_unprotected,
-    unprotected_warning,
-    watch_protection,
-)
+from .protection import outside_scope, record_unprotected, unprotected_warning, watch_protection
 from .report import Report, build_report
 from .safety import ImageView, Names
 from .scope import WAIVABLE, Scope, ScopeReader, lock_blockers
-from .sites import Site, Timeouts, check_distinct_clusters, pool_names
+from .sites import Site, Timeouts, check_distinct_clusters, image_names, pool_names
 from .status import Status, read_status
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
 from .steps import reprotect as reprotect_step
-from .steps.base import StepResult  # noqa: F401 (importable from here, as documented before)
+from .steps.base import Decision, StepResult  # noqa: F401 (StepResult: importable from here)
 from .waits import SPLIT_BRAIN_ON_B
 
 __all__ = ["Failback", "WAIVABLE"]  # Site and Timeouts: .sites (importable from here too)
@@ -156,7 +159,7 @@ class Failback:
             self.events.subscribe(listener)
         self._scope = ScopeReader(
             site_a, site_b, self.pools, self.ledger,
-            images=tuple(images) if images is not None else None,
+            images=image_names(images, self.pools, site_b.name),
             vms=tuple(int(v) for v in vms) if vms is not None else None,
             pairs=dict(pairs or {}))
         self._pools: dict[str, MirrorSide] = {}
@@ -193,8 +196,7 @@ class Failback:
         from ..config import load_config
 
         cfg = load_config(path, {"pool": pool})
-        site_a, site_b = cfg.sites()
-        return cls(site_a, site_b, cfg.pool, journal=journal if journal is not None
+        return cls(*cfg.sites(), cfg.pool, journal=journal if journal is not None
                    else cfg.journal, timeouts=timeouts or cfg.timeouts, **kwargs)
 
     def __repr__(self) -> str:
@@ -248,19 +250,24 @@ class Failback:
         return self.events.subscribe(listener)
 
     def daemon_a_ok(self) -> bool:
-        """A healthy rbd-mirror daemon on A reports the pool (``True`` when unreadable: the
+        """A healthy rbd-mirror daemon on A reports each pool (``True`` when unreadable: the
         caps may not allow it, and that alone must not fail a step)."""
+        return not self._unserved_a()
+
+    def _unserved_a(self) -> list[str]:
         try:
-            return any(d.healthy for d in self.pool_a().daemon_health(
-                beacon_grace=self.timeouts.daemon_beacon_grace))
+            return unserved_pools(self.pool_a(), beacon_grace=self.timeouts.daemon_beacon_grace)
         except CephError:
-            return True
+            return []
 
     def require_daemon_a(self, what: str) -> None:
-        """Raise :class:`WaitFailedError` when no healthy rbd-mirror daemon runs on A."""
-        if not self.daemon_a_ok():
+        """Raise :class:`WaitFailedError` when no healthy rbd-mirror daemon on A reports one
+        of the pools (naming them)."""
+        unserved = self._unserved_a()
+        if unserved:
             raise WaitFailedError(
-                f"no healthy rbd-mirror daemon on {self.site_a.name}: {what} cannot progress",
+                f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool(s) "
+                f"{', '.join(unserved)}: {what} cannot progress",
                 site=self.site_a.name, pool=self.pool,
                 hint=f"start rbd-mirror on {self.site_a.name}, then run again (finished work is "
                      "skipped)")
@@ -302,34 +309,44 @@ class Failback:
 
     def fence(self) -> None:
         """Before each action (its journal intent): raise :class:`LockedError` if this run no
-        longer holds the lock it took (broken by another operator): it then changes nothing
-        more (one lock read per action; once lost, every later action is refused)."""
+        longer holds every lock it took (one was broken by another operator): it then changes
+        nothing more (one read of each pool's lock per action; once lost, every later action is
+        refused)."""
         if self._lock_depth and not self._fence:
             self._fence = lost_locks(self._pool_lock)
-        lost = self._fence
-        if lost:
+        if self._fence:
             raise LockedError(
-                f"this failback no longer holds the lock of pool(s) {lost} on "
+                f"this failback no longer holds the lock of pool(s) {self._fence} on "
                 f"{self.site_a.name} (it was broken): it stops before its next action",
                 pool=self.pool, hint="another failback may run: check `ceph-failback unlock` "
-                "(shows the holder) before resuming this one")
+                "(shows the holders) before resuming this one")
 
     def lock_holder(self) -> Holder | None:
-        """Who holds the pool's failback lock now (``None``: nobody)."""
+        """Who holds the failback lock now: another failback's holder of any pool's lock
+        first, else this run's (``None``: nobody). :meth:`lock_holders` names each pool's."""
         return self._pool_lock.holder()
 
-    def break_lock(self) -> Holder | None:
-        """Break the pool's failback lock, whoever holds it; returns the holder that was broken.
+    def lock_holders(self) -> dict[str, Holder]:
+        """Who holds each pool's failback lock now (pool -> holder; a free pool is left out)."""
+        return lock_holders(self._pool_lock)
 
-        Only for a stale lock: its holder died on a machine that is gone or cannot be reached
-        (a holder that died on this machine is taken over automatically). Breaking the lock of
-        a live run lets two failbacks act at once. The break is written to the journal.
-        """
-        holder = self._pool_lock.break_()
-        if holder is not None:
+    def break_locks(self, expected: dict[str, Holder] | None = None) -> dict[str, Holder]:
+        """Break the pools' failback locks (journaled); returns pool -> the holder broken.
+        With ``expected`` (pool -> holder, as :meth:`lock_holders` showed them), only those
+        pools' locks, each only while that taking (cookie) still holds it.
+
+        Only for a stale lock: its holder died on a machine that is gone or unreachable (one
+        that died on this machine is taken over by itself). Breaking a live run's lock lets
+        two failbacks act at once."""
+        broken = break_locks(self._pool_lock, expected)
+        for pool, holder in broken.items():
             self.ledger.write(Step.RUN, Mark.LOCK_BROKEN, holder=str(holder),
-                              cookie=holder.cookie)
-        return holder
+                              cookie=holder.cookie, pool=pool)
+        return broken
+
+    def break_lock(self) -> Holder | None:
+        """:meth:`break_locks` of every pool; returns the first holder broken (or ``None``)."""
+        return next(iter(self.break_locks().values()), None)
 
     # -- scope ---------------------------------------------------------------------------------
 
@@ -374,7 +391,7 @@ class Failback:
         # plan(), as the caller may close the cluster handle next (which would hang the call).
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as ex:
             overview_a, overview_b = ex.submit(pa.overview), ex.submit(pb.overview)
-            health = ex.submit(pa.daemon_health, beacon_grace=self.timeouts.daemon_beacon_grace)
+            health = ex.submit(unserved_pools, pa, beacon_grace=self.timeouts.daemon_beacon_grace)
             for site, side in ((self.site_a, pa), (self.site_b, pb)):
                 for name, part in parts_of(side).items():
                     try:
@@ -383,8 +400,7 @@ class Failback:
                         target = (f"pool@{site.name}" if len(self.pools) == 1
                                   else f"pool:{name}@{site.name}")
                         blockers.append(Blocker("mirroring-not-enabled", target, str(exc)))
-            lock_blockers(self._pool_lock, blockers, warnings, pool=self.pool,
-                          site=self.site_a.name)
+            lock_blockers(self._pool_lock, blockers, warnings, site=self.site_a.name)
             fresh = self._scope.cached is None  # the scope read now holds the VMs' present states
             scope = self.scope()
             found, noted = self._scope.blockers(scope)
@@ -395,11 +411,13 @@ class Failback:
             infos_a, stat_a = overview_a.result()
             infos_b, stat_b = overview_b.result()
             try:
-                if not any(d.healthy for d in health.result()):
+                unserved = health.result()
+                if unserved:
                     blockers.append(Blocker(
                         "rbd-mirror-down", f"rbd-mirror@{self.site_a.name}",
-                        f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool "
-                        f"{self.pool!r}: images cannot resync or replay from {self.site_b.name}"))
+                        f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool(s) "
+                        f"{', '.join(unserved)}: their images cannot resync or replay from "
+                        f"{self.site_b.name}"))
             except CephError as exc:
                 blockers.append(Blocker("daemon-health-unknown", f"rbd-mirror@{self.site_a.name}",
                                         f"cannot read the rbd-mirror service status: {exc}",
@@ -533,10 +551,8 @@ class Failback:
                 self.ledger.write(Step.RUN, Mark.FAILED, error=str(exc))
                 raise
             states = watch_protection(self.pool_b(), self.images, timeouts=self.timeouts,
-                                      ledger=self.ledger, site_b=self.site_b.name,
-                                      pool=self.pool)
-            split = [n for n, s in states.items() if s == SPLIT_BRAIN_ON_B]
-            if reprotect and split:
+                                      ledger=self.ledger, site_b=self.site_b.name, pool=self.pool)
+            if reprotect and (split := [n for n, s in states.items() if s == SPLIT_BRAIN_ON_B]):
                 self.reprotect(split)
             record_unprotected(self.pool_a(), self.pool_b(), self.images, self.ledger)
             self.ledger.write(Step.RUN, Mark.FINISHED)
@@ -554,6 +570,11 @@ class Failback:
         See :mod:`~ceph_failback.failback.steps.reprotect`."""
         with self.locked():
             return reprotect_step.run(self, self._scope.select_images(self.scope(), images))
+
+    def reprotect_preview(self, images: Iterable[str] | None = None) -> dict[str, Decision]:
+        """What :meth:`reprotect` would do now, per image (do, skip or refuse, and why), from
+        both sites' present state and this journal. Changes nothing."""
+        return reprotect_step.preview(self, self._scope.select_images(self.scope(), images))
 
     # -- status and report ---------------------------------------------------------------------
 

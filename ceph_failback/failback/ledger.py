@@ -98,6 +98,9 @@ class ImageHistory:
             failback requested (see :func:`~ceph_failback.failback.safety.promote_proof`).
         demote_b_attempted: step 4 started demoting it on B (its outcome may be unrecorded).
         promoted_at: when step 5 promoted it on A (ISO time), if it did.
+        protection: the state the last protection check recorded (after the flip: ``replaying
+            from A``, ``split-brain on B``, ...; ``None``: never checked).
+        protected: that check's answer (``None``: unknown or never checked).
     """
 
     name: str
@@ -108,6 +111,8 @@ class ImageHistory:
     proven: bool = False
     demote_b_attempted: bool = False
     promoted_at: str | None = None
+    protection: str | None = None
+    protected: bool | None = None
 
     @property
     def target(self) -> str:
@@ -164,6 +169,7 @@ class Ledger:
                         key=lambda r: r.time, default=None)
         proof = j.last(event=Mark.OBSERVED, target=t)
         promoted = j.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
+        checked = j.last(step=Step.RUN, event=Mark.PROTECTION, target=t)
         return ImageHistory(
             name=name,
             demoted_a=self._has(Step.DEMOTE_A, Mark.DONE, t),
@@ -177,6 +183,8 @@ class Ledger:
             proven=proof is not None and (attempted is None or proof.time >= attempted.time),
             demote_b_attempted=self.attempted(Step.DEMOTE_B, t),
             promoted_at=promoted.ts if promoted is not None else None,
+            protection=str(checked.data.get("state")) if checked is not None else None,
+            protected=checked.data.get("protected") if checked is not None else None,
         )
 
     def images(self, names: Iterable[str]) -> dict[str, ImageHistory]:

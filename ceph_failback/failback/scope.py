@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..ceph.pools import lock_parts
 from ..errors import CephError, FailbackError, JournalError, VMNotFoundError
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
@@ -110,10 +111,13 @@ class ScopeReader:
             return self.cached
         recorded = self.ledger.scope()
         if recorded is not None:
-            if recorded.data.get("pool", self.pool) != self.pool:
+            # The pools as a set: their order in the configuration does not matter.
+            was = recorded.data.get("pools") or str(recorded.data.get("pool", self.pool)
+                                                    ).split("+")
+            if set(was) != set(self.pools):
                 raise JournalError(
-                    f"the journal {self.ledger.journal.path} records a failback of pool "
-                    f"{recorded.data['pool']!r}, not {self.pool!r}", pool=self.pool,
+                    f"the journal {self.ledger.journal.path} records a failback of pool(s) "
+                    f"{', '.join(was)}, not {', '.join(self.pools)}", pool=self.pool,
                     hint="give the journal of this failback, or a new one for a new failback")
             # One listing per site, not one read per VM (a scope can hold thousands of VMs).
             vms_a, vms_b = self.site_a.one.vms(), self._vms_b()
@@ -148,7 +152,8 @@ class ScopeReader:
         if self.ledger.scope() is not None:
             return
         scope = self.scope(mirrored)
-        self.ledger.write(Step.RUN, Mark.SCOPE, pool=self.pool, images=list(scope.images),
+        self.ledger.write(Step.RUN, Mark.SCOPE, pool=self.pool, pools=list(self.pools),
+                          images=list(scope.images),
                           pairs=[{"vm_a": p.vm_a.id, "vm_b": p.vm_b.id,
                                   "images": list(p.images), "explicit": p.explicit}
                                  for p in scope.pairs])
@@ -239,22 +244,26 @@ class ScopeReader:
 
 
 def lock_blockers(lock: PoolLockSide, blockers: list[Blocker], warnings: list[str], *,
-                  pool: str, site: str) -> None:
-    """The plan's ``locked`` blocker: another live failback holds the pool's lock (a dead one
-    on this machine is only a warning: it is taken over)."""
-    try:
-        holder = lock.holder()
-    except CephError as exc:
-        warnings.append(f"cannot read the failback lock on {site}: {exc}")
-        return
-    mine = lock.held
-    if holder is None or (mine is not None and holder.cookie == mine.cookie):
-        return
-    if holder.is_provably_dead():
-        warnings.append(f"a dead failback on this machine left the lock of pool {pool!r} "
-                        f"({holder}); it will be taken over")
-    else:
-        blockers.append(Blocker(
-            "locked", f"lock@{site}",
-            f"another failback holds the lock of pool {pool!r}: {holder}; wait for it, or if it "
-            "is dead break the lock (Failback.break_lock(), `ceph-failback unlock --yes`)"))
+                  site: str) -> None:
+    """The plan's ``locked`` blockers: another live failback holds a pool's lock (a dead one
+    on this machine is only a warning: it is taken over). Each pool's lock is judged by
+    itself, so a dead holder of one pool never hides a live holder of another."""
+    parts = lock_parts(lock)
+    for pool, part in parts.items():
+        try:
+            holder = part.holder()
+        except CephError as exc:
+            warnings.append(f"cannot read the failback lock of pool {pool!r} on {site}: {exc}")
+            continue
+        mine = part.held
+        if holder is None or (mine is not None and holder.cookie == mine.cookie):
+            continue
+        if holder.is_provably_dead():
+            warnings.append(f"a dead failback on this machine left the lock of pool {pool!r} "
+                            f"({holder}); it will be taken over")
+        else:
+            blockers.append(Blocker(
+                "locked", f"lock@{site}" if len(parts) == 1 else f"lock:{pool}@{site}",
+                f"another failback holds the lock of pool {pool!r}: {holder}; wait for it, or "
+                "if it is dead break the lock (Failback.break_lock(), `ceph-failback unlock "
+                "--yes`)"))

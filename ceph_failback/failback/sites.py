@@ -3,7 +3,7 @@ gives :class:`~ceph_failback.failback.Failback`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..ceph.seams import CephBackend
@@ -80,11 +80,30 @@ def check_distinct_clusters(site_a: Site, site_b: Site, pool: str) -> None:
 
 
 def pool_names(pool: str | Sequence[str], site: str) -> tuple[str, ...]:
-    """The failback's pools, checked: at least one, each named once, no ``/`` in a name."""
+    """The failback's pools, checked: at least one, each named once, no ``/``, ``+`` or ``,``
+    in a name (``pool/image`` names the images, ``a+b`` the pool set, ``--pool a,b`` the list;
+    Ceph's pool names may hold them, but such a pool cannot be failed back by this tool)."""
     pools = (pool,) if isinstance(pool, str) else tuple(pool)
-    bad = [p for p in pools if not isinstance(p, str) or not p or "/" in p]
+    bad = [p for p in pools if not isinstance(p, str) or not p or set(p) & set("/+,")]
     if not pools or bad or len(set(pools)) != len(pools):
         raise ConfigurationError(f"pool must name one RBD pool or several distinct ones, got "
                                  f"{pool!r}", site=site,
                                  hint="e.g. pool='one' or pool=['one', 'one-ssd']")
     return pools
+
+
+def image_names(images: Iterable[str] | None, pools: Sequence[str],
+                site: str) -> tuple[str, ...] | None:
+    """The images asked for (``None``: all), checked: with several pools each is named
+    ``pool/image`` (``rbd``'s way), its pool one of the failback's."""
+    if images is None:
+        return None
+    names = (images,) if isinstance(images, str) else tuple(images)
+    if len(pools) > 1:
+        bad = [n for n in names if n.partition("/")[0] not in pools or not n.partition("/")[2]]
+        if bad:
+            raise ConfigurationError(
+                f"with several pools, name each image pool/image (its pool one of "
+                f"{', '.join(pools)}): {', '.join(map(repr, bad))}", site=site,
+                hint=f"e.g. --image {pools[0]}/one-42")
+    return names

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..ceph.mirror import MirrorSnapshot
 from ..ceph.status import MirrorStatus
 from ..waiting import Acceptor, Verdict, Waiter
-from .safety import needs_resync, replay_proof
+from .safety import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, needs_resync, replay_proof
 
 __all__ = ["Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
            "WRITER_RELEASED", "DEMOTION_COPIED", "PROTECTED", "REPLAYING_FROM_A",
@@ -155,10 +155,6 @@ DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
     limit="promote",
     describe=lambda o: (f"newest mirror snapshot {o.snapshot.state}" if o.snapshot else "none"))
 
-
-#: The protection states :data:`PROTECTED` decides.
-REPLAYING_FROM_A = "replaying from A"
-SPLIT_BRAIN_ON_B = "split-brain on B"
 
 #: After the flip: until site B replays each image from A (limit ``protect``). Split-brain on B
 #: ends it at once for that image (``reprotect`` resyncs B); undecided at the limit is an answer

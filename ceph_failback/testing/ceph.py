@@ -367,11 +367,13 @@ class MemoryCeph:
                     "info": {"global_id": image.global_id, "state": 1,
                              "primary": copy.primary},
                     **report(site),
-                    "remote_statuses": [{"mirror_uuid": _uuid(peer), **report(peer)}]}
+                    "remote_statuses": [{"mirror_uuid": _uuid(peer, self.pool),
+                                          **report(peer)}]}
 
 
-def _uuid(site: str) -> str:
-    return f"mirror-uuid-{site}"
+def _uuid(site: str, pool: str) -> str:
+    """The mirror uuid of ``pool`` on ``site`` (each pool of a cluster has its own)."""
+    return f"mirror-uuid-{pool}@{site}"
 
 
 class MemoryCephSite:
@@ -432,18 +434,19 @@ class MemoryMirrorPool:
             raise MirroringNotEnabledError("mirroring is not enabled on this pool",
                                            site=self.site_name, pool=self.pool)
         peer = self.world.peer_of(self.site_name)
-        return [Peer(f"peer-{peer}", peer, _uuid(peer), "rx-tx", "client.rbd-mirror-peer")]
+        return [Peer(f"peer-{peer}", peer, _uuid(peer, self.pool), "rx-tx",
+                     "client.rbd-mirror-peer")]
 
     def daemon_health(self, *, beacon_grace: float = 60.0) -> list[DaemonHealth]:
         """The site's one rbd-mirror daemon."""
         if not self.world.daemon_readable[self.site_name]:
             raise CephError("service status unreadable", site=self.site_name)
         up = self.world.daemon_up[self.site_name]
-        return [DaemonHealth("4100", "4100", True, datetime.now(UTC), up, {}, up)]
+        return [DaemonHealth("4100", "4100", True, datetime.now(UTC), up, {}, up, self.pool)]
 
     def mirror_uuid(self, image: str | None = None) -> str:
         """This pool's mirror uuid."""
-        return _uuid(self.site_name)
+        return _uuid(self.site_name, self.pool)
 
     def _listed(self) -> dict[str, _Copy]:
         return {name: copy for name, image in self.world.images.items()
@@ -475,7 +478,8 @@ class MemoryMirrorPool:
         self._tick()
         raw = self.world.raw_status(self.site_name, image)
         return parse_mirror_status(raw, site=self.site_name, pool=self.pool,
-                                   peer_names={_uuid(s): s for s in self.world.site_names})
+                                   peer_names={_uuid(s, self.pool): s
+                                               for s in self.world.site_names})
 
     def statuses(self, images: Iterable[str] | None = None, *,
                  each: bool = False) -> dict[str, MirrorStatus]:
@@ -490,7 +494,7 @@ class MemoryMirrorPool:
             listed = self._listed()
             wanted = list(listed) if images is None else [n for n in images if n in listed]
             infos = {n: self._info(n, listed[n]) for n in wanted}
-            names = {_uuid(s): s for s in self.world.site_names}
+            names = {_uuid(s, self.pool): s for s in self.world.site_names}
             statuses = {n: parse_mirror_status(self.world.raw_status(self.site_name, n),
                                                site=self.site_name, pool=self.pool,
                                                peer_names=names) for n in wanted}

@@ -14,6 +14,8 @@ import pytest
 
 from ceph_failback.errors import SafetyError, StepFailedError
 from ceph_failback.failback import STEPS, EventKind, Failback, Journal, Timeouts
+from ceph_failback.failback.ledger import Mark, Step, image_target
+from ceph_failback.failback.safety import SPLIT_BRAIN_ON_B
 from ceph_failback.lab import Lab
 from ceph_failback.lab.oned import Delays
 from ceph_failback.lab.world import World
@@ -466,8 +468,11 @@ def test_snapshot_schedule_firing_after_the_stop_is_accepted(
 def test_a_b_that_split_brains_after_the_failback_is_reprotected(world: World,
                                                                  tmp_path: Path) -> None:
     """Issue 14 item 3: B split-brains after the flip (here: promoted by hand, written, demoted
-    again): nothing protects the image. reprotect() resyncs B from A, only because this
-    failback promoted A, and waits until B replays from A."""
+    again). Its copy then holds writes A never saw: reprotect() refuses (the run's own check saw
+    B replay from A, so the split came later) and B's copy is left as it is. Where the run's
+    check saw the split itself (what the lab once showed right after a flip; stood for here by
+    that check's journal record), reprotect() resyncs B from A on real Ceph, and waits until B
+    replays from A."""
     lab = world.lab
     image = sorted(build(world, 1))[0]  # one VM, two disks: the first split-brains
     fb = make_failback(world, tmp_path / "j.jsonl")
@@ -480,6 +485,12 @@ def test_a_b_that_split_brains_after_the_failback_is_reprotected(world: World,
         b.pool(lab.pool).demote(image)
     poll(lambda: "split-brain" in str(lab.raw_status("b", image).get("description")),
          timeout=120, what="site B to report split-brain")
+    on_b = lab.checksum("b", image)
+    with pytest.raises(StepFailedError, match="a resync would discard those writes"):
+        fb.reprotect()
+    assert lab.checksum("b", image) == on_b != on_a, "B's later writes were touched"
+    fb.ledger.write(Step.RUN, Mark.PROTECTION, image_target(image), state=SPLIT_BRAIN_ON_B,
+                    protected=False)
     result = fb.reprotect()
     assert result.done == [f"image:{image}"], result
     report = fb.report()

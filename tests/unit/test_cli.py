@@ -179,14 +179,17 @@ class Fake:
             fake.calls.append(("locked", None))
             yield HOLDER
 
-        def break_lock(fb: Failback) -> Holder | None:
-            fake.calls.append(("break_lock", None))
+        def break_locks(fb: Failback, expected: dict[str, Holder] | None = None
+                        ) -> dict[str, Holder]:
+            fake.calls.append(("break_lock", expected))
             broken, fake.holder = fake.holder, None
-            return broken
+            return {fb.pool: broken} if broken is not None else {}
 
         monkeypatch.setattr(Failback, "locked", locked)
         monkeypatch.setattr(Failback, "lock_holder", lambda fb: fake.holder)
-        monkeypatch.setattr(Failback, "break_lock", break_lock)
+        monkeypatch.setattr(Failback, "lock_holders",
+                            lambda fb: {fb.pool: fake.holder} if fake.holder else {})
+        monkeypatch.setattr(Failback, "break_locks", break_locks)
         monkeypatch.setattr(Failback, "plan", plan)
         monkeypatch.setattr(Failback, "run", run)
         monkeypatch.setattr(Failback, "status", status)
@@ -602,6 +605,8 @@ def test_unlock_shows_the_holder_and_breaks_only_with_yes(
     code, out, _ = run_cli(capsys, "unlock", "-c", str(config), "--yes", "--json")
     doc = json.loads(out)
     assert code == 0 and "pid 4242" in doc["broken"] and fake.holder is None
+    # Only the holder shown is broken (by its cookie), pool by pool.
+    assert fake.called("break_lock") == [{"one": OTHER}]
 
 
 def test_status_side_by_side(fake: Fake, config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,12 +4,14 @@ use: images named ``pool/image``, each pool's lock held, each pool's mirroring c
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ceph_failback.ceph.lock import Holder, _identity
 from ceph_failback.ceph.pools import PoolLocks, PoolSet, split_key
 from ceph_failback.errors import (
     ConfigurationError,
@@ -112,7 +114,7 @@ def test_each_pool_is_locked_and_a_lock_on_any_refuses(world: MemoryWorld,
     other = world.failback(tmp_path / "other.jsonl", pool="ssd")
     with other.locked():
         fb = world.failback(tmp_path / "j.jsonl", pool=POOLS)
-        assert ("locked", "lock@site-a") in {(b.kind, b.target) for b in fb.plan().blockers}
+        assert ("locked", "lock:ssd@site-a") in {(b.kind, b.target) for b in fb.plan().blockers}
         with pytest.raises(LockedError):
             fb.run()
         assert "one" not in world.cephs["one"].locks  # the lock it took first, released
@@ -130,8 +132,10 @@ def test_each_pool_is_locked_and_a_lock_on_any_refuses(world: MemoryWorld,
 def test_a_journal_of_another_pool_set_is_refused(world: MemoryWorld, tmp_path: Path) -> None:
     journal = tmp_path / "j.jsonl"
     world.failback(journal, pool=POOLS).demote_site_a()
-    with pytest.raises(JournalError, match="one\\+ssd"):
+    with pytest.raises(JournalError, match="pool\\(s\\) one, ssd, not one "):
         world.failback(journal).plan()
+    # The same pools in another order: the same failback.
+    assert world.failback(journal, pool=POOLS[::-1]).plan().ok
 
 
 def test_steps_one_by_one_then_a_run_over_every_pool(world: MemoryWorld, tmp_path: Path) -> None:
@@ -145,7 +149,7 @@ def test_steps_one_by_one_then_a_run_over_every_pool(world: MemoryWorld, tmp_pat
     assert len(resyncs) == len(set(resyncs)) == 4  # never requested twice
 
 
-@pytest.mark.parametrize("pool", [[], ["one", "one"], ["one/x"], ""])
+@pytest.mark.parametrize("pool", [[], ["one", "one"], ["one/x"], "", ["one+ssd"], ["a,b"]])
 def test_bad_pool_lists_are_refused(world: MemoryWorld, tmp_path: Path,
                                     pool: list[str] | str) -> None:
     with pytest.raises(ConfigurationError):
@@ -172,6 +176,7 @@ def test_the_pool_set_routes_and_refuses_foreign_names(world: MemoryWorld) -> No
     infos = pools.infos([f"ssd/{db.other}", f"one/{db.images[0]}"])
     assert {k: v.name for k, v in infos.items()} == {k: k for k in infos}
     assert pools.mirror_uuid(f"ssd/{db.other}") == site.ceph.mirror_pool("ssd").mirror_uuid()
+    assert pools.mirror_uuid(f"ssd/{db.other}") != pools.mirror_uuid(f"one/{db.images[0]}")
     (result,) = pools.resync_many(["nowhere/one-1"]).values()  # per image, never raised
     assert not result.ok and "none of this failback's pools" in str(result.error)
     with pytest.raises(Exception, match="none of this failback's pools"):
@@ -211,3 +216,67 @@ def test_the_command_line_takes_several_pools_separated_by_commas(
     (fb,) = fake.instances
     assert fb.pools == ("one", "ssd") and fb.pool == "one+ssd"
     assert fb.journal.path.name == "one.jsonl"  # the file's (a recorded pool set must match)
+
+
+def _holder(pid: int, *, here: bool) -> Holder:
+    """A lock holder record: ``here``, a process of this machine and boot (``pid`` dead)."""
+    me = _identity() if here else {"host": "far-away", "machine_id": "m", "boot_id": "b"}
+    return Holder(me["host"], pid, "ops", "failback", "2026-12-01T00:00:00+00:00",
+                  uuid.uuid4().hex, locker="client.9", machine_id=me["machine_id"],
+                  boot_id=me["boot_id"], proc_start="1")
+
+
+def test_each_pools_lock_is_judged_by_itself(world: MemoryWorld, tmp_path: Path) -> None:
+    """A dead holder of one pool's lock (taken over) never hides a live one of another."""
+    dead = _holder(2 ** 22 + 7, here=True)  # above pid_max: no such process
+    assert dead.is_provably_dead()
+    world.cephs["one"].locks["one"] = dead
+    world.cephs["ssd"].locks["ssd"] = live = _holder(4242, here=False)
+    plan = world.failback(tmp_path / "j.jsonl", pool=POOLS).plan()
+    assert [(b.kind, b.target) for b in plan.blockers if b.kind == "locked"] == [
+        ("locked", "lock:ssd@site-a")]
+    (blocker,) = [b for b in plan.blockers if b.kind == "locked"]
+    assert "pool 'ssd'" in blocker.message and "pid 4242" in blocker.message
+    assert any("pool 'one'" in w and "taken over" in w for w in plan.warnings)
+    assert world.cephs["ssd"].locks["ssd"] is live
+
+
+def test_unlock_of_several_pools_breaks_only_the_holders_shown(world: MemoryWorld,
+                                                               tmp_path: Path) -> None:
+    first, second = _holder(11, here=False), _holder(12, here=False)
+    world.cephs["one"].locks["one"] = first
+    world.cephs["ssd"].locks["ssd"] = second
+    fb = world.failback(tmp_path / "j.jsonl", pool=POOLS)
+    shown = fb.lock_holders()
+    assert shown == {"one": first, "ssd": second}
+    # ssd's lock changes hands after it was shown: that taking is not broken.
+    world.cephs["ssd"].locks["ssd"] = third = _holder(13, here=False)
+    assert fb.break_locks(shown) == {"one": first}
+    assert "one" not in world.cephs["one"].locks and world.cephs["ssd"].locks["ssd"] is third
+    (record,) = Journal(tmp_path / "j.jsonl").find(step="run", event="lock-broken")
+    assert record.data["pool"] == "one" and record.data["cookie"] == first.cookie
+    assert fb.break_lock() == third and fb.lock_holders() == {}
+
+
+def test_a_pool_no_rbd_mirror_daemon_serves_is_named(world: MemoryWorld,
+                                                     tmp_path: Path) -> None:
+    world.cephs["ssd"].daemon_up["site-a"] = False  # A's daemon fails for ssd only
+    fb = world.failback(tmp_path / "j.jsonl", pool=POOLS)
+    (blocker,) = [b for b in fb.plan().blockers if b.kind == "rbd-mirror-down"]
+    assert "pool(s) ssd:" in blocker.message and "one" not in blocker.message.split(":")[0]
+    assert not fb.daemon_a_ok()
+    with pytest.raises(Exception, match="reports pool\\(s\\) ssd"):
+        fb.require_daemon_a("the resync")
+    world.cephs["ssd"].daemon_up["site-a"] = True
+    assert fb.daemon_a_ok()
+    assert not [b for b in fb.plan().blockers if b.kind == "rbd-mirror-down"]
+
+
+@pytest.mark.parametrize("images", [["one-100"], ["nowhere/one-100"], ["ssd/"]])
+def test_images_of_several_pools_are_named_pool_slash_image(world: MemoryWorld, tmp_path: Path,
+                                                            images: list[str]) -> None:
+    with pytest.raises(ConfigurationError, match="pool/image"):
+        world.failback(tmp_path / "j.jsonl", pool=POOLS, images=images)
+    db = world.vms[0]
+    fb = world.failback(tmp_path / "j.jsonl", pool=POOLS, images=[f"ssd/{db.other}"])
+    assert f"ssd/{db.other}" in fb.scope().images

@@ -99,6 +99,56 @@ def test_reprotect_never_resyncs_b_where_this_failback_did_not_promote_a(
     assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
 
 
+def diverge_b(world: MemoryWorld, image: str) -> None:
+    """B's demoted copy of ``image`` gets an entry A never sees (B split-brains)."""
+    with world.ceph.lock:
+        copy = world.ceph.images[image].copies["site-b"]
+        copy.entries.append(_Entry("write", copy.entries[-1].tag_tid, "site-b", b"x"))
+
+
+def test_a_b_that_split_brains_after_the_run_saw_it_replay_is_never_resynced(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    """B replayed from A at the run's check, then split: its copy changed after the failback
+    (someone promoted and wrote it), so a resync would lose those writes: refused."""
+    image = world.images()[0]
+    fb = world.failback(tmp_path / "j.jsonl")
+    assert fb.run().complete
+    diverge_b(world, image)
+    world.ceph.tick(3)
+    preview = fb.reprotect_preview()
+    assert str(preview[image].choice) == "refuse", preview
+    assert "last check after the flip saw 'replaying from A'" in preview[image].reason
+    with pytest.raises(StepFailedError) as info:
+        fb.reprotect()
+    assert "a resync would discard those writes" in str(info.value.failures[f"image:{image}"])
+    assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
+    assert world.ceph.data("site-b", image) != world.ceph.data("site-a", image)
+
+
+def test_a_b_that_caught_up_after_the_run_is_recorded_protected_by_reprotect(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    stopped: list[bool] = []
+
+    def stop_b_daemon(ev: Event) -> None:  # B's rbd-mirror dies as B is demoted
+        if ev.kind is EventKind.STEP_STARTED and ev.step == "demote_b" and not stopped:
+            world.ceph.stop_daemon("site-b")
+            stopped.append(True)
+
+    fb = world.failback(tmp_path / "j.jsonl", listeners=[stop_b_daemon],
+                        timeouts=dataclasses.replace(FAST, protect=0.2))
+    assert not fb.run().complete
+    world.ceph.start_daemon("site-b")
+    world.ceph.tick(3)
+    assert {str(d.choice) for d in fb.reprotect_preview().values()} == {"skip"}
+    result = fb.reprotect()
+    assert result.done == [] and len(result.skipped) == 2
+    report = fb.report()
+    assert report.complete, report
+    assert {i.name: i.protection for i in report.images} == {
+        i: "replaying from A" for i in world.images()}
+    assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
+
+
 def test_b_not_picking_up_within_the_limit_is_said_and_not_resynced(
         world: MemoryWorld, tmp_path: Path) -> None:
     stopped: list[bool] = []
@@ -119,14 +169,15 @@ def test_b_not_picking_up_within_the_limit_is_said_and_not_resynced(
     assert result.done == [] and len(result.skipped) == 2
     assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
     records = Journal(tmp_path / "j.jsonl").find(step="run", event="protection")
-    assert len(records) == 2
+    assert len(records) == 4  # the run's check, then reprotect's (B still not replaying)
+    assert all(r.data["protected"] is False for r in records)
 
 
 def test_the_reprotect_command_shows_first_and_resyncs_only_with_yes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     from ceph_failback.failback import Failback
-    from ceph_failback.failback.steps.base import StepResult
+    from ceph_failback.failback.steps.base import Decision, StepResult
 
     from .test_cli import Fake, run_cli, write_config
 
@@ -137,14 +188,21 @@ def test_the_reprotect_command_shows_first_and_resyncs_only_with_yes(
         calls.append("reprotect")
         return StepResult("reprotect", {"image:one-100": ("done", "resync requested")})
 
+    def preview(fb: Failback, images: object = None) -> dict[str, Decision]:
+        calls.append("preview")
+        return {"one-100": Decision.do("split-brain on site-b: resync it from site-a")}
+
     monkeypatch.setattr(Failback, "reprotect", reprotect)
+    monkeypatch.setattr(Failback, "reprotect_preview", preview)
     config = write_config(tmp_path)
     code, _, err = run_cli(capsys, "reprotect", "-c", str(config), "--yes")
     assert code == 2 and "nothing to reprotect" in err and calls == []
     Journal(tmp_path / "journal" / "one.jsonl").write("run", "scope", pool="one",
                                                       images=["one-100"], pairs=[])
     code, out, err = run_cli(capsys, "reprotect", "-c", str(config))
-    assert code == 3 and "add --yes" in err and calls == []
+    assert code == 3 and "add --yes" in err and calls == ["preview"]
+    assert "one-100: do: split-brain on site-b" in out
+    calls.clear()
     code, out, err = run_cli(capsys, "reprotect", "-c", str(config), "--yes", "--json")
     assert code == 0 and calls == ["reprotect"]
     import json

@@ -4,8 +4,10 @@ replay an image from A.
 Once A is promoted, B's rbd-mirror replays each image from A. If B reports split-brain instead
 (its copy diverged), nothing protects the image until B's copy is resynced from A. That resync
 discards B's copy, so it is done only under :func:`~ceph_failback.failback.safety.reprotect_proof`
-(A primary, B not, and this failback promoted A), and only for a split-brained B. It then waits
-until B replays from A (the new copy's image id proves the status is the new copy's).
+(A primary, B not, this failback promoted A, and its own check after the flip saw the split), and
+only for a split-brained B. It then waits until B replays from A (the new copy's image id proves
+the status is the new copy's). Each image it leaves alone gets its present state recorded, so the
+report follows B (a B that caught up since the run's check is then protected).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from collections.abc import Sequence
 
 from ...errors import FailbackError
 from ..ledger import ImageHistory, Mark, Step, image_target
-from ..safety import ImageView, Names, reprotect_proof
-from ..waits import REPLAYING_FROM_A, RESYNCED, Resynced
+from ..safety import REPLAYING_FROM_A, ImageView, Names, reprotect_proof
+from ..waits import RESYNCED, Resynced
 from .base import Choice, Decision, Recorder, StepContext, StepResult
 
 STEP = Step.REPROTECT
@@ -38,15 +40,37 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
                          f"nothing to resync; if it stays so, check {names.site_b}'s rbd-mirror")
 
 
+def views_of(ctx: StepContext, names: Sequence[str]) -> dict[str, ImageView]:
+    """Each image's view: A's and B's infos and B's status, read now."""
+    infos_a = ctx.pool_a().infos(names)
+    infos_b, statuses_b = ctx.pool_b().overview(names)
+    return {name: ImageView(name, infos_a.get(name), infos_b.get(name), None,
+                            statuses_b.get(name)) for name in names}
+
+
+def preview(ctx: StepContext, names: Sequence[str]) -> dict[str, Decision]:
+    """What :func:`run` would do now, per image (changes nothing)."""
+    return {name: decide(view, ctx.ledger.image(name), ctx.names)
+            for name, view in views_of(ctx, names).items()}
+
+
+def _state(view: ImageView) -> tuple[str, bool | None] | None:
+    """The protection state to record for an image left alone (``None``: nothing to say)."""
+    status = view.status_b
+    if status is None:
+        return None
+    if status.local.up and status.local.is_replaying():
+        return REPLAYING_FROM_A, True
+    return f"not replaying from A ({status.local.summary()})", False
+
+
 def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
     """Resync on B what :func:`decide` says to, then wait until B replays it from A."""
     rec = Recorder(STEP, ctx)
-    pa, pb = ctx.pool_a(), ctx.pool_b()
-    infos_a = pa.infos(names)
-    infos_b, statuses_b = pb.overview(names)
+    pb = ctx.pool_b()
     todo: list[str] = []
-    for name in names:
-        view = ImageView(name, infos_a.get(name), infos_b.get(name), None, statuses_b.get(name))
+    views = views_of(ctx, names)
+    for name, view in views.items():
         decision = decide(view, ctx.ledger.image(name), ctx.names)
         if decision.choice is Choice.REFUSE:
             rec.refuse(image_target(name), decision, image=name)
@@ -54,8 +78,12 @@ def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
             todo.append(name)
         else:
             rec.skip(image_target(name), decision.reason)
+            state = _state(view)
+            if state is not None:
+                ctx.ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state[0],
+                                 protected=state[1])
     now = time.time()
-    before = {n: (info.image_id if (info := infos_b.get(n)) is not None else None) for n in todo}
+    before = {n: (info.image_id if (info := views[n].info_b) is not None else None) for n in todo}
     for name in todo:
         rec.intent(image_target(name), image_id=before[name])
     waiting: dict[str, tuple[float, str | None]] = {}
