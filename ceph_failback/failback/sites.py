@@ -54,6 +54,13 @@ class Timeouts:
         protect: after the last VM resumed on A, how long :meth:`~.Failback.run` waits until
             site B replays each image from A (the report's protection; the VMs already run):
             B's rbd-mirror notices A's promotion on its own schedule. ``0`` only reads it once.
+        catch_up: before a VM is terminated on B, how long to wait until A has nearly caught
+            up with its images while it still runs (journal mode: at most
+            :data:`~.waits.CATCH_UP_ENTRIES` entries behind as A's status reports it; snapshot
+            mode: a mirror snapshot taken on B then is completely copied to A), so that the
+            backlog is not replayed while the VM is down. At the limit the VM is left running
+            on B and the step fails (run again to keep waiting). ``0``: no such wait (the
+            backlog is then replayed with the VM down).
     """
 
     settle: float = 120.0
@@ -66,6 +73,7 @@ class Timeouts:
     daemon_beacon_grace: float = 30.0
     writer: float = 90.0
     protect: float = 300.0
+    catch_up: float = 900.0
 
 
 def check_distinct_clusters(site_a: Site, site_b: Site, pool: str) -> None:

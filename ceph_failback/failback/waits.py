@@ -17,6 +17,7 @@ from ..waiting import Acceptor, Verdict, Waiter
 from .safety import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, needs_resync, replay_proof
 
 __all__ = ["Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
+           "CAUGHT_UP", "CATCH_UP_ENTRIES", "nearly_caught_up",
            "WRITER_RELEASED", "DEMOTION_COPIED", "PROTECTED", "REPLAYING_FROM_A",
            "SPLIT_BRAIN_ON_B"]
 
@@ -114,6 +115,33 @@ class Mirrored:
                     f"{'complete' if top.complete else 'copying'}") if top else "none"
         return self.status.local.summary() if self.status else "no status"
 
+
+#: Journal mode, before a VM stops on B: "nearly caught up" is at most this many entries
+#: behind B, as A's status reports it (an entry is one write; rbd-mirror replays thousands a
+#: second, so this is well under a second of replay with the VM down).
+CATCH_UP_ENTRIES = 1000
+
+
+def nearly_caught_up(o: Mirrored) -> bool:
+    """Before the VM stops on B: snapshot mode, the snapshot taken on B then is completely
+    copied; journal mode, A replays from B (up) at most :data:`CATCH_UP_ENTRIES` behind."""
+    if o.snapshot_mode:
+        return o.copied()
+    s = o.status
+    if s is None or not s.local.up or not s.local.is_replaying():
+        return False
+    behind = s.local.replay.entries_behind_primary if s.local.replay is not None else None
+    return s.is_caught_up() or (behind is not None and behind <= CATCH_UP_ENTRIES)
+
+
+#: Step 3, before the terminate: until A has nearly caught up with a running VM's images
+#: (limit ``catch_up``), so that the backlog is not replayed while the VM is down.
+CAUGHT_UP: Waiter[Mirrored] = Waiter(
+    "caught-up", "site A to catch up with the running VM's images",
+    (Acceptor(Verdict.FAIL, lambda o: not o.snapshot_mode and o.status is not None
+              and o.status.is_split_brain(), "split-brain on A"),
+     Acceptor(Verdict.DONE, nearly_caught_up, "nearly caught up")),
+    limit="catch_up", describe=str)
 
 #: Step 3: until a stopped VM's images are mirrored to A (limit ``mirror``).
 MIRRORED: Waiter[Mirrored] = Waiter(

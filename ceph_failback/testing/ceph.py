@@ -97,15 +97,20 @@ class MemoryCeph:
         status_period: every how many ticks a daemon publishes the replay positions.
         resync_ticks: ticks a resynced copy stays out of the listings.
         auto_tick: advance the daemons by one tick on every call of a site's pool adapter.
+        replay_rate: at most this many journal entries a replaying copy replays per tick
+            (``None``: all it lacks; rbd-mirror replays at a finite speed, so a busy image's
+            copy lags).
     """
 
     def __init__(self, sites: tuple[str, str] = ("site-a", "site-b"), pool: str = "one", *,
-                 status_period: int = 3, resync_ticks: int = 2, auto_tick: bool = True) -> None:
+                 status_period: int = 3, resync_ticks: int = 2, auto_tick: bool = True,
+                 replay_rate: int | None = None) -> None:
         self.site_names = sites
         self.pool = pool
         self.status_period = status_period
         self.resync_ticks = resync_ticks
         self.auto_tick = auto_tick
+        self.replay_rate = replay_rate
         self.ticks = 0
         self.lock = threading.RLock()
         self.images: dict[str, _Image] = {}
@@ -307,7 +312,8 @@ class MemoryCeph:
                 # of its own demotion accepts a non-forced promote with its old data.
                 self._publish(site, image)
                 return
-            copy.entries = list(theirs)  # replay everything the peer has
+            upto = len(theirs) if self.replay_rate is None else len(mine) + self.replay_rate
+            copy.entries = list(theirs[:upto])  # replay what the peer has (at replay_rate)
 
     def _state(self, site: str, image: _Image) -> tuple[MirrorState, str, dict[str, Any] | None]:
         copy = image.copies[site]
@@ -319,6 +325,11 @@ class MemoryCeph:
         if peer is None:
             return MirrorState.UNKNOWN, "remote image does not exist", None
         mine, theirs = copy.entries, peer.entries
+        if not peer.primary and len(theirs) < len(mine) and mine[:len(theirs)] == theirs:
+            # Both demoted, the peer still replaying this copy's demotion (with a replay_rate):
+            # rbd-mirror skips the replay from a non-primary remote (BootstrapRequest/
+            # PrepareRemoteImageRequest: "remote image is not primary"), no split-brain.
+            return MirrorState.UNKNOWN, "remote image is not primary", None
         if not (len(mine) <= len(theirs) and theirs[:len(mine)] == mine):
             return MirrorState.ERROR, "split-brain detected", None
         if not peer.primary and len(mine) == len(theirs):

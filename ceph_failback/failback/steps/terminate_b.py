@@ -8,7 +8,7 @@ is not terminated again; one whose terminate an interrupted run sent is waited f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ...opennebula.mapping import Pair
 from ...opennebula.records import TERMINATING_STATES, VM
@@ -26,7 +26,7 @@ from ..safety import (
     unreadable_disks,
     unsafe_disks,
 )
-from ..waits import MIRRORED, Mirrored
+from ..waits import CAUGHT_UP, MIRRORED, Mirrored
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.TERMINATE_B
@@ -115,6 +115,7 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
         if terminating(vm):
             rec.observed(t, state=vm.status)
         else:
+            wait_caught_up(ctx, pair)
             rec.intent(t, state=vm.status)
         ctx.events.emit(EventKind.VM_STATE, f"{t}: terminating ({vm.status})",
                         step=STEP.value, target=t)
@@ -122,6 +123,54 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
                                 timeout=ctx.timeouts.terminate)
         rec.done(t, "terminated", state=final.status)
     wait_mirrored(ctx, pair)
+
+
+def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None
+              ) -> tuple[Callable[[list[str]], dict[str, Mirrored]], set[str]]:
+    """How A shows the images of ``pair`` (journal mode: A's status; snapshot mode: A's mirror
+    snapshots against one taken on B now, for each image still primary on B), and which
+    images are in snapshot mode (or not listed on B: nothing to copy)."""
+    pa, pb = ctx.pool_a(), ctx.pool_b()
+    infos = pb.infos(pair.images)
+    snap_mode = {i for i in pair.images if not ((info := infos.get(i)) and info.mode != "snapshot")}
+    snaps = {name: pb.create_mirror_snapshot(name) for name in snap_mode
+             if (info := infos.get(name)) is not None and info.primary}
+    b_uuid = {name: pb.mirror_uuid(name) for name in snap_mode}  # per pool
+
+    def observe(pending: list[str]) -> dict[str, Mirrored]:
+        ctx.require_daemon_a("mirroring")
+        journal = [n for n in pending if n not in snap_mode]
+        statuses = pa.statuses(journal, each=True) if journal else {}
+        seen = {n: Mirrored(status=statuses.get(n), proven=n in (proven or ()))
+                for n in journal}
+        for n in pending:
+            if n in snap_mode:
+                copies = pa.mirror_snapshots(n) if n in snaps else []
+                seen[n] = Mirrored(snapshots=tuple(copies),
+                                   expected=snaps.get(n), source=b_uuid[n], snapshot_mode=True)
+        return seen
+
+    return observe, snap_mode
+
+
+def wait_caught_up(ctx: StepContext, pair: Pair) -> None:
+    """Before the VM stops on B (limit ``Timeouts.catch_up``, ``0``: no wait): until A has
+    nearly caught up with its images while it still runs (:data:`~.waits.CAUGHT_UP`), so the
+    backlog is replayed with the VM up, not down. Snapshot mode takes a mirror snapshot on B
+    for it (the one after the stop then carries only the last writes). At the limit the VM is
+    left running and :class:`~ceph_failback.errors.WaitTimeoutError` names the images."""
+    if ctx.timeouts.catch_up <= 0:
+        return
+    t = vm_target(ctx.site_b.name, pair.vm_b.id)
+    seen: dict[str, str] = {}
+    CAUGHT_UP.run(pair.images, _observer(ctx, pair)[0], timeouts=ctx.timeouts,
+                  on_done=lambda name, o, _: seen.__setitem__(name, str(o)),
+                  what=f"{ctx.site_a.name} to catch up with the images of {t} before it stops",
+                  where={"site": ctx.site_a.name, "pool": ctx.pool, "vm": pair.vm_b.id},
+                  hint=f"the VM still runs on {ctx.site_b.name}; run again to keep waiting, "
+                       "or raise Timeouts.catch_up (0: stop it anyway and replay the backlog "
+                       "with it down)")
+    ctx.ledger.write(STEP, Mark.OBSERVED, t, caught_up=seen)
 
 
 def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
@@ -138,36 +187,14 @@ def wait_mirrored(ctx: StepContext, pair: Pair) -> None:
     t = vm_target(ctx.site_b.name, pair.vm_b.id)
     if ctx.ledger.vm(ctx.site_b.name, pair.vm_b.id).mirrored:
         return
-    pa, pb = ctx.pool_a(), ctx.pool_b()
-    infos = pb.infos(pair.images)
-    journal_mode = [i for i in pair.images if (infos.get(i) and infos[i].mode != "snapshot")]
-    snap_mode = [i for i in pair.images if i not in journal_mode]
-    snaps: dict[str, int] = {}  # snapshot mode: one mirror snapshot on B after the stop
-    for name in snap_mode:
-        info = infos.get(name)
-        if info is not None and info.primary:
-            snaps[name] = pb.create_mirror_snapshot(name)
-    b_uuid = {name: pb.mirror_uuid(name) for name in snap_mode}  # per pool
-    histories = ctx.ledger.images(journal_mode)
-    proven = {name for name in journal_mode if histories[name].proven}
-
-    def observe(pending: list[str]) -> dict[str, Mirrored]:
-        ctx.require_daemon_a("mirroring")
-        journal = [n for n in pending if n in journal_mode]
-        statuses = pa.statuses(journal, each=True) if journal else {}
-        seen = {n: Mirrored(status=statuses.get(n), proven=n in proven) for n in journal}
-        for n in pending:
-            if n not in journal:
-                copies = pa.mirror_snapshots(n) if n in snaps else []
-                seen[n] = Mirrored(snapshots=tuple(copies),
-                                   expected=snaps.get(n), source=b_uuid[n], snapshot_mode=True)
-        return seen
-
+    histories = ctx.ledger.images(pair.images)
+    proven = {name for name in pair.images if histories[name].proven}
+    observe, snap_mode = _observer(ctx, pair, proven=proven)  # snapshot: one taken after the stop
     MIRRORED.run(pair.images, observe, timeouts=ctx.timeouts,
                  what=f"the images of {t} to be mirrored to {ctx.site_a.name}",
                  where={"site": ctx.site_a.name, "pool": ctx.pool},
                  hint="run again to keep waiting (the VM is not terminated twice)")
-    for name in journal_mode:
-        if name not in proven:
+    for name in pair.images:
+        if name not in proven and name not in snap_mode:
             ctx.ledger.prove(name, "replaying from B, caught up after the VM stopped")
     ctx.ledger.write(STEP, Mark.MIRRORED, t, images=list(pair.images))
