@@ -6,7 +6,7 @@ Synopsis::
     ceph-failback run    --config FILE [SCOPE] [RUN OPTIONS] [--yes] [--json] [-v]
     ceph-failback status --config FILE [SCOPE] [--json] [-v]
     ceph-failback resume --config FILE [RUN OPTIONS] [--yes] [--json] [-v]
-    ceph-failback unlock --config FILE [--pool POOL] [--yes] [--json] [-v]
+    ceph-failback unlock --config FILE [--pool POOL] [--yes [--cookie COOKIE]...] [--json] [-v]
     ceph-failback reprotect --config FILE [--pool POOL] [--journal FILE] [--yes] [--json] [-v]
 
     SCOPE:       [--pool POOL] [--journal FILE] [--image NAME]... [--vm ID]... [--pair VMB:VMA]...
@@ -17,8 +17,10 @@ Synopsis::
 the plan and, with ``--yes`` only, runs the failback with live progress. ``status`` shows both
 sites side by side. ``resume`` continues an interrupted failback from its journal (``run`` on the
 same journal does the same: every step skips what is done). ``unlock`` shows who holds the
-pool's failback lock and, with ``--yes``, breaks it (only for a run that is dead on a machine
-that is gone: a run that died on this machine is taken over by the next one). ``reprotect``
+pool's failback lock, with each taking's cookie, and, with ``--yes``, breaks it (only for a run
+that is dead on a machine that is gone: a run that died on this machine is taken over by the next
+one); ``--cookie`` breaks only the taking shown, never a run that took the lock since.
+``reprotect``
 shows, after a failback, whether site B replays each image from A and, with ``--yes``, resyncs
 from A the copies B reports split-brained (``run --reprotect`` does it at the end of the run).
 
@@ -234,32 +236,46 @@ def _cmd_unlock(ctx: _Context) -> int:
             ctx.say(f"The failback lock of pool(s) {fb.pool!r} on {site} is free.")
         return EXIT_OK
     shown = {pool: str(h) for pool, h in holders.items()}
+    cookies = {pool: h.cookie for pool, h in holders.items()}
     if not ctx.args.yes:
+        again = " ".join(f"--cookie {c}" for c in dict.fromkeys(cookies.values()))
         message = ("the failback lock is held: " + "; ".join(
-            f"pool {pool!r} on {site} by {h}" for pool, h in shown.items())
-            + "; nothing was changed: add --yes to break it (only if that run is dead)")
+            f"pool {pool!r} on {site} by {h} (cookie {cookies[pool]})"
+            for pool, h in shown.items())
+            + f"; nothing was changed: add --yes {again} to break exactly these (only if that "
+              "run is dead)")
         if ctx.json:
             ctx.emit_json({"locked": True, "holder": next(iter(shown.values())),
-                           "holders": shown, "error": message, "type": "ConfirmationRequired",
-                           "exit_code": EXIT_REFUSED})
+                           "holders": shown, "cookies": cookies, "error": message,
+                           "type": "ConfirmationRequired", "exit_code": EXIT_REFUSED})
         else:
             ctx.note(f"refused: {message}")
         return EXIT_REFUSED
-    # Only the holders just shown: a lock released and taken again meanwhile is left alone.
-    broken = fb.break_locks(holders)
+    wanted = set(ctx.args.cookie)
+    # Only the holders read here (with --cookie: only those takings), each broken only if that
+    # taking still holds it: a lock released and taken again meanwhile is left alone.
+    chosen = {p: h for p, h in holders.items() if not wanted or h.cookie in wanted}
+    broken = fb.break_locks(chosen)
     kept = [pool for pool in holders if pool not in broken]
+    gone = sorted(wanted - set(cookies.values()))
     if ctx.json:
         ctx.emit_json({"locked": bool(kept), "pool": fb.pool, "site": site,
                        "broken": str(next(iter(broken.values()))) if broken else None,
                        "broken_by_pool": {p: str(h) for p, h in broken.items()},
-                       "not_broken": kept})
+                       "not_broken": kept, "cookies_not_holding": gone})
     else:
         for pool, h in broken.items():
-            ctx.say(f"Broke the failback lock of pool {pool!r} on {site} held by {h}.")
+            ctx.say(f"Broke the failback lock of pool {pool!r} on {site} held by {h} "
+                    f"(cookie {h.cookie}).")
         for pool in kept:
-            ctx.say(f"The failback lock of pool {pool!r} on {site} changed hands or was "
-                    "released meanwhile: not broken (run unlock again to see it).")
-    return EXIT_OK
+            why = ("is held by another taking than --cookie named" if pool not in chosen
+                   else "changed hands or was released meanwhile")
+            ctx.say(f"The failback lock of pool {pool!r} on {site} {why}: not broken (run "
+                    "unlock again to see it).")
+        for cookie in gone:
+            ctx.say(f"No failback lock of pool(s) {fb.pool!r} on {site} is held by cookie "
+                    f"{cookie} any more: nothing to break for it.")
+    return EXIT_OK if broken or not wanted else EXIT_REFUSED
 
 
 def _cmd_reprotect(ctx: _Context) -> int:

@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     confirm = _Parser(add_help=False)
     confirm.add_argument("--yes", action="store_true",
                          help="really break the lock (without it: show the holder, exit 3)")
+    confirm.add_argument("--cookie", action="append", default=[], metavar="COOKIE",
+                         help="with --yes, break only a lock still held by this taking (the "
+                              "cookie the command showed without --yes); repeatable. Without "
+                              "it, --yes breaks whatever holds each lock at that moment")
     resync_b = _Parser(add_help=False)
     resync_b.add_argument("--yes", action="store_true",
                           help="really resync (without it: show each image's protection, "

@@ -289,17 +289,34 @@ def lock_holders(lock: PoolLockSide) -> dict[str, Holder]:
             if (h := part.holder()) is not None}
 
 
-def break_locks(lock: PoolLockSide, expected: Mapping[str, Holder] | None = None
-                ) -> dict[str, Holder]:
+def break_locks(lock: PoolLockSide, expected: Mapping[str, Holder] | None = None, *,
+                on_broken: Callable[[str, Holder], object] | None = None) -> dict[str, Holder]:
     """Break each pool's lock (with ``expected``: only those pools', each only if that taking,
-    by its cookie, still holds it). Returns pool -> the holder broken."""
+    by its cookie, still holds it). ``on_broken(pool, holder)`` is called after each break, as
+    it happens (the caller journals it). A pool whose lock cannot be broken does not stop the
+    others: once every pool was tried, a :class:`CephError` names the pools that failed and
+    those broken. Returns pool -> the holder broken."""
     broken: dict[str, Holder] = {}
+    failed: dict[str, CephError] = {}
     for pool, part in lock_parts(lock).items():
         if expected is not None and pool not in expected:
             continue
-        holder = part.break_(expected[pool] if expected is not None else None)
+        try:
+            holder = part.break_(expected[pool] if expected is not None else None)
+        except CephError as exc:
+            failed[pool] = exc
+            continue
         if holder is not None:
             broken[pool] = holder
+            if on_broken is not None:
+                on_broken(pool, holder)
+    if failed:
+        first = next(iter(failed.values()))
+        done = ", ".join(f"{p!r}" for p in broken) or "none"
+        raise CephError("cannot break the failback lock of pool(s) " + "; ".join(
+            f"{pool!r}: {exc}" for pool, exc in failed.items()) + f" (broken: {done})",
+            errno=first.errno, pool=",".join(failed),
+            hint="see what holds each pool's lock (ceph-failback unlock), then try again")
     return broken
 
 
@@ -323,6 +340,19 @@ def lost_locks(lock: PoolLockSide) -> list[str]:
 
 def unserved_pools(side: MirrorSide, *, beacon_grace: float) -> list[str]:
     """The pools of ``side`` that no healthy rbd-mirror daemon reports (each pool is judged
-    by itself: a daemon healthy for one pool may raise an error for another)."""
-    return [pool for pool, part in parts_of(side).items()
-            if not any(d.healthy for d in part.daemon_health(beacon_grace=beacon_grace))]
+    by itself: a daemon healthy for one pool may raise an error for another). A pool whose
+    health cannot be read is judged unserved only once every other pool was judged; the first
+    such error is then raised, so one unreadable pool never hides another unserved one."""
+    unserved: list[str] = []
+    errors: list[CephError] = []
+    for pool, part in parts_of(side).items():
+        try:
+            health = part.daemon_health(beacon_grace=beacon_grace)
+        except CephError as exc:
+            errors.append(exc)
+            continue
+        if not any(d.healthy for d in health):
+            unserved.append(pool)
+    if errors and not unserved:
+        raise errors[0]
+    return unserved

@@ -337,12 +337,10 @@ class Failback:
 
         Only for a stale lock: its holder died on a machine that is gone or unreachable (one
         that died on this machine is taken over by itself). Breaking a live run's lock lets
-        two failbacks act at once."""
-        broken = break_locks(self._pool_lock, expected)
-        for pool, holder in broken.items():
-            self.ledger.write(Step.RUN, Mark.LOCK_BROKEN, holder=str(holder),
-                              cookie=holder.cookie, pool=pool)
-        return broken
+        two failbacks act at once. Each break is journaled as it happens; a pool that cannot be
+        broken raises :class:`CephError` once the others were tried (naming those broken)."""
+        return break_locks(self._pool_lock, expected, on_broken=lambda pool, h: self.ledger.write(
+            Step.RUN, Mark.LOCK_BROKEN, holder=str(h), cookie=h.cookie, pool=pool))
 
     def break_lock(self) -> Holder | None:
         """:meth:`break_locks` of every pool; returns the first holder broken (or ``None``)."""

@@ -19,7 +19,13 @@ from typing import Any
 from .journal import Journal, Record
 
 __all__ = ["STEPS", "STEP_TITLES", "Step", "Mark", "ImageHistory", "VMHistory", "Ledger",
-           "image_target", "vm_target"]
+           "image_target", "vm_target", "REPLAYING_FROM_A", "SPLIT_BRAIN_ON_B"]
+
+#: The protection states after the flip that rules read back from the journal (the report's
+#: protection column, recorded by the run's check and by ``reprotect``); any other state
+#: recorded is descriptive (``not replaying from A after 60s (...)``, ``unknown (...)``).
+REPLAYING_FROM_A = "replaying from A"
+SPLIT_BRAIN_ON_B = "split-brain on B"
 
 
 class Step(StrEnum):
@@ -101,6 +107,10 @@ class ImageHistory:
         protection: the state the last protection check recorded (after the flip: ``replaying
             from A``, ``split-brain on B``, ...; ``None``: never checked).
         protected: that check's answer (``None``: unknown or never checked).
+        ever_protected: a protection check after this failback's promote saw B replay it from
+            A (any record, not only the last: a later run or reprotect appends, never erases).
+        split_seen: a protection check after the promote recorded it split-brained on B
+            (exactly :data:`~ceph_failback.failback.safety.SPLIT_BRAIN_ON_B`).
     """
 
     name: str
@@ -113,6 +123,8 @@ class ImageHistory:
     promoted_at: str | None = None
     protection: str | None = None
     protected: bool | None = None
+    ever_protected: bool = False
+    split_seen: bool = False
 
     @property
     def target(self) -> str:
@@ -169,7 +181,9 @@ class Ledger:
                         key=lambda r: r.time, default=None)
         proof = j.last(event=Mark.OBSERVED, target=t)
         promoted = j.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
-        checked = j.last(step=Step.RUN, event=Mark.PROTECTION, target=t)
+        every_check = self.protection_checks(name)
+        checked = every_check[-1] if every_check else None
+        checks = [r for r in every_check if promoted is not None and r.time >= promoted.time]
         return ImageHistory(
             name=name,
             demoted_a=self._has(Step.DEMOTE_A, Mark.DONE, t),
@@ -185,7 +199,14 @@ class Ledger:
             promoted_at=promoted.ts if promoted is not None else None,
             protection=str(checked.data.get("state")) if checked is not None else None,
             protected=checked.data.get("protected") if checked is not None else None,
+            ever_protected=any(r.data.get("protected") is True for r in checks),
+            split_seen=any(r.data.get("state") == SPLIT_BRAIN_ON_B for r in checks),
         )
+
+    def protection_checks(self, name: str) -> list[Record]:
+        """Every protection record of one image, oldest first (written after the flip by the
+        run's check and by ``reprotect``: appended, never erased)."""
+        return self.journal.find(step=Step.RUN, event=Mark.PROTECTION, target=image_target(name))
 
     def images(self, names: Iterable[str]) -> dict[str, ImageHistory]:
         """The histories of several images."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..opennebula.mapping import Pair
 from .journal import Journal
-from .ledger import Mark, Step, image_target, vm_target
+from .ledger import Ledger, Mark, Step, image_target, vm_target
 from .protection import report_line
 
 __all__ = ["ImageOutcome", "VMOutcome", "Report", "build_report"]
@@ -161,12 +161,13 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
                       if r.time > failed.time]
         return None if (later_done or later_skip) else str(failed.data.get("error"))
 
+    ledger = Ledger(journal)
     image_outcomes = []
     for name in images:
         t = image_target(name)
         promoted = journal.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
         skipped = journal.last(step=Step.PROMOTE_A, event=Mark.SKIPPED, target=t)
-        seen = journal.last(step=Step.RUN, event=Mark.PROTECTION, target=t)
+        history = ledger.image(name)
         image_outcomes.append(ImageOutcome(
             name=name,
             demoted_a=journal.has(step=Step.DEMOTE_A, event=Mark.DONE, target=t),
@@ -175,8 +176,8 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
             promoted=promoted is not None or skipped is not None,
             promote_attempts=int(promoted.data.get("attempts", 0)) if promoted else None,
             error=last_error(t),
-            protection=str(seen.data.get("state")) if seen is not None else None,
-            protected=seen.data.get("protected") if seen is not None else None,
+            protection=history.protection,
+            protected=history.protected,
         ))
     vm_outcomes = []
     for p in pairs:

@@ -17,12 +17,7 @@ from dataclasses import dataclass
 from ..ceph.status import MirrorImageInfo, MirrorStatus, ReplayKind
 from ..errors import FailbackError, ImageNotFoundError, SafetyError
 from ..opennebula.records import VM
-from .ledger import ImageHistory, VMHistory
-
-#: The protection states after the flip (the report's protection column, recorded in the
-#: journal by each check): site B replays the image from A, or B's copy is split-brained.
-REPLAYING_FROM_A = "replaying from A"
-SPLIT_BRAIN_ON_B = "split-brain on B"
+from .ledger import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, ImageHistory, VMHistory
 
 __all__ = [
     "FORCE_PROMOTE",
@@ -474,13 +469,15 @@ def reprotect_proof(view: ImageView, history: ImageHistory, names: Names) -> Ref
     and this failback's journal records that it promoted A (which it does only once A proved to
     hold B's last writes: :func:`promote_proof`).
 
-    And for a copy B reports split-brained now: the failback's own check right after the flip
-    (:func:`~ceph_failback.failback.protection.watch_protection`, or the last ``reprotect``)
-    must have seen that split. A copy that was seen replaying from A (or not yet replaying) and
-    split-brained later diverged after the failback: someone promoted B and wrote to it, and
-    those writes exist nowhere else. Which copy is current is then a person's call, never a
-    resync's. (A write on B between the flip and that check, seconds later, cannot be told
-    apart: B is demoted then, so it takes a hand-made promotion of B.)"""
+    And for a copy B reports split-brained now: this failback's checks after the flip
+    (:func:`~ceph_failback.failback.protection.watch_protection` at the end of each run, and
+    ``reprotect``) must have recorded that split, and never have seen B replay the image from A.
+    A copy once seen replaying from A that split-brained later diverged after the failback:
+    someone promoted B and wrote to it, and those writes exist nowhere else. Which copy is
+    current is then a person's call, never a resync's. Every check counts, not only the last
+    (a later run's check finds the same split and must not make it look seen first). (A write
+    on B between the flip and the first check, seconds later, cannot be told apart: B is
+    demoted then, so it takes a hand-made promotion of B.)"""
     if not view.primary_a:
         return Refusal("reprotect-proof", f"not primary on {names.site_a}: B's copy may be the "
                        "current one, never resync it", site=names.site_a,
@@ -495,13 +492,16 @@ def reprotect_proof(view: ImageView, history: ImageHistory, names: Names) -> Ref
                        f"{names.site_b}'s last writes", site=names.site_b,
                        hint="reprotect only images this failback (this journal) failed back")
     split = view.status_b is not None and view.status_b.is_split_brain()
-    if split and history.protection != SPLIT_BRAIN_ON_B:
-        seen = history.protection or "no check recorded"
-        return Refusal("reprotect-proof", f"split-brain on {names.site_b}, but this failback's "
-                       f"last check after the flip saw {seen!r}: {names.site_b}'s copy changed "
-                       f"after the failback (promoted and written by hand?), and a resync would "
-                       f"discard those writes", site=names.site_b,
-                       hint=f"compare both copies; if {names.site_a}'s is the current one, "
-                            f"resync {names.site_b}'s by hand (rbd mirror image resync on "
-                            f"{names.site_b}), else fail over again")
-    return None
+    if not split or (history.split_seen and not history.ever_protected):
+        return None
+    if history.ever_protected:
+        seen = f"saw {names.site_b} replay it from {names.site_a} after the flip"
+    else:
+        seen = (f"never saw it split-brained after the flip (last: "
+                f"{history.protection or 'no check recorded'!r})")
+    return Refusal("reprotect-proof", f"split-brain on {names.site_b}, but this failback {seen}: "
+                   f"{names.site_b}'s copy changed after the failback (promoted and written by "
+                   f"hand?), and a resync would discard those writes", site=names.site_b,
+                   hint=f"compare both copies; if {names.site_a}'s is the current one, resync "
+                        f"{names.site_b}'s by hand (rbd mirror image resync on {names.site_b}), "
+                        "else fail over again")

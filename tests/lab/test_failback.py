@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ceph_failback.errors import SafetyError, StepFailedError
-from ceph_failback.failback import STEPS, EventKind, Failback, Journal, Timeouts
-from ceph_failback.failback.ledger import Mark, Step, image_target
+from ceph_failback.failback import STEPS, Event, EventKind, Failback, Journal, Timeouts
+from ceph_failback.failback.ledger import image_target
 from ceph_failback.failback.safety import SPLIT_BRAIN_ON_B
 from ceph_failback.lab import Lab
 from ceph_failback.lab.oned import Delays
@@ -465,19 +465,9 @@ def test_snapshot_schedule_firing_after_the_stop_is_accepted(
         assert_failed_back(world, expected, fb)
 
 
-def test_a_b_that_split_brains_after_the_failback_is_reprotected(world: World,
-                                                                 tmp_path: Path) -> None:
-    """Issue 14 item 3: B split-brains after the flip (here: promoted by hand, written, demoted
-    again). Its copy then holds writes A never saw: reprotect() refuses (the run's own check saw
-    B replay from A, so the split came later) and B's copy is left as it is. Where the run's
-    check saw the split itself (what the lab once showed right after a flip; stood for here by
-    that check's journal record), reprotect() resyncs B from A on real Ceph, and waits until B
-    replays from A."""
-    lab = world.lab
-    image = sorted(build(world, 1))[0]  # one VM, two disks: the first split-brains
-    fb = make_failback(world, tmp_path / "j.jsonl")
-    assert fb.run().complete
-    on_a = lab.checksum("a", image)
+def split_b(lab: Lab, image: str) -> str:
+    """B's copy of ``image`` diverges: promoted by hand, written, demoted again (B then reports
+    split-brain). Returns B's checksum."""
     lab.promote_when_possible("b", image, force=True)
     lab.wait_replay_stopped("b", image)
     lab.write("b", image, pattern("stray-on-b", 1 << 20))
@@ -485,12 +475,36 @@ def test_a_b_that_split_brains_after_the_failback_is_reprotected(world: World,
         b.pool(lab.pool).demote(image)
     poll(lambda: "split-brain" in str(lab.raw_status("b", image).get("description")),
          timeout=120, what="site B to report split-brain")
-    on_b = lab.checksum("b", image)
-    with pytest.raises(StepFailedError, match="a resync would discard those writes"):
-        fb.reprotect()
-    assert lab.checksum("b", image) == on_b != on_a, "B's later writes were touched"
-    fb.ledger.write(Step.RUN, Mark.PROTECTION, image_target(image), state=SPLIT_BRAIN_ON_B,
-                    protected=False)
+    return lab.checksum("b", image)
+
+
+def test_a_b_that_split_brains_at_the_flip_is_reprotected_and_a_later_split_is_not(
+        world: World, tmp_path: Path) -> None:
+    """Issue 14 item 3 on real Ceph. B split-brains right after the flip (what the lab once
+    showed; stood for here by a hand-made promotion, write and demotion of B's copy as soon as
+    step 5 promoted A, before the run's check): the run's check records the split, the report
+    is NOT complete, and reprotect() resyncs B from A and waits until B replays from A. Then B
+    split-brains again, after a check saw it replay from A: its copy holds writes A never saw,
+    so reprotect() refuses and leaves it as it is."""
+    lab = world.lab
+    image = sorted(build(world, 1))[0]  # one VM, two disks: the first split-brains
+    errors: list[BaseException] = []
+
+    def split_at_the_flip(ev: Event) -> None:
+        if (ev.kind is EventKind.ACTION and ev.step == "promote_a"
+                and ev.target == image_target(image) and ev.data.get("outcome") == "done"):
+            try:
+                split_b(lab, image)
+            except BaseException as exc:  # noqa: BLE001 (reported by the test below)
+                errors.append(exc)
+
+    fb = make_failback(world, tmp_path / "j.jsonl", listeners=[split_at_the_flip])
+    report = fb.run()
+    assert not errors, errors
+    states = {i.name: i.protection for i in report.images}
+    assert states[image] == SPLIT_BRAIN_ON_B and not report.complete, report
+    on_a = lab.checksum("a", image)
+    assert str(fb.reprotect_preview()[image].choice) == "do"
     result = fb.reprotect()
     assert result.done == [f"image:{image}"], result
     report = fb.report()
@@ -502,5 +516,11 @@ def test_a_b_that_split_brains_after_the_failback_is_reprotected(world: World,
     assert lab.checksum("a", image) == on_a
     # A journal that did not promote A never resyncs B.
     other = make_failback(world, tmp_path / "other.jsonl", images=[image])
-    with pytest.raises(StepFailedError, match="reprotect"):
+    with pytest.raises(StepFailedError, match="did not promote it"):
         other.reprotect()
+    # A later split: B was seen replaying from A, so its new writes are a person's call.
+    on_b = split_b(lab, image)
+    with pytest.raises(StepFailedError, match="a resync would discard those writes"):
+        fb.reprotect()
+    assert lab.checksum("b", image) == on_b != on_a, "B's later writes were touched"
+    assert not fb.report().complete

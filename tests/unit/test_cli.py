@@ -763,3 +763,47 @@ def test_a_failback_from_a_configuration_file_in_one_line(tmp_path: Path) -> Non
     assert other.waive == {"partial-pair"}
     with pytest.raises(cf.ConfigurationError, match="not found"):
         cf.Failback.from_config(tmp_path / "missing.toml")
+
+
+def test_unlock_of_several_pools_shows_each_cookie_and_breaks_only_the_named_takings(
+        fake: Fake, config: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --yes: each pool's holder and cookie, and the exact command. With --yes
+    --cookie: only those takings; a pool held by another taking is named and left alone."""
+    import dataclasses
+
+    other = dataclasses.replace(OTHER, pid=4343, cookie="c2")
+    held = {"one": OTHER, "ssd": other}
+    asked: list[object] = []
+
+    def break_locks(fb: Failback, expected: dict[str, Holder] | None = None
+                    ) -> dict[str, Holder]:
+        asked.append(expected)
+        assert expected is not None
+        broken = {p: h for p, h in expected.items() if held.get(p) == h}
+        for p in broken:
+            del held[p]
+        return broken
+
+    monkeypatch.setattr(Failback, "lock_holders", lambda fb: dict(held))
+    monkeypatch.setattr(Failback, "break_locks", break_locks)
+    code, _, err = run_cli(capsys, "unlock", "-c", str(config), "--pool", "one,ssd")
+    assert code == 3 and asked == []
+    assert "pool 'one'" in err and "cookie c1" in err and "pool 'ssd'" in err
+    assert "cookie c2" in err and "--yes --cookie c1 --cookie c2" in err
+    code, out, _ = run_cli(capsys, "unlock", "-c", str(config), "--pool", "one,ssd", "--json")
+    assert code == 3 and json.loads(out)["cookies"] == {"one": "c1", "ssd": "c2"}
+    # ssd's lock changes hands before the --yes: c2 no longer holds it.
+    held["ssd"] = third = dataclasses.replace(OTHER, pid=4444, cookie="c3")
+    code, out, _ = run_cli(capsys, "unlock", "-c", str(config), "--pool", "one,ssd", "--yes",
+                           "--cookie", "c1", "--cookie", "c2")
+    assert code == 0 and asked == [{"one": OTHER}]
+    assert "Broke the failback lock of pool 'one'" in out and "(cookie c1)" in out
+    assert "pool 'ssd' on site-a is held by another taking" in out
+    assert "held by cookie c2 any more" in out and held == {"ssd": third}
+    # A cookie that holds nothing: nothing broken, exit 3.
+    code, out, _ = run_cli(capsys, "unlock", "-c", str(config), "--pool", "one,ssd", "--yes",
+                           "--cookie", "c2", "--json")
+    doc = json.loads(out)
+    assert code == 3 and doc["not_broken"] == ["ssd"] and doc["cookies_not_holding"] == ["c2"]
+    assert held == {"ssd": third}

@@ -280,3 +280,54 @@ def test_images_of_several_pools_are_named_pool_slash_image(world: MemoryWorld, 
     db = world.vms[0]
     fb = world.failback(tmp_path / "j.jsonl", pool=POOLS, images=[f"ssd/{db.other}"])
     assert f"ssd/{db.other}" in fb.scope().images
+
+
+def test_a_lock_that_cannot_be_broken_does_not_stop_the_others(world: MemoryWorld,
+                                                                tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Each pool is tried; each break is journaled as it happens; the error names the pool
+    that failed and those broken."""
+    from ceph_failback.ceph.pools import lock_parts
+    from ceph_failback.errors import CephError
+
+    held = {"one": _holder(11, here=False), "ssd": _holder(12, here=False)}
+    for pool, holder in held.items():
+        world.cephs[pool].locks[pool] = holder
+    fb = world.failback(tmp_path / "j.jsonl", pool=POOLS)
+    parts = lock_parts(fb._pool_lock)
+    order = list(parts)
+
+    def refused(expected: object = None) -> None:
+        raise CephError("Operation not permitted", errno=1)
+
+    monkeypatch.setattr(parts[order[0]], "break_", refused)
+    with pytest.raises(CephError) as info:
+        fb.break_locks()
+    message = str(info.value)
+    assert f"{order[0]!r}: Operation not permitted" in message
+    assert f"(broken: {order[1]!r})" in message
+    records = Journal(tmp_path / "j.jsonl").find(step="run", event="lock-broken")
+    assert [r.data["pool"] for r in records] == [order[1]]
+    assert fb.lock_holders() == {order[0]: held[order[0]]}
+
+
+def test_an_unreadable_pools_health_never_hides_an_unserved_one(world: MemoryWorld,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    from ceph_failback.ceph.pools import parts_of, unserved_pools
+    from ceph_failback.errors import CephError
+
+    fb = world.failback(tmp_path / "j.jsonl", pool=POOLS)
+    parts = parts_of(fb.pool_a())
+
+    def unreadable(**_: object) -> list[object]:
+        raise CephError("Permission denied", errno=13)
+
+    monkeypatch.setattr(parts["one"], "daemon_health", unreadable)
+    with pytest.raises(CephError, match="Permission denied"):  # nothing else to say
+        unserved_pools(fb.pool_a(), beacon_grace=30)
+    world.cephs["ssd"].daemon_up["site-a"] = False
+    assert unserved_pools(fb.pool_a(), beacon_grace=30) == ["ssd"]
+    assert not fb.daemon_a_ok()

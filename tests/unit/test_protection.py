@@ -117,12 +117,83 @@ def test_a_b_that_split_brains_after_the_run_saw_it_replay_is_never_resynced(
     world.ceph.tick(3)
     preview = fb.reprotect_preview()
     assert str(preview[image].choice) == "refuse", preview
-    assert "last check after the flip saw 'replaying from A'" in preview[image].reason
+    assert "saw site-b replay it from site-a after the flip" in preview[image].reason
     with pytest.raises(StepFailedError) as info:
         fb.reprotect()
     assert "a resync would discard those writes" in str(info.value.failures[f"image:{image}"])
     assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
     assert world.ceph.data("site-b", image) != world.ceph.data("site-a", image)
+    # The refused image is recorded as it is: split and unprotected, so not complete.
+    report = fb.report()
+    outcome = {i.name: i for i in report.images}[image]
+    assert outcome.protected is False and not report.complete, report
+    assert outcome.protection == "split-brain on B, not resynced (reprotect refused it)"
+
+
+@pytest.mark.parametrize("how", ["run", "resume"])
+def test_a_later_run_that_finds_a_late_split_never_resyncs_it(
+        world: MemoryWorld, tmp_path: Path, how: str) -> None:
+    """A run on a finished journal checks protection again and records the split it finds now:
+    that record must not make a split that happened after the failback (B was seen replaying
+    from A) look like one the failback's own check saw."""
+    image = world.images()[0]
+    assert world.failback(tmp_path / "j.jsonl").run().complete
+    diverge_b(world, image)
+    world.ceph.tick(3)
+    again = world.failback(tmp_path / "j.jsonl")
+    with pytest.raises(StepFailedError) as info:
+        if how == "run":
+            again.run(reprotect=True)
+        else:
+            report = again.resume()
+            assert {i.name: i.protection for i in report.images}[image] == "split-brain on B"
+            again.reprotect()
+    assert "a resync would discard those writes" in str(info.value.failures[f"image:{image}"])
+    assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
+    assert world.ceph.data("site-b", image) != world.ceph.data("site-a", image)
+
+
+def test_a_split_seen_by_the_run_stays_reprotectable_after_a_not_replaying_check(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    """The run's check saw the split; a later check recording 'not replaying' (what a reprotect
+    that skips records, e.g. while B's copy is being recreated) neither hides the split seen
+    nor blocks the resync."""
+    from ceph_failback.failback.ledger import Mark, Step, image_target
+
+    image = world.images()[0]
+    fb = world.failback(tmp_path / "j.jsonl",
+                        listeners=[diverge_b_after_its_demotion(world, image)])
+    assert {i.name: i.protection for i in fb.run().images}[image] == "split-brain on B"
+    fb.ledger.write(Step.RUN, Mark.PROTECTION, image_target(image),
+                    state="not replaying from A (up+starting_replay)", protected=False)
+    assert str(fb.reprotect_preview()[image].choice) == "do"
+    assert fb.reprotect().done == [f"image:{image}"]
+    assert fb.report().complete
+
+
+def test_a_split_no_check_saw_is_never_resynced(world: MemoryWorld, tmp_path: Path) -> None:
+    """B not replaying at the run's check (its rbd-mirror was down), split-brained later:
+    nothing says the split came from the flip, so it is not resynced."""
+    image = world.images()[0]
+    stopped: list[bool] = []
+
+    def stop_b_daemon(ev: Event) -> None:
+        if ev.kind is EventKind.STEP_STARTED and ev.step == "demote_b" and not stopped:
+            world.ceph.stop_daemon("site-b")
+            stopped.append(True)
+
+    fb = world.failback(tmp_path / "j.jsonl", listeners=[stop_b_daemon],
+                        timeouts=dataclasses.replace(FAST, protect=0.2))
+    assert not fb.run().complete
+    diverge_b(world, image)
+    world.ceph.start_daemon("site-b")
+    world.ceph.tick(3)
+    decision = fb.reprotect_preview()[image]
+    assert str(decision.choice) == "refuse", decision
+    assert "never saw it split-brained after the flip" in decision.reason
+    with pytest.raises(StepFailedError):
+        fb.reprotect()
+    assert not [c for c in world.ceph.calls if c[:2] == ("site-b", "resync")]
 
 
 def test_a_b_that_caught_up_after_the_run_is_recorded_protected_by_reprotect(

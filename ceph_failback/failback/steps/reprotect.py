@@ -5,9 +5,11 @@ Once A is promoted, B's rbd-mirror replays each image from A. If B reports split
 (its copy diverged), nothing protects the image until B's copy is resynced from A. That resync
 discards B's copy, so it is done only under :func:`~ceph_failback.failback.safety.reprotect_proof`
 (A primary, B not, this failback promoted A, and its own check after the flip saw the split), and
-only for a split-brained B. It then waits until B replays from A (the new copy's image id proves
-the status is the new copy's). Each image it leaves alone gets its present state recorded, so the
-report follows B (a B that caught up since the run's check is then protected).
+only for a split-brained B whose split this failback's own check saw, and that no check ever saw
+replaying from A. It then waits until B replays from A (the new copy's image id proves the status
+is the new copy's). Each failed-back image it leaves alone, refused ones included, gets its present
+state recorded, so the report follows B (a B that caught up since the run's check is then
+protected; a B that split later shows as split and unprotected).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 from ...errors import FailbackError
 from ..ledger import ImageHistory, Mark, Step, image_target
-from ..safety import REPLAYING_FROM_A, ImageView, Names, reprotect_proof
+from ..safety import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, ImageView, Names, reprotect_proof
 from ..waits import RESYNCED, Resynced
 from .base import Choice, Decision, Recorder, StepContext, StepResult
 
@@ -54,11 +56,17 @@ def preview(ctx: StepContext, names: Sequence[str]) -> dict[str, Decision]:
             for name, view in views_of(ctx, names).items()}
 
 
-def _state(view: ImageView) -> tuple[str, bool | None] | None:
-    """The protection state to record for an image left alone (``None``: nothing to say)."""
+def _state(view: ImageView) -> tuple[str, bool] | None:
+    """The protection state to record for an image left alone (``None``: nothing to say).
+
+    A split seen here is recorded in other words than the run's check's
+    (:data:`~ceph_failback.failback.safety.SPLIT_BRAIN_ON_B`), which the rule reads as "seen
+    by this failback's check": a split found by a refused reprotect must not become one."""
     status = view.status_b
     if status is None:
         return None
+    if status.is_split_brain():
+        return f"{SPLIT_BRAIN_ON_B}, not resynced (reprotect refused it)", False
     if status.local.up and status.local.is_replaying():
         return REPLAYING_FROM_A, True
     return f"not replaying from A ({status.local.summary()})", False
@@ -71,17 +79,19 @@ def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
     todo: list[str] = []
     views = views_of(ctx, names)
     for name, view in views.items():
-        decision = decide(view, ctx.ledger.image(name), ctx.names)
+        history = ctx.ledger.image(name)
+        decision = decide(view, history, ctx.names)
+        if decision.choice is Choice.DO:
+            todo.append(name)
+            continue
         if decision.choice is Choice.REFUSE:
             rec.refuse(image_target(name), decision, image=name)
-        elif decision.choice is Choice.DO:
-            todo.append(name)
         else:
             rec.skip(image_target(name), decision.reason)
-            state = _state(view)
-            if state is not None:
-                ctx.ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state[0],
-                                 protected=state[1])
+        state = _state(view)
+        if state is not None and history.promoted_at is not None:
+            ctx.ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state[0],
+                             protected=state[1])
     now = time.time()
     before = {n: (info.image_id if (info := views[n].info_b) is not None else None) for n in todo}
     for name in todo:
