@@ -258,7 +258,9 @@ class PoolLock:
             f"another failback holds the lock of this pool: {current or 'unknown holder'}",
             site=self.site.name, pool=self.pool,
             hint="wait for it to finish; if that run is dead (its machine lost), break the lock "
-                 "explicitly: Failback.break_lock() or `ceph-failback unlock --yes`",
+                 "explicitly: `ceph-failback unlock` shows its cookie, then `ceph-failback "
+                 f"unlock --yes --cookie {current.cookie if current else 'COOKIE'}` (API: "
+                 "Failback.break_locks(Failback.lock_holders()))",
         ) from busy
 
     def release(self) -> None:

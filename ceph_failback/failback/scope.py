@@ -265,5 +265,5 @@ def lock_blockers(lock: PoolLockSide, blockers: list[Blocker], warnings: list[st
             blockers.append(Blocker(
                 "locked", f"lock@{site}" if len(parts) == 1 else f"lock:{pool}@{site}",
                 f"another failback holds the lock of pool {pool!r}: {holder}; wait for it, or "
-                "if it is dead break the lock (Failback.break_lock(), `ceph-failback unlock "
-                "--yes`)"))
+                f"if it is dead break the lock (`ceph-failback unlock --yes --cookie "
+                f"{holder.cookie}`, Failback.break_locks(Failback.lock_holders()))"))
