@@ -29,7 +29,6 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -39,7 +38,7 @@ from typing import Any
 from ceph_failback.ceph.connection import import_bindings
 from ceph_failback.failback import Failback
 from ceph_failback.failback.journal import Journal
-from ceph_failback.lab import Lab
+from ceph_failback.lab import Lab, unique_journal
 from ceph_failback.lab.world import World
 
 from . import output
@@ -121,7 +120,7 @@ def contender_run(contender: str, n: int, args: argparse.Namespace) -> dict[str,
                 record["promote_attempts"] = res.promote_attempts
                 record["status_polls"] = res.status_polls
             else:
-                journal = Journal(Path(tempfile.mkdtemp(prefix="cfb-bench-")) / "failback.jsonl")
+                journal = Journal(unique_journal("cfb-bench-"))
                 fb = Failback(world.site("a"), world.site("b"), lab.pool, journal=journal)
                 instrument_failback(fb, counter)
                 started = time.time()
@@ -164,7 +163,7 @@ def dr_test_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         world, expected = build_world(lab, n, "planned", sizes)
         try:
             clock_a, clock_b = StandInClock(world.oned_a), StandInClock(world.oned_b)
-            journal = Journal(Path(tempfile.mkdtemp(prefix="cfb-bench-")) / "failback.jsonl")
+            journal = Journal(unique_journal("cfb-bench-"))
             fb = Failback(world.site("a"), world.site("b"), lab.pool, journal=journal)
             started = time.time()
             report = fb.run()

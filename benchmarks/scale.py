@@ -21,7 +21,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from typing import Any
 
 from ceph_failback.ceph.connection import CephSite, import_bindings
 from ceph_failback.failback import Failback, Site
-from ceph_failback.lab import FAILBACK_CLIENT, Lab
+from ceph_failback.lab import FAILBACK_CLIENT, Lab, unique_journal
 from ceph_failback.lab.oned import Delays
 from ceph_failback.lab.world import Disaster, VMPair, World
 from ceph_failback.opennebula.site import OpenNebulaSite
@@ -161,7 +160,7 @@ def _probe(lab_dir: str, one_a: str, one_b: str, session: str) -> dict[str, Any]
         ceph = CephSite(cluster.name, cluster.ceph_config(FAILBACK_CLIENT)).connect()
         one = OpenNebulaSite(cluster.name, endpoint, credentials=session, timeout=60)
         sites.append(Site(cluster.name, ceph, one))
-    journal = Path(tempfile.mkdtemp(prefix="cfb-scale-")) / "journal.jsonl"
+    journal = unique_journal("cfb-scale-")
     fb = Failback(sites[0], sites[1], lab.pool, journal=journal)
     counter = CallCounter()
     instrument_failback(fb, counter)

@@ -280,6 +280,7 @@ def _cmd_unlock(ctx: _Context) -> int:
 
 def _cmd_reprotect(ctx: _Context) -> int:
     fb = _make_failback(ctx)
+    fb.pull_journal()  # a failback run from another machine or directory
     if fb.ledger.scope() is None:
         raise ConfigurationError(f"nothing to reprotect: the journal {ctx.journal} records no "
                                  "failback", pool=fb.pool,
@@ -315,9 +316,12 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
     fb = _make_failback(ctx, listeners)
     with contextlib.ExitStack() as stack:
         if ctx.args.yes:
-            # The pool's lock in Ceph first (taking it re-reads the journal): a run that was
-            # still writing it must not leave this one with a stale picture.
+            # The pool's lock in Ceph first (taking it re-reads the journal and brings it level
+            # with its copy in Ceph): a run that was still writing it, here or on another
+            # machine, must not leave this one with a stale picture.
             stack.enter_context(fb.locked())
+        else:
+            fb.pull_journal()  # what a run elsewhere recorded (shown, not acted on)
         recorded = fb.ledger.scope()
         if resume and recorded is None:
             raise ConfigurationError(

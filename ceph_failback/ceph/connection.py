@@ -20,6 +20,7 @@ from ..errors import (
     PoolNotFoundError,
 )
 from .bindings import APT_HINT, caps_hint, import_bindings, map_ceph_error
+from .journal_copy import RadosJournalCopy
 from .lock import PoolLock
 from .mirror import MirrorPool
 
@@ -245,6 +246,11 @@ class CephSite:
     def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLock:
         """The failback lock of ``pool`` on this site (a RADOS object lock)."""
         return PoolLock(self, pool, purpose=purpose)
+
+    def journal_copy(self, pool: str, name: str) -> RadosJournalCopy:
+        """The copy in ``pool`` of the journal file called ``name`` (a RADOS object beside
+        the lock: :mod:`~ceph_failback.ceph.journal_copy`)."""
+        return RadosJournalCopy(self, pool, name)
 
     def describe(self) -> str:
         """Where this site's cluster is configured, for messages."""

@@ -16,7 +16,7 @@ from .lock import Holder
 from .mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
 from .status import MirrorImageInfo, MirrorStatus
 
-__all__ = ["MirrorSide", "PoolLockSide", "CephBackend"]
+__all__ = ["MirrorSide", "PoolLockSide", "JournalCopySide", "CephBackend"]
 
 
 @runtime_checkable
@@ -60,6 +60,16 @@ class PoolLockSide(Protocol):
 
 
 @runtime_checkable
+class JournalCopySide(Protocol):
+    """The copy of a failback's journal kept in Ceph (see
+    :mod:`~ceph_failback.ceph.journal_copy`): whole lines, appended atomically."""
+
+    def describe(self) -> str: ...
+    def read(self) -> bytes: ...
+    def append(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
 class CephBackend(Protocol):
     """One site's Ceph cluster."""
 
@@ -69,5 +79,6 @@ class CephBackend(Protocol):
     def describe(self) -> str: ...
     def mirror_pool(self, pool: str, *, concurrency: int = 10) -> MirrorSide: ...
     def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLockSide: ...
+    def journal_copy(self, pool: str, name: str) -> JournalCopySide: ...
     def close(self) -> None: ...
 

@@ -24,7 +24,6 @@ from ..ceph.pools import (
     PoolSet,
     break_locks,
     lock_holders,
-    lost_locks,
     parts_of,
     unserved_pools,
 )
@@ -33,15 +32,15 @@ from ..errors import (
     CephError,
     ConfigurationError,
     FailbackError,
-    LockedError,
     MirroringNotEnabledError,
     SafetyError,
     WaitFailedError,
 )
 from ..opennebula.mapping import Mapping, Pair
 from .events import Emitter, Listener
-from .journal import Journal
+from .journal import Journal, Synced
 from .ledger import Ledger, Mark, Step
+from .locking import RunLock
 from .pipeline import run_pipelined
 from .plan import Blocker, Plan
 from .planner import build_plan
@@ -168,9 +167,8 @@ class Failback:
                    f"{self.journal.path.absolute()}")
         locks = [site_a.ceph.pool_lock(p, purpose=purpose) for p in self.pools]
         self._pool_lock: PoolLockSide = locks[0] if len(locks) == 1 else PoolLocks(locks)
-        self._lock_depth = 0
-        self._lock_guard = threading.Lock()
-        self._fence: list[str] = []  # the pools whose lock this run lost
+        self._run_lock = RunLock(self._pool_lock, self.ledger, lambda: site_a.ceph.journal_copy(
+            self.pools[0], self.journal.path.name), site=site_a.name, pool=self.pool)
         self._checked = False  # check() passed: the step methods do not plan again
 
     @classmethod
@@ -281,45 +279,35 @@ class Failback:
         :meth:`run` and every step method take it themselves; hold it around several step calls
         (``with fb.locked(): ...``) so that no other failback can slip in between them. Another
         holder makes this raise :class:`~ceph_failback.errors.LockedError` naming it and its
-        start time, before anything changes. Taking the lock re-reads the journal, so a run that
-        waited for the lock never works from a stale picture.
+        start time, before anything changes. Taking the lock brings the journal file and its
+        copy in site A's pool level (:meth:`Journal.attach`), so a run that waited for the lock,
+        or runs on another machine, never works from a stale picture; every record written
+        while it is held goes to both.
         """
-        with self._lock_guard:
-            if self._lock_depth == 0:
-                holder = self._pool_lock.acquire()
-                self._fence = []
-                self.journal.reload()
-                self._scope.cached = None
-                # Whatever happened while the lock was free (another failback, a failover, a
-                # VM started by hand) is checked again before the next step.
-                self._checked = False
-                self.ledger.write(Step.RUN, Mark.LOCKED, holder=str(holder),
-                                  cookie=holder.cookie)
-            self._lock_depth += 1
-            held = self._pool_lock.held
-        assert held is not None
+        held, taken = self._run_lock.enter()
+        if taken:
+            # Whatever happened while the lock was free (another failback, a failover, a VM
+            # started by hand) is read and checked again before the next step.
+            self._scope.cached = None
+            self._checked = False
         try:
             yield held
         finally:
-            with self._lock_guard:
-                self._lock_depth -= 1
-                if self._lock_depth == 0:
-                    self._pool_lock.release()
-                    self.ledger.write(Step.RUN, Mark.UNLOCKED, cookie=held.cookie)
+            self._run_lock.exit()
 
     def fence(self) -> None:
-        """Before each action (its journal intent): raise :class:`LockedError` if this run no
-        longer holds every lock it took (one was broken by another operator): it then changes
-        nothing more (one read of each pool's lock per action; once lost, every later action is
-        refused)."""
-        if self._lock_depth and not self._fence:
-            self._fence = lost_locks(self._pool_lock)
-        if self._fence:
-            raise LockedError(
-                f"this failback no longer holds the lock of pool(s) {self._fence} on "
-                f"{self.site_a.name} (it was broken): it stops before its next action",
-                pool=self.pool, hint="another failback may run: check `ceph-failback unlock` "
-                "(shows the holders) before resuming this one")
+        """Before each action (its journal intent): raise
+        :class:`~ceph_failback.errors.LockedError` if this run no longer holds every lock it took
+        (one was broken by another operator): it then changes nothing more (one read of each
+        pool's lock per action; once lost, every later action is refused)."""
+        self._run_lock.fence()
+
+    def pull_journal(self) -> Synced:
+        """Add to the journal file the records its copy in site A's pool holds and the file
+        does not (a failback run from another machine or directory, with the same journal file
+        name), without taking the lock. ``resume`` on a new machine starts with this; taking
+        the lock does it too (and copies the file's own records over)."""
+        return self.journal.sync(self._run_lock.copy(), push=False)
 
     def lock_holder(self) -> Holder | None:
         """Who holds the failback lock now: another failback's holder of any pool's lock

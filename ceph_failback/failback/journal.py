@@ -9,6 +9,11 @@ a terminate already sent, an image already proven to replay from site B, when ea
 Lines are flushed and fsynced one by one. A torn last line (a crash mid-write) is skipped on read
 and cut off before the next record is appended; any other line that is not a record makes the
 journal untrustworthy (:class:`~ceph_failback.errors.JournalError`).
+
+While a failback holds the pool's lock, the journal is attached to its copy in Ceph
+(:meth:`Journal.attach`, :mod:`~ceph_failback.ceph.journal_copy`): each record also goes to the
+copy, and attaching brings the file and the copy level, so that a failback can be resumed from
+another machine or directory.
 Secrets never reach the journal: records hold names, ids, states and timestamps only.
 """
 
@@ -22,13 +27,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import JournalError
+from ..errors import FailbackError, JournalError
+
+if TYPE_CHECKING:
+    from ..ceph.seams import JournalCopySide
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Journal", "Record"]
+__all__ = ["Journal", "Record", "Synced"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,21 @@ class Record:
         return datetime.fromisoformat(self.ts).timestamp()
 
 
+@dataclass(frozen=True)
+class Synced:
+    """What :meth:`Journal.attach` did to bring the file and its copy in Ceph level.
+
+    Attributes:
+        copy: where the copy is (for messages).
+        adopted: records the copy held and the file did not (written elsewhere), now in the file.
+        copied: records the file held and the copy did not, now appended to the copy.
+    """
+
+    copy: str
+    adopted: int = 0
+    copied: int = 0
+
+
 class Journal:
     """An append-only JSON-lines journal at ``path`` (created on first write).
 
@@ -74,6 +97,7 @@ class Journal:
         self._torn_at: int | None = None
         self._read_size = 0
         self._needs_newline = False
+        self._copy: JournalCopySide | None = None
         self._index(list(self._read()))
 
     def __repr__(self) -> str:
@@ -129,6 +153,81 @@ class Journal:
         with self._lock:
             self._index(list(self._read()))
 
+    def attach(self, copy: JournalCopySide) -> Synced:
+        """Bring the file and its copy in Ceph level (:meth:`sync`), then append every later
+        record to both (until :meth:`detach`). Called when a failback takes the pool's lock."""
+        with self._lock:
+            synced = self._sync(copy, push=True)
+            self._copy = copy
+            return synced
+
+    def sync(self, copy: JournalCopySide, *, push: bool = True) -> Synced:
+        """Bring the file and its copy in Ceph level (with ``push=False``: only add the copy's
+        records to the file, never write the copy: for a reader that does not hold the lock).
+
+        Records are compared whole (each line is unique: its time, run, step and target). The
+        copy's records the file lacks (written on another machine or in another directory) are
+        added to the file, which is then rewritten in the copy's order, atomically; the file's
+        records the copy lacks (written while no copy was attached: a lock broken by hand, a
+        failed append) are appended to the copy. Nothing is dropped either way.
+
+        Raises:
+            JournalError: the copy holds a line that is not a record, or cannot be read or
+                written (site A's pool; the cause is chained). Nothing is changed then.
+        """
+        with self._lock:
+            return self._sync(copy, push=push)
+
+    def _sync(self, copy: JournalCopySide, *, push: bool) -> Synced:
+        """:meth:`sync` (the journal's lock held)."""
+        try:
+            raw = copy.read()
+        except FailbackError as exc:
+            raise JournalError(f"cannot read the journal's copy, {copy.describe()}: {exc}",
+                               hint="check site A's cluster and the client's caps on the "
+                                    "pool; nothing was changed") from exc
+        theirs = _lines(raw, copy.describe())
+        mine = [_line(r) for r in self._read()]
+        known_mine, known_theirs = set(mine), set(theirs)
+        adopted = [line for line in theirs if line not in known_mine]
+        copied = [line for line in mine if line not in known_theirs]
+        if adopted and copied:
+            log.warning("journal %s and its copy (%s) each hold records the other lacks "
+                        "(%d and %d): both are kept, the copy's first", self.path,
+                        copy.describe(), len(copied), len(adopted))
+        if copied and push:
+            try:
+                copy.append(b"".join(line.encode() + b"\n" for line in copied))
+            except FailbackError as exc:
+                raise JournalError(
+                    f"cannot write the journal's copy, {copy.describe()}: {exc}",
+                    hint="check site A's cluster and the client's caps on the pool; "
+                         "nothing was changed") from exc
+        if adopted:
+            self._rewrite([*theirs, *copied])
+        self._index(list(self._read()))
+        return Synced(copy.describe(), len(adopted), len(copied) if push else 0)
+
+    def detach(self) -> None:
+        """Stop appending to the copy (the lock is released next)."""
+        with self._lock:
+            self._copy = None
+
+    def _rewrite(self, lines: list[str]) -> None:
+        """Replace the file by ``lines``, atomically (a crash leaves the old or the new)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def _index(self, records: list[Record]) -> None:
         # Records by target too: the orchestrator asks about one target at a time, and a large
         # failback's journal holds thousands of records.
@@ -141,8 +240,7 @@ class Journal:
         """Append one record and make it durable before returning."""
         record = Record(datetime.now(UTC).isoformat(timespec="microseconds"), self.run, step,
                         event, target, _jsonable(data))
-        line = json.dumps({"ts": record.ts, "run": record.run, "step": step, "event": event,
-                           "target": target, "data": record.data}, sort_keys=True)
+        line = _line(record)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
@@ -163,6 +261,16 @@ class Journal:
                 os.fsync(fh.fileno())
             self._records.append(record)
             self._by_target.setdefault(target, []).append(record)
+            if self._copy is not None:
+                try:
+                    self._copy.append(line.encode() + b"\n")
+                except FailbackError as exc:
+                    # The file holds the record; the next attach copies it over.
+                    raise JournalError(
+                        f"the journal's record was written to {self.path} but not to its copy, "
+                        f"{self._copy.describe()}: {exc}",
+                        hint="check site A's cluster; the next run or resume brings the copy "
+                             "level") from exc
         return record
 
     @property
@@ -193,6 +301,29 @@ class Journal:
     def runs(self) -> list[str]:
         """The run ids in order of first appearance."""
         return list(dict.fromkeys(r.run for r in self.records))
+
+
+def _line(record: Record) -> str:
+    """A record's line (without its newline): the same for the same record, wherever it is."""
+    return json.dumps({"ts": record.ts, "run": record.run, "step": record.step,
+                       "event": record.event, "target": record.target, "data": record.data},
+                      sort_keys=True)
+
+
+def _lines(raw: bytes, where: str) -> list[str]:
+    """The records of a copy as lines (a copy only ever holds whole lines)."""
+    lines = []
+    for number, text in enumerate(raw.split(b"\n"), 1):
+        if not text.strip():
+            continue
+        record = _parse(text)
+        if record is None:
+            raise JournalError(f"the journal's copy, {where}: line {number} is not a journal "
+                               "record: the object was edited or damaged",
+                               hint="remove or repair the object (rados rm), then run again: "
+                                    "the journal file is copied over")
+        lines.append(_line(record))
+    return lines
 
 
 #: How every record's line starts (``json.dumps(..., sort_keys=True)``: ``data`` comes first).

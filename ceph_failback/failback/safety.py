@@ -180,7 +180,8 @@ def stale_journal(view: ImageView, names: Names, history: ImageHistory) -> Refus
     return Refusal("stale-journal", f"journal {names.journal} records that a failback already "
                    f"promoted it on {names.site_a} (at {history.promoted_at}), yet it is primary "
                    f"on {names.site_b} again: a new failover happened since; start this "
-                   "failback with a new journal", site=names.site_b)
+                   "failback with a new journal file name (--journal NEW.jsonl: a copy of each "
+                   "journal is kept in site A's pool under its file name)", site=names.site_b)
 
 
 def no_primary(view: ImageView, names: Names, history: ImageHistory) -> Refusal | None:

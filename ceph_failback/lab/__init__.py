@@ -7,7 +7,7 @@ against real Ceph daemons. See :class:`Lab`.
 from __future__ import annotations
 
 from .cluster import APT_COMMAND, TEST_SPEED_SETTINGS, LabCluster, check_installed
-from .lab import FAILBACK_CLIENT, Lab, MirrorKind
+from .lab import FAILBACK_CLIENT, Lab, MirrorKind, unique_journal
 
 __all__ = [
     "APT_COMMAND",
@@ -17,4 +17,5 @@ __all__ = [
     "LabCluster",
     "MirrorKind",
     "check_installed",
+    "unique_journal",
 ]

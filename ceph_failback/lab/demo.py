@@ -20,19 +20,17 @@ import argparse
 import logging
 import statistics
 import sys
-import tempfile
 import textwrap
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 from ..errors import ConfigurationError, FailbackError
 from ..failback import WAIVABLE, Event, EventKind, Failback, Plan, Report, Timeouts
 from .cluster import TEST_SPEED_SETTINGS
-from .lab import Lab, MirrorKind
+from .lab import Lab, MirrorKind, unique_journal
 from .oned import Delays
 from .world import Disaster, World
 
@@ -354,7 +352,7 @@ def rehearse(options: RehearsalOptions) -> int:
             : o.write_size], history_b=o.dr_history)
         expected = world.expected_checksums()
 
-        journal = Path(tempfile.mkdtemp(prefix="cfb-demo-")) / "failback.jsonl"
+        journal = unique_journal("cfb-demo-")
         timeouts = Timeouts(poll=0.5) if lab.test_speed is False else Timeouts(
             settle=60, resync=600, mirror=300, promote=120, terminate=120, resume=120, poll=0.5)
         timer = StepTimer()

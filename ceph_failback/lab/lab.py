@@ -27,7 +27,7 @@ from ..ceph.connection import CephConfig, CephSite, import_bindings
 from ..errors import CephError, ConfigurationError, LabError
 from .cluster import LabCluster
 
-__all__ = ["Lab", "MirrorKind"]
+__all__ = ["Lab", "MirrorKind", "unique_journal"]
 
 log = logging.getLogger(__name__)
 
@@ -567,6 +567,14 @@ class Lab:
         return out
 
 
+
+
+def unique_journal(prefix: str) -> Path:
+    """A journal path in a new temporary directory, under a name no other failback on the lab
+    uses: each journal has its copy in site A's pool under its file name
+    (:mod:`~ceph_failback.ceph.journal_copy`), and one lab serves many failbacks."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    return directory / f"{directory.name}.jsonl"
 
 
 def _state_name(status: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ from typing import Any
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
-from ..ceph.seams import PoolLockSide
+from ..ceph.seams import JournalCopySide, PoolLockSide
 from ..ceph.status import MirrorImageInfo, MirrorState, MirrorStatus, parse_mirror_status
 from ..errors import (
     CephError,
@@ -119,6 +119,8 @@ class MemoryCeph:
         self.mirroring = {s: True for s in sites}  # the pool is mirrored, with its peer
         self.writers: dict[tuple[str, str], str] = {}  # (site, image) -> client holding the lock
         self.locks: dict[str, Holder] = {}  # pool -> holder of the failback lock
+        self.objects: dict[tuple[str, str], bytes] = {}  # (site, object) -> its data
+        self.object_errors: dict[tuple[str, str], CephError] = {}  # (site, object) -> raised
         self.calls: list[tuple[str, str, str]] = []  # (site, operation, image) of every change
         self._tags = itertools.count(2)
         self._fsids = {s: uuid.uuid4().hex for s in sites}
@@ -417,6 +419,12 @@ class MemoryCephSite:
         from .lock import MemoryPoolLock
 
         return MemoryPoolLock(self.world, self.name, pool, purpose)
+
+    def journal_copy(self, pool: str, name: str) -> JournalCopySide:
+        """The copy of a journal in the pool (an object beside the lock)."""
+        from .lock import MemoryJournalCopy
+
+        return MemoryJournalCopy(self.world, self.name, pool, name)
 
     def close(self) -> None:
         """Nothing to close."""

@@ -1,4 +1,5 @@
-"""The failback lock of an in-memory pool (a :class:`~ceph_failback.ceph.seams.PoolLockSide`)."""
+"""The failback lock of an in-memory pool (a :class:`~ceph_failback.ceph.seams.PoolLockSide`)
+and the copy of a journal beside it (a :class:`~ceph_failback.ceph.seams.JournalCopySide`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ..ceph.journal_copy import journal_object
 from ..ceph.lock import Holder
 from ..errors import LockedError
 
 if TYPE_CHECKING:
     from .ceph import MemoryCeph
 
-__all__ = ["MemoryPoolLock"]
+__all__ = ["MemoryPoolLock", "MemoryJournalCopy"]
 
 
 class MemoryPoolLock:
@@ -65,3 +67,35 @@ class MemoryPoolLock:
             del self.world.locks[self.pool]
             return current
 
+
+
+class MemoryJournalCopy:
+    """A journal's copy in a :class:`MemoryCeph` pool: an object appended atomically, as a
+    RADOS append. ``world.object_errors[(site, object)]`` makes every access raise that error
+    (a site that cannot be reached, or caps that do not allow it)."""
+
+    def __init__(self, world: MemoryCeph, site: str, pool: str, name: str) -> None:
+        self.world, self.site, self.pool = world, site, pool
+        self.object = journal_object(name)
+
+    def describe(self) -> str:
+        """Where it is, for messages."""
+        return f"object {self.object!r} in pool {self.pool!r} on {self.site}"
+
+    def _check(self) -> None:
+        error = self.world.object_errors.get((self.site, self.object))
+        if error is not None:
+            raise error
+
+    def read(self) -> bytes:
+        """The whole object (empty if there is none)."""
+        with self.world.lock:
+            self._check()
+            return self.world.objects.get((self.site, self.object), b"")
+
+    def append(self, data: bytes) -> None:
+        """Append ``data`` at once."""
+        with self.world.lock:
+            self._check()
+            key = (self.site, self.object)
+            self.world.objects[key] = self.world.objects.get(key, b"") + data

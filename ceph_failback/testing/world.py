@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..ceph.lock import Holder
-from ..ceph.seams import CephBackend, MirrorSide, PoolLockSide
+from ..ceph.seams import CephBackend, JournalCopySide, MirrorSide, PoolLockSide
 from ..errors import PoolNotFoundError
 from ..failback.core import Failback, Site, Timeouts
 from ..lab.oned import Delays, OnedStandIn
@@ -90,6 +90,9 @@ class MultiPoolSite:
         if pool not in self.models:  # as librados: made without I/O, fails at the first use
             return _NoPoolLock(lambda: self._model(pool))
         return self._model(pool).site(self.name).pool_lock(pool, purpose=purpose)
+
+    def journal_copy(self, pool: str, name: str) -> JournalCopySide:
+        return self._model(pool).site(self.name).journal_copy(pool, name)
 
     def close(self) -> None:
         pass

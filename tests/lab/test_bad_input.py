@@ -288,7 +288,7 @@ def scratch_pool(lab: Lab) -> Iterator[str]:
 
 def test_wrong_pool(bad: BadWorld, sites, tmp_path: Path, before,
                     capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     fb = failback(bad, sites, journal, pool="no-such-pool")
     for call in (fb.plan, fb.check, fb.run):
         with pytest.raises(PoolNotFoundError) as info:
@@ -301,14 +301,14 @@ def test_wrong_pool(bad: BadWorld, sites, tmp_path: Path, before,
     assert doc["site"] == bad.a and doc["pool"] == "no-such-pool"
     code, out, err = cli(capsys, "run", "-c", str(config), "--pool", "no-such-pool", "--yes")
     assert code == 2 and f"site {bad.a!r}, pool 'no-such-pool'" in err and "Traceback" not in err
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 def test_pool_missing_on_site_b_only(bad: BadWorld, sites, tmp_path: Path, before) -> None:
     name = f"a-only-{uuid.uuid4().hex[:6]}"
     create_pool(bad.lab, name, "a")
     try:
-        fb = failback(bad, sites, tmp_path / "j.jsonl", pool=name,
+        fb = failback(bad, sites, tmp_path / f"{tmp_path.name}-j.jsonl", pool=name,
                       a={"client": ADMIN}, b={"client": ADMIN})
         with pytest.raises(PoolNotFoundError) as info:
             fb.run()
@@ -316,7 +316,7 @@ def test_pool_missing_on_site_b_only(bad: BadWorld, sites, tmp_path: Path, befor
         says(info.value, f"site {bad.b!r}", f"pool {name!r}")
     finally:
         delete_pool(bad.lab, name, "a")
-    assert_unchanged(bad, before, tmp_path / "j.jsonl")
+    assert_unchanged(bad, before, tmp_path / f"{tmp_path.name}-j.jsonl")
 
 
 # -- unknown image, unknown VM -----------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_pool_missing_on_site_b_only(bad: BadWorld, sites, tmp_path: Path, befor
 
 def test_unknown_image(bad: BadWorld, sites, tmp_path: Path, before,
                        capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     fb = failback(bad, sites, journal, images=["no-such-image"])
     found = blockers(fb)
     message = found[("image-missing", "image:no-such-image")]
@@ -339,12 +339,12 @@ def test_unknown_image(bad: BadWorld, sites, tmp_path: Path, before,
     assert any(b["target"] == "image:no-such-image" for b in doc["blockers"]), doc["blockers"]
     code, out, err = cli(capsys, "run", "-c", str(config), "--image", "no-such-image", "--yes")
     assert code == 3 and "image:no-such-image" in out + err and "Nothing was changed" in err
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 def test_unknown_vm_id(bad: BadWorld, sites, tmp_path: Path, before,
                        capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     # An id that exists nowhere, the id of the VM on A (a common slip: --vm takes B's ids), a VM
     # of B that uses no image of the pool, and an explicit pair naming a VM that does not exist.
     missing = 99999
@@ -368,7 +368,7 @@ def test_unknown_vm_id(bad: BadWorld, sites, tmp_path: Path, before,
         ("unknown-vm", f"vm:{bad.b}:{missing}")}
     code, out, err = cli(capsys, "run", "-c", str(config), "--vm", str(missing), "--yes")
     assert code == 3 and f"no VM {missing} exists on {bad.b}" in out + err
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 # -- mirroring and peers -----------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_pool_without_mirroring_or_peers(bad: BadWorld, sites, scratch_pool: str
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A pool (here a scratch pool, as client.admin: the failback client's caps cover the
     shared pool only) that is not mirrored on a site, or mirrored with no peer."""
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     set_mirror_mode(bad.lab, scratch_pool, "pool", mirrored_on)
     try:
         fb = failback(bad, sites, journal, pool=scratch_pool, a={"client": ADMIN},
@@ -410,7 +410,7 @@ def test_pool_without_mirroring_or_peers(bad: BadWorld, sites, scratch_pool: str
         assert code == 3 and "mirroring-not-enabled" in out + err
     finally:
         set_mirror_mode(bad.lab, scratch_pool, "disabled")
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 # -- image sets that differ between the sites --------------------------------------------------
@@ -418,7 +418,7 @@ def test_pool_without_mirroring_or_peers(bad: BadWorld, sites, scratch_pool: str
 
 def test_vm_on_b_has_a_disk_that_site_a_lacks(bad: BadWorld, sites, tmp_path: Path, before,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     fb = failback(bad, sites, journal, vms=[bad.extra.vm_b])
     found = blockers(fb)
     target = f"image:{bad.extra_image}"
@@ -432,11 +432,11 @@ def test_vm_on_b_has_a_disk_that_site_a_lacks(bad: BadWorld, sites, tmp_path: Pa
     config = write_config(bad, tmp_path)
     code, out, err = cli(capsys, "run", "-c", str(config), "--vm", str(bad.extra.vm_b), "--yes")
     assert code == 3 and target in out and "REFUSED" in out
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 def test_image_mirrored_on_b_but_not_on_a(bad: BadWorld, sites, tmp_path: Path, before) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     (image,) = bad.unmirrored.images
     fb = failback(bad, sites, journal, vms=[bad.unmirrored.vm_b])
     message = blockers(fb)[("image-missing", f"image:{image}")]
@@ -456,7 +456,7 @@ def test_image_mirrored_on_b_but_not_on_a(bad: BadWorld, sites, tmp_path: Path, 
 
 def test_wrong_ceph_conf(bad: BadWorld, sites, tmp_path: Path, before,
                          capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     keyring = str(bad.lab.site_a.keyring_for(FAILBACK_CLIENT))
 
     def conf_a(path: Path, **kw: Any) -> dict[str, Any]:
@@ -499,7 +499,7 @@ def test_wrong_ceph_conf(bad: BadWorld, sites, tmp_path: Path, before,
         bad.lab.site_b.keyring_for(FAILBACK_CLIENT))})
     code, doc = cli_json(capsys, "run", "-c", str(config), "--yes")
     assert code == 2 and doc["type"] == "ConfigurationError" and "same Ceph cluster" in doc["error"]
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 def random_ceph_key() -> str:
@@ -511,7 +511,7 @@ def random_ceph_key() -> str:
 
 def test_wrong_keyring(bad: BadWorld, sites, tmp_path: Path, before,
                        capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     conf = str(bad.lab.site_b.conf_path)
 
     def keyring_b(path: Path) -> dict[str, Any]:
@@ -553,7 +553,7 @@ def test_wrong_keyring(bad: BadWorld, sites, tmp_path: Path, before,
     code, out, err = cli(capsys, "run", "-c", str(config), "--yes")
     assert code == 5 and f"site {bad.b!r}" in err and "authentication" in err
     assert wrong_key not in out + err
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 # -- OpenNebula credentials and https ----------------------------------------------------------
@@ -561,7 +561,7 @@ def test_wrong_keyring(bad: BadWorld, sites, tmp_path: Path, before,
 
 def test_wrong_opennebula_credentials(bad: BadWorld, sites, tmp_path: Path, before,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     wrong = f"oneadmin:wrong-{uuid.uuid4().hex}"
     fb = failback(bad, sites, journal, a={"credentials": wrong})
     for call in (fb.plan, fb.run):
@@ -588,7 +588,7 @@ def test_wrong_opennebula_credentials(bad: BadWorld, sites, tmp_path: Path, befo
     code, out, err = cli(capsys, "plan", "-c", str(config))
     assert code == 5 and f"site {bad.a!r}" in err and "rejected the credentials" in err
     assert wrong.split(":")[1] not in out + err
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 @pytest.fixture
@@ -615,7 +615,7 @@ def tls_oned(bad: BadWorld, tmp_path: Path) -> Iterator[tuple[OnedStandIn, Path]
 def test_https_certificate_failure(bad: BadWorld, sites, tls_oned, tmp_path: Path, before,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     server, cert = tls_oned
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     fb = failback(bad, sites, journal, b={"endpoint": server.endpoint,
                                           "credentials": server.session})
     with pytest.raises(OpenNebulaConnectionError) as info:
@@ -635,7 +635,7 @@ def test_https_certificate_failure(bad: BadWorld, sites, tls_oned, tmp_path: Pat
     # With the site's CA bundle the same endpoint is trusted.
     assert sites("b", endpoint=server.endpoint, credentials=server.session,
                  verify=str(cert)).one.version()
-    assert_unchanged(bad, before, journal, tmp_path / "journal.jsonl")
+    assert_unchanged(bad, before, journal, tmp_path / f"{tmp_path.name}-journal.jsonl")
 
 
 # -- and the same world, with good input -------------------------------------------------------
@@ -644,8 +644,8 @@ def test_https_certificate_failure(bad: BadWorld, sites, tls_oned, tmp_path: Pat
 def test_good_input_on_the_same_world_plans_cleanly(bad: BadWorld, sites, tmp_path: Path,
                                                     before) -> None:
     """The errors above came from the bad input, not from the world: VM ``good`` plans fine."""
-    fb = failback(bad, sites, tmp_path / "j.jsonl", vms=[bad.good.vm_b])
+    fb = failback(bad, sites, tmp_path / f"{tmp_path.name}-j.jsonl", vms=[bad.good.vm_b])
     plan = fb.plan()
     assert plan.ok, plan
     assert {i.name for i in plan.images} == set(bad.good.images)
-    assert_unchanged(bad, before, tmp_path / "j.jsonl")
+    assert_unchanged(bad, before, tmp_path / f"{tmp_path.name}-j.jsonl")

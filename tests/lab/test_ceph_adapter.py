@@ -315,3 +315,26 @@ def _try_promote(pool: MirrorPool, name: str) -> bool:
         return True
     except NotReadyError:
         return False
+
+
+def test_the_journal_copy_in_site_as_pool(lab: Lab, tmp_path) -> None:
+    """Issue 14 item 7: the journal's copy is a RADOS object beside the lock, read and appended
+    with the failback client's caps; a journal in another directory adopts it whole."""
+    from ceph_failback.failback.journal import Journal
+
+    name = f"copy-{time.time_ns()}.jsonl"
+    with lab.connect("a", client="client.failback") as a:
+        copy = a.journal_copy(lab.pool, name)
+        assert copy.read() == b""
+        first = Journal(tmp_path / "one" / name)
+        first.write("run", "started")
+        assert first.attach(copy).copied == 1
+        for i in range(50):
+            first.write("resync_a", "done", f"image:{i}", image_id=f"{i:x}" * 8)
+        first.detach()
+        assert copy.read() == (tmp_path / "one" / name).read_bytes()
+        second = Journal(tmp_path / "two" / name)
+        synced = second.sync(a.journal_copy(lab.pool, name), push=False)
+        assert (synced.adopted, synced.copied) == (51, 0)
+        assert second.records == first.records
+        assert "object 'ceph_failback.journal." in synced.copy and "site-a" in synced.copy

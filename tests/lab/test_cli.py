@@ -47,7 +47,8 @@ one_auth = "{auth.name}"
 """)
     t = TIMEOUTS
     path = tmp_path / "failback.toml"
-    path.write_text(f'pool = "{world.lab.pool}"\njournal = "journal.jsonl"\n' + "".join(sections)
+    journal = f"{tmp_path.name}-journal.jsonl"  # unique in the lab: its copy is named so
+    path.write_text(f'pool = "{world.lab.pool}"\njournal = "{journal}"\n' + "".join(sections)
                     + f"""
 [timeouts]
 settle = {t.settle}
@@ -82,7 +83,7 @@ def test_plan_refuse_run_status(world: World, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     expected = build(world, 2)
     config, passwords = write_config(world, tmp_path)
-    journal = tmp_path / "journal.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-journal.jsonl"
     before = snapshot(world)
     outputs = []
 
@@ -149,7 +150,7 @@ def test_entry_point_interrupted_then_resumed(world: World, tmp_path: Path,
     terminated exits 4 and says how to resume; ``resume --yes`` finishes the failback."""
     expected = build(world, 2)
     config, passwords = write_config(world, tmp_path)
-    journal = tmp_path / "journal.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-journal.jsonl"
     proc = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
         [sys.executable, "-m", "ceph_failback", "run", "--config", str(config), "--yes"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

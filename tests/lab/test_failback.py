@@ -89,7 +89,7 @@ def assert_failed_back(world: World, expected: dict[str, str], fb: Failback) -> 
 def test_unplanned_disaster_end_to_end(world: World, tmp_path: Path) -> None:
     expected = build(world, 3)
     events = []
-    fb = make_failback(world, tmp_path / "j.jsonl", listeners=[events.append])
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl", listeners=[events.append])
     plan = fb.plan()
     assert plan.ok, plan
     assert {a.target for a in plan.actions("resync_a") if a.do} == {
@@ -107,12 +107,12 @@ def test_unplanned_disaster_end_to_end(world: World, tmp_path: Path) -> None:
     assert any(e.kind is EventKind.IMAGE_PROGRESS for e in events)
     # A second run changes nothing and repeats nothing.
     before = len(fb.journal.find(event="done"))
-    again = make_failback(world, tmp_path / "j.jsonl").run()
+    again = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl").run()
     assert again.complete
     assert len(fb.journal.__class__(fb.journal.path).find(event="done")) == before
     # A new failover later: the old journal's resyncs and proofs must not carry over to it.
     world.disaster("unplanned", new_data=pattern("written-on-b-again", 1 << 20))
-    stale = make_failback(world, tmp_path / "j.jsonl")
+    stale = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     found = {(b.kind, b.target) for b in stale.plan().blockers}
     assert {("stale-journal", f"image:{i}") for i in expected} <= found, found
     roles = {i: (world.lab.is_primary("a", i), world.lab.is_primary("b", i)) for i in expected}
@@ -129,7 +129,7 @@ def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
     # The default settle: A's replay position (the proof that it replays inside B's tag epoch)
     # reaches the status only on rbd-mirror's own ~30 s report cycle, so a 30 s settle can
     # expire first and resync images that did not need it (seen once in CI).
-    fb = make_failback(world, tmp_path / "j.jsonl",
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl",
                        timeouts=dataclasses.replace(TIMEOUTS, settle=Timeouts().settle))
     plan = fb.plan()
     assert plan.ok, plan
@@ -147,7 +147,7 @@ def test_resumed_vm_with_no_recorded_outcome_does_not_block_a_rerun(
     the pipeline resumes one VM while another is still promoted): the rerun must not refuse the
     VM the failback itself started on A."""
     expected = build(world, 1)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     assert make_failback(world, journal).run().complete
     lines = journal.read_text().splitlines()
     kept = [line for line in lines
@@ -164,7 +164,7 @@ def test_resumed_vm_with_no_recorded_outcome_does_not_block_a_rerun(
 
 def test_each_method_alone_in_the_documented_order(world: World, tmp_path: Path) -> None:
     expected = build(world, 2)
-    fb = make_failback(world, tmp_path / "j.jsonl")
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     # Step 3 before steps 1 and 2: refused before any VM stops (it would stay down with no copy
     # on A to resume from).
     with pytest.raises(StepFailedError) as early:
@@ -198,7 +198,7 @@ def test_stale_promote_trap_is_refused(world: World, tmp_path: Path) -> None:
     """A demoted but never-resynced image on A would accept a non-forced promote and serve
     stale data; the orchestrator refuses, plain librbd does not."""
     expected = build(world, 1)
-    fb = make_failback(world, tmp_path / "j.jsonl")
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     fb.demote_site_a()
     # Skip the resync (step 2) and go on as a careless script would: stop the VM on B and
     # demote B by hand, then ask the orchestrator to promote A.
@@ -236,7 +236,7 @@ def test_plan_lists_blockers_and_changes_nothing(world: World, tmp_path: Path) -
     # missing-on-a: its VM on A is gone (DONE), nothing on A would take the image back.
     world.site("a").one.terminate(missing.vm_a, timeout=30)
     clone = world.vms[0]
-    fb = make_failback(world, tmp_path / "j.jsonl")
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     snapshot = {i: (lab.is_primary("a", i), lab.is_primary("b", i), lab.checksum("a", i),
                     lab.checksum("b", i)) for i in world.all_images()}
     vm_states = {p.vm_b: world.oned_b.vm_state(p.vm_b) for p in world.vms}
@@ -294,7 +294,7 @@ def _child(world: World, journal: Path, **kw) -> subprocess.CompletedProcess[str
 
 def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path) -> None:
     expected = build(world, 2)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     for step in STEPS[:-1]:
         done = _child(world, journal, kill_after=step)
         assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
@@ -319,7 +319,7 @@ def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path) -> No
 def test_snapshot_mode_end_to_end(snapshot_lab: Lab, tmp_path: Path, kind: str) -> None:
     with World(snapshot_lab, delays=Delays.uniform(0.05)) as world:
         expected = build(world, 2, kind=kind)
-        fb = make_failback(world, tmp_path / "j.jsonl")
+        fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
         report = fb.run()
         assert report.complete, report
         assert_failed_back(world, expected, fb)
@@ -354,7 +354,7 @@ def test_dr_history_on_b_is_never_paired(world: World, tmp_path: Path) -> None:
         lab.promote_when_possible("b", image, force=True)
     finally:
         lab.start_rbd_mirror("b")
-    fb = make_failback(world, tmp_path / "new.jsonl")
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-new.jsonl")
     plan = fb.plan()
     assert image not in [i.name for i in plan.images] and not plan.vms, plan
     fb.run()
@@ -394,7 +394,7 @@ def test_real_topologies_are_refused_with_nothing_lost(world: World, tmp_path: P
                    **disaster_kw)  # type: ignore[arg-type]
     world.oned_b.wait_idle()
     before = snapshot(world)
-    fb = make_failback(world, tmp_path / "j.jsonl")
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     assert kind in {b.kind for b in fb.plan().unwaived}
     with pytest.raises(SafetyError, match=kind):
         fb.run()
@@ -402,7 +402,7 @@ def test_real_topologies_are_refused_with_nothing_lost(world: World, tmp_path: P
     if case == "suspended-on-b":
         # Waivable: the operator knowingly discards the guest's saved memory.
         expected = world.expected_checksums()
-        fb = make_failback(world, tmp_path / "j.jsonl", waive=["saved-memory-on-b"])
+        fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl", waive=["saved-memory-on-b"])
         assert fb.run().complete
         assert_failed_back(world, expected, fb)
 
@@ -422,11 +422,11 @@ def test_several_pools_fail_back_together_with_nothing_lost(world: World,
     before = snapshot(world)
     # The main pool alone: refused before anything changes, naming the pools to give.
     with pytest.raises(SafetyError, match="other-pool-disk") as info:
-        make_failback(world, tmp_path / "one.jsonl").run()
+        make_failback(world, tmp_path / f"{tmp_path.name}-one.jsonl").run()
     assert "['one', 'ssd']" in str(info.value)
     assert snapshot(world) == before
     # Both pools: every image failed back, each VM resumed once.
-    fb = Failback(world.site("a"), world.site("b"), lab.pools, journal=tmp_path / "j.jsonl",
+    fb = Failback(world.site("a"), world.site("b"), lab.pools, journal=tmp_path / f"{tmp_path.name}-j.jsonl",
                   timeouts=TIMEOUTS)
     assert fb.plan().ok
     report = fb.run()
@@ -457,7 +457,7 @@ def test_snapshot_schedule_firing_after_the_stop_is_accepted(
     monkeypatch.setattr(MirrorPool, "create_mirror_snapshot", ours_then_the_schedule)
     with World(snapshot_lab, delays=Delays.uniform(0.05)) as world:
         expected = build(world, 1)
-        fb = make_failback(world, tmp_path / "j.jsonl",
+        fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl",
                            timeouts=dataclasses.replace(TIMEOUTS, mirror=40))
         report = fb.run()
         assert report.complete, report
@@ -498,7 +498,7 @@ def test_a_b_that_split_brains_at_the_flip_is_reprotected_and_a_later_split_is_n
             except BaseException as exc:  # noqa: BLE001 (reported by the test below)
                 errors.append(exc)
 
-    fb = make_failback(world, tmp_path / "j.jsonl", listeners=[split_at_the_flip])
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl", listeners=[split_at_the_flip])
     report = fb.run()
     assert not errors, errors
     states = {i.name: i.protection for i in report.images}
@@ -515,7 +515,7 @@ def test_a_b_that_split_brains_at_the_flip_is_reprotected_and_a_later_split_is_n
          what="B's resynced copy to hold A's data")
     assert lab.checksum("a", image) == on_a
     # A journal that did not promote A never resyncs B.
-    other = make_failback(world, tmp_path / "other.jsonl", images=[image])
+    other = make_failback(world, tmp_path / f"{tmp_path.name}-other.jsonl", images=[image])
     with pytest.raises(StepFailedError, match="did not promote it"):
         other.reprotect()
     # A later split: B was seen replaying from A, so its new writes are a person's call.

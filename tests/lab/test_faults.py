@@ -158,14 +158,14 @@ def test_rbd_mirror_down_on_a_is_refused_before_anything(
     before = state(world)
     world.lab.stop_rbd_mirror("a")
     wait_daemon(world.lab, healthy=False)
-    fb = make(world, tmp_path / "j.jsonl")
+    fb = make(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     plan = fb.plan()
     assert ("rbd-mirror-down", "rbd-mirror@site-a") in {(b.kind, b.target) for b in plan.blockers}
     with pytest.raises(SafetyError) as info:
         fb.run()
     assert "rbd-mirror" in str(info.value) and "site-a" in str(info.value)
-    assert state(world) == before and nothing_done(tmp_path / "j.jsonl")
-    assert_invariants(world, expected, tmp_path / "j.jsonl", promotes)
+    assert state(world) == before and nothing_done(tmp_path / f"{tmp_path.name}-j.jsonl")
+    assert_invariants(world, expected, tmp_path / f"{tmp_path.name}-j.jsonl", promotes)
 
 
 # -- 2. rbd-mirror on A killed during the resync wait, restarted later ------------------------
@@ -175,7 +175,7 @@ def test_rbd_mirror_killed_during_resync_then_resumed(
         world: World, tmp_path: Path, rbd_mirror_back: None,
         promotes: list[tuple[str, bool]]) -> None:
     expected = build(world, 2)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     killed: list[float] = []
 
     def kill_at_first_resync(ev) -> None:  # type: ignore[no-untyped-def]
@@ -209,7 +209,7 @@ def test_rbd_mirror_killed_during_resync_then_resumed(
 def test_site_b_monitor_stopped_mid_run(world: World, tmp_path: Path, mon_b_back: None,
                                         promotes: list[tuple[str, bool]]) -> None:
     expected = build(world, 1)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     fb = make(world, journal)
     fb.demote_site_a()
     fb.resync_site_a()
@@ -246,7 +246,7 @@ def test_site_b_monitor_stopped_mid_run(world: World, tmp_path: Path, mon_b_back
 def test_opennebula_b_unreachable_then_credentials_rejected(
         world: World, tmp_path: Path, promotes: list[tuple[str, bool]]) -> None:
     expected = build(world, 2)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
 
     def cut_at_terminate(ev) -> None:  # type: ignore[no-untyped-def]
         if ev.kind is EventKind.STEP_STARTED and ev.step == "terminate_b":
@@ -286,7 +286,7 @@ def test_opennebula_b_unreachable_then_credentials_rejected(
 def test_vm_stuck_in_shutdown_times_out_then_hard_terminate(
         world: World, tmp_path: Path, promotes: list[tuple[str, bool]]) -> None:
     expected = build(world, 1)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     vm_b = world.vms[0].vm_b
     world.oned_b.ignore_shutdown(vm_b)
     short = Timeouts(**{**FAST.__dict__, "terminate": 4})
@@ -309,7 +309,7 @@ def test_vm_stuck_in_shutdown_times_out_then_hard_terminate(
 
 def test_killed_in_the_middle_of_multi_image_steps(world: World, tmp_path: Path) -> None:
     expected = build(world, 2)  # three images
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     for step in ("demote_a", "resync_a", "promote_a"):
         done = _child(world, journal, kill_at_action=[step, 2])
         assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
@@ -353,16 +353,16 @@ def test_unmirrored_or_missing_image_refused_before_anything(
             with rbd.Image(ioctx, plain) as image:
                 image.update_features(rbd.RBD_FEATURE_JOURNALING, False)
     before = state(world)
-    fb = make(world, tmp_path / "j.jsonl", images=[*expected, plain, "one-999999"])
+    fb = make(world, tmp_path / f"{tmp_path.name}-j.jsonl", images=[*expected, plain, "one-999999"])
     found = {(b.kind, b.target) for b in fb.plan().blockers}
     assert ("image-missing", f"image:{plain}") in found
     assert ("image-missing", "image:one-999999") in found
     with pytest.raises(SafetyError) as info:
         fb.run()
     assert plain in str(info.value) and "one-999999" in str(info.value)
-    assert state(world) == before and nothing_done(tmp_path / "j.jsonl")
+    assert state(world) == before and nothing_done(tmp_path / f"{tmp_path.name}-j.jsonl")
     assert not world.oned_b.actions
-    assert_invariants(world, expected, tmp_path / "j.jsonl", promotes)
+    assert_invariants(world, expected, tmp_path / f"{tmp_path.name}-j.jsonl", promotes)
 
 
 # -- 10. A resync that never completes ---------------------------------------------------------
@@ -371,7 +371,7 @@ def test_unmirrored_or_missing_image_refused_before_anything(
 def test_resync_that_does_not_complete_times_out_with_a_resume_hint(
         world: World, tmp_path: Path, promotes: list[tuple[str, bool]]) -> None:
     expected = build(world, 1)
-    journal = tmp_path / "j.jsonl"
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
     short = Timeouts(**{**FAST.__dict__, "resync": 2})
     with pytest.raises(StepFailedError) as info:
         make(world, journal, timeouts=short).run()
@@ -393,8 +393,8 @@ def test_resync_that_does_not_complete_times_out_with_a_resume_hint(
 def test_second_failback_refused_by_the_lock_in_ceph(
         world: World, tmp_path: Path, promotes: list[tuple[str, bool]]) -> None:
     expected = build(world, 1)
-    first = make(world, tmp_path / "one.jsonl")
-    second = make(world, tmp_path / "two.jsonl")  # another operator, another journal
+    first = make(world, tmp_path / f"{tmp_path.name}-one.jsonl")
+    second = make(world, tmp_path / f"{tmp_path.name}-two.jsonl")  # another operator, another journal
     before = state(world)
     with first.locked() as holder:
         found = {(b.kind, b.target) for b in second.plan().blockers}
@@ -403,7 +403,7 @@ def test_second_failback_refused_by_the_lock_in_ceph(
             second.run()
         text = str(info.value)
         assert f"pid {holder.pid}" in text and holder.since in text and "site-a" in text
-        assert state(world) == before and nothing_done(tmp_path / "two.jsonl")
+        assert state(world) == before and nothing_done(tmp_path / f"{tmp_path.name}-two.jsonl")
         with pytest.raises(LockedError):
             second.demote_site_a()
     assert second.lock_holder() is None
@@ -419,12 +419,12 @@ def test_second_failback_refused_by_the_lock_in_ceph(
     assert "gone" in str(info.value) and "break" in str(info.value)
     broken = second.break_lock()
     assert broken is not None and broken.host == "gone"
-    assert Journal(tmp_path / "two.jsonl").find(step="run", event="lock-broken")
+    assert Journal(tmp_path / f"{tmp_path.name}-two.jsonl").find(step="run", event="lock-broken")
     report = second.run()
     assert report.complete, report
     assert second.lock_holder() is None, "the lock outlived the run"
-    assert_failed_back(world, expected, make(world, tmp_path / "two.jsonl"))
-    assert_invariants(world, expected, tmp_path / "two.jsonl", promotes)
+    assert_failed_back(world, expected, make(world, tmp_path / f"{tmp_path.name}-two.jsonl"))
+    assert_invariants(world, expected, tmp_path / f"{tmp_path.name}-two.jsonl", promotes)
     with world.lab.connect("a") as a, a.ioctx(world.lab.pool) as ioctx:
         ioctx.stat(LOCK_OBJECT)  # the lock lives in site A's pool
 
@@ -438,12 +438,12 @@ def test_vm_already_running_on_a_is_refused(
     restarted = world.vms[1]
     world.site("a").one.resume(restarted.vm_a, timeout=30)  # someone restarted it
     before = state(world)
-    fb = make(world, tmp_path / "j.jsonl")
+    fb = make(world, tmp_path / f"{tmp_path.name}-j.jsonl")
     found = {(b.kind, b.target) for b in fb.plan().blockers}
     assert ("vm-not-stopped", f"vm:site-a:{restarted.vm_a}") in found, found
     with pytest.raises(SafetyError) as info:
         fb.run()
     assert str(restarted.vm_a) in str(info.value)
-    assert state(world) == before and nothing_done(tmp_path / "j.jsonl")
+    assert state(world) == before and nothing_done(tmp_path / f"{tmp_path.name}-j.jsonl")
     assert not world.oned_b.actions
-    assert_invariants(world, expected, tmp_path / "j.jsonl", promotes)
+    assert_invariants(world, expected, tmp_path / f"{tmp_path.name}-j.jsonl", promotes)

@@ -77,7 +77,9 @@ def error_texts(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def write_config(world: World, tmp_path: Path, journal: str = "cli.jsonl") -> Path:
+def write_config(world: World, tmp_path: Path, journal: str | None = None) -> Path:
+    # Journal names unique in the lab: each has its copy in site A's pool under its name.
+    journal = journal or f"{tmp_path.name}-cli.jsonl"
     sections = []
     for which, oned in (("a", world.oned_a), ("b", world.oned_b)):
         cluster = world.lab.site(which)
@@ -128,7 +130,7 @@ def test_secrets_never_appear_anywhere(lab: Lab, tmp_path: Path,
         expected = world.expected_checksums()
         first, second = world.vms
         events: list[Any] = []
-        journal = tmp_path / "j.jsonl"
+        journal = tmp_path / f"{tmp_path.name}-j.jsonl"
         fb = Failback(world.site("a"), world.site("b"), lab.pool, journal=journal,
                       timeouts=TIMEOUTS, vms=[first.vm_b], listeners=[events.append])
         # The whole failback runs as the least-privileged client, on both sites.
@@ -171,7 +173,8 @@ def test_secrets_never_appear_anywhere(lab: Lab, tmp_path: Path,
         site_a.one = OpenNebulaSite(site_a.name, world.oned_a.endpoint,
                                     credentials=f"oneadmin:{wrong_password}")
         with pytest.raises(OpenNebulaAuthenticationError) as wrong:
-            Failback(site_a, world.site("b"), lab.pool, journal=tmp_path / "x.jsonl").plan()
+            Failback(site_a, world.site("b"), lab.pool,
+                     journal=tmp_path / f"{tmp_path.name}-x.jsonl").plan()
         errors.append(wrong.value)
         bad_keyring = tmp_path / "bad.keyring"
         bad_keyring.write_text(f"[{FAILBACK_CLIENT}]\n\tkey = {random_ceph_key()}\n")
@@ -212,7 +215,7 @@ def test_secrets_never_appear_anywhere(lab: Lab, tmp_path: Path,
         assert_failed_back(world, expected, fb)
 
     outputs["journal"] = journal.read_text()
-    outputs["cli journal"] = (tmp_path / "cli.jsonl").read_text()
+    outputs["cli journal"] = (tmp_path / f"{tmp_path.name}-cli.jsonl").read_text()
     outputs["logs"] = caplog.text
     outputs["log arguments"] = "\n".join(repr(r.args) for r in caplog.records)
     # The searches looked at real output.
@@ -295,7 +298,8 @@ def test_failback_client_outside_its_pool_is_a_clear_error(
         assert info.value.site == lab.site_a.name and info.value.pool == name
         assert f"osd 'profile rbd pool={name}'" in (info.value.hint or "")
         with World(lab) as world:
-            fb = Failback(world.site("a"), world.site("b"), name, journal=tmp_path / "j.jsonl",
+            fb = Failback(world.site("a"), world.site("b"), name,
+                          journal=tmp_path / f"{tmp_path.name}-j.jsonl",
                           timeouts=TIMEOUTS)
             for call in (fb.plan, fb.run):
                 with pytest.raises(CephPermissionError) as info:
@@ -312,7 +316,7 @@ def test_failback_client_outside_its_pool_is_a_clear_error(
             assert "profile rbd" in doc["hint"]
         with lab.site_a.admin().ioctx(name) as ioctx:
             assert rbd.RBD().list(ioctx) == ["guarded"]
-        assert not (tmp_path / "j.jsonl").exists()
+        assert not (tmp_path / f"{tmp_path.name}-j.jsonl").exists()
     finally:
         with lab.site_a.admin().ioctx(name) as ioctx:
             rbd.RBD().remove(ioctx, "guarded")

@@ -186,6 +186,8 @@ class Fake:
             return {fb.pool: broken} if broken is not None else {}
 
         monkeypatch.setattr(Failback, "locked", locked)
+        monkeypatch.setattr(Failback, "pull_journal",
+                            lambda fb: fake.calls.append(("pull_journal", None)))
         monkeypatch.setattr(Failback, "lock_holder", lambda fb: fake.holder)
         monkeypatch.setattr(Failback, "lock_holders",
                             lambda fb: {fb.pool: fake.holder} if fake.holder else {})
