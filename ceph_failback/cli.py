@@ -212,6 +212,7 @@ def _cmd_plan(ctx: _Context) -> int:
 
 def _cmd_status(ctx: _Context) -> int:
     fb = _make_failback(ctx)
+    fb.pull_journal()  # a failback recorded from another machine or directory
     status: dict[str, Any] = {"pool": fb.pool, "site_a": fb.site_a.name,
                               "site_b": fb.site_b.name, "journal": str(ctx.journal)}
     holder = fb.lock_holder()
