@@ -27,6 +27,7 @@ from ..errors import (
 )
 from .bindings import import_bindings, map_ceph_error
 from .daemons import BEACON_CONFIRM, DaemonHealth, judge_daemon_health
+from .rbd_journal import JournalHeader, parse_header
 from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
 
 if TYPE_CHECKING:
@@ -402,6 +403,37 @@ class MirrorPool:
         # librbd refuses to list lock owners through a read-only handle (EINVAL).
         with self.open_image(image) as handle:
             return [dict(o) for o in self._call("listing lock owners", handle.lock_get_owners, image)]
+
+    def journal_header(self, image: str, image_id: str | None = None) -> JournalHeader | None:
+        """The image's journal header, read now from its ``journal.<image id>`` object
+        (:mod:`~ceph_failback.ceph.rbd_journal`): the registered clients with their commit
+        positions, and the tags. ``None`` when the image has no journal (snapshot-based
+        mirroring, or journaling off); a missing image raises :class:`ImageNotFoundError`.
+        ``image_id`` (from :meth:`infos`) saves opening the image."""
+        if image_id is None:
+            with self.open_image(image, read_only=True) as handle:
+                image_id = str(handle.id())
+        oid = f"journal.{image_id}"
+        rados = self._rados
+        with self._ioctx() as ioctx:
+            def read() -> dict[str, bytes]:
+                out: dict[str, bytes] = {}
+                start = ""
+                while True:
+                    with rados.ReadOpCtx() as op:
+                        it, _ = ioctx.get_omap_vals(op, start, "", 512)
+                        ioctx.operate_read_op(op, oid)
+                        batch = dict(it)
+                    out.update(batch)
+                    if len(batch) < 512:
+                        return out
+                    start = max(batch)
+
+            try:
+                omap = self._call("reading the image's journal header", read, image)
+            except ImageNotFoundError:
+                return None  # no journal object: not journal-based
+        return parse_header(omap, site=self.site.name, pool=self.pool, image=image)
 
     def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
         """The image's mirror snapshots (snapshot-based mirroring), oldest first."""

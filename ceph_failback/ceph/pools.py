@@ -23,6 +23,7 @@ from ..errors import CephError, ImageNotFoundError
 from .daemons import DaemonHealth
 from .lock import Holder
 from .mirror import MirrorSnapshot, OperationResult, Peer
+from .rbd_journal import JournalHeader
 from .seams import MirrorSide, PoolLockSide
 from .status import MirrorImageInfo, MirrorStatus
 
@@ -170,6 +171,10 @@ class PoolSet:
     def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
         side, name = self._route(image)
         return side.mirror_snapshots(name)
+
+    def journal_header(self, image: str, image_id: str | None = None) -> JournalHeader | None:
+        side, name = self._route(image)
+        return side.journal_header(name, image_id)
 
     # -- operations ----------------------------------------------------------------------------
 

@@ -408,8 +408,15 @@ class Failback:
                 blockers.append(Blocker("daemon-health-unknown", f"rbd-mirror@{self.site_a.name}",
                                         f"cannot read the rbd-mirror service status: {exc}",
                                         waivable=True))
-            views = [ImageView(n, infos_a.get(n), infos_b.get(n), stat_a.get(n), stat_b.get(n))
-                     for n in scope.images]
+            try:
+                epochs = resync_a.undecided_epochs(self.pool_a(), self.pool_b(), scope.images,
+                                                   infos_a, infos_b, stat_a, self.ledger.image)
+            except CephError as exc:
+                epochs = {}
+                warnings.append(f"cannot read the images' journals ({exc}): step 2 reads them "
+                                "again, and fails if it cannot")
+            views = [ImageView(n, infos_a.get(n), infos_b.get(n), stat_a.get(n), stat_b.get(n),
+                               epochs.get(n)) for n in scope.images]
             outside = outside_scope(scope.images, infos_a, infos_b)
             if outside:
                 warnings.append(unprotected_warning(outside, self.site_b.name))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from ..ceph.rbd_journal import LOCAL_OWNER, ReplayEpoch
 from ..ceph.status import MirrorImageInfo, MirrorStatus, ReplayKind
 from ..errors import FailbackError, ImageNotFoundError, SafetyError
 from ..opennebula.records import VM
@@ -34,6 +35,7 @@ __all__ = [
     "no_primary",
     "only_current_copy",
     "replay_proof",
+    "journal_replay_proof",
     "needs_resync",
     "promote_proof",
     "promotable",
@@ -79,13 +81,14 @@ class Names:
 @dataclass(frozen=True)
 class ImageView:
     """One image as both sites show it now. ``None`` where a site does not list it (missing,
-    or not mirror-enabled) or where the status was not read."""
+    or not mirror-enabled) or where the status, or the journals (``epoch``), were not read."""
 
     name: str
     info_a: MirrorImageInfo | None
     info_b: MirrorImageInfo | None
     status_a: MirrorStatus | None = None
     status_b: MirrorStatus | None = None
+    epoch: ReplayEpoch | None = None
 
     @property
     def primary_a(self) -> bool:
@@ -210,26 +213,62 @@ def needs_resync(status: MirrorStatus | None) -> bool:
     return status is not None and status.is_split_brain()
 
 
-def replay_proof(status: MirrorStatus | None) -> str | None:
-    """Rule ``replay-proof`` (the tag-epoch rule): what A's status proves of its replay from B,
-    or ``None`` if it proves nothing.
+def journal_replay_proof(epoch: ReplayEpoch | None) -> str | None:
+    """Journal mode, the tag-epoch rule read from the journals themselves: A replays B's copy
+    inside B's current epoch, or ``None`` if the journals do not prove it now.
 
-    Journal mode: A reports replaying (``up``, no split-brain) **and** its replay position
-    carries B's current ``tag_tid``: A has replayed past B's promotion, so it is no orphan of
-    its own demotion. "Replaying" alone is not enough: right after a flip (a DR test) A can
-    report replaying before it has replayed B's promotion, and librbd would then accept a
-    non-forced promote of A's old data. Snapshot mode: replaying from B (the promote step then
-    also requires A's newest mirror snapshot to be the complete copy of B's demotion snapshot).
+    All of these, read at the same moment (:class:`~ceph_failback.ceph.rbd_journal.ReplayEpoch`):
+
+    - B's current epoch (its newest tag) is B's own: B is the primary in it;
+    - A's rbd-mirror client in B's journal is connected and has committed an entry of that
+      epoch. rbd-mirror commits a remote entry only once it is replayed on A
+      (image_replayer/journal/Replayer.cc), and replays an epoch only after checking that A's
+      history leads into it (else it reports split-brain and replays nothing); B's epoch starts
+      with B's promotion, so A has replayed past it and every entry before it;
+    - A's own current epoch is one it replays from B (its newest tag is owned by B's mirror
+      uuid, as rbd-mirror allocates it): A has not been promoted or demoted since (a copy
+      promoted after committing would still show that commit in B's journal).
+
+    These are what ``rbd mirror image status`` prints as ``primary_position`` and
+    ``non_primary_position`` (ReplayStatusFormatter.cc reads the same two clients), but current
+    at every read: rbd-mirror publishes them only on its own status cycle (~30 s), and right
+    after a flip it publishes "replaying" with no position in B's epoch yet, which would accept
+    a non-forced promote of A's old data (the stale-promote trap).
+    """
+    if epoch is None:
+        return None
+    b, a, client = epoch.b_epoch, epoch.a_epoch, epoch.a_client
+    if b is None or b.owner != LOCAL_OWNER:
+        return None
+    if client is None or not client.connected or client.position is None:
+        return None
+    if client.position.tag_tid != b.tid:
+        return None
+    if a is None or a.owner != epoch.b_uuid:
+        return None
+    return (f"replaying from B inside B's current epoch (B's journal: A committed entry "
+            f"{client.position.entry_tid} of epoch {b.tid})")
+
+
+def replay_proof(status: MirrorStatus | None, epoch: ReplayEpoch | None = None) -> str | None:
+    """Rule ``replay-proof`` (the tag-epoch rule): what A's copy proves of its replay from B,
+    or ``None`` if it proves nothing now.
+
+    A's status must not be split-brained (that needs a resync). Journal mode: the journals
+    prove it (:func:`journal_replay_proof`); A's status alone never does, since its replay
+    positions are as old as rbd-mirror's last status cycle. Snapshot mode: A replays from B
+    (the promote step then also requires A's newest mirror snapshot to be the complete copy of
+    B's demotion snapshot).
     """
     if status is None or status.is_split_brain():
         return None
+    if epoch is not None and (epoch.a_epoch is not None or epoch.b_epoch is not None):
+        return journal_replay_proof(epoch)
     local = status.local
     if not (local.up and local.is_replaying() and local.replay is not None):
         return None
     if local.replay.kind is ReplayKind.SNAPSHOT:
         return "replaying from B"
-    if local.replay.in_primary_epoch():
-        return "replaying from B inside B's current epoch"
     return None
 
 

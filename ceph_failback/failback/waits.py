@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ceph.mirror import MirrorSnapshot
+from ..ceph.rbd_journal import ReplayEpoch
 from ..ceph.status import MirrorStatus
 from ..waiting import Acceptor, Verdict, Waiter
 from .safety import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, needs_resync, replay_proof
 
-__all__ = ["Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
+__all__ = ["Replay", "Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
            "CAUGHT_UP", "CATCH_UP_ENTRIES", "nearly_caught_up",
            "WRITER_RELEASED", "DEMOTION_COPIED", "PROTECTED", "REPLAYING_FROM_A",
            "SPLIT_BRAIN_ON_B"]
@@ -26,14 +27,31 @@ def _summary(status: MirrorStatus) -> str:
     return status.local.summary()
 
 
-#: Step 2, an image not known to need a resync: wait until A's status decides it (limit
-#: ``settle``). Proven replaying from B: no resync. Split-brained: resync. Undecided at the
-#: limit: resync (B is primary, so that is safe).
-REPLAY_PROOF: Waiter[MirrorStatus] = Waiter(
-    "replay-proof", "site A to report how it replays",
-    (Acceptor(Verdict.DONE, needs_resync, "split-brain: resync from B"),
-     Acceptor(Verdict.DONE, lambda s: replay_proof(s) is not None, "proven replaying from B")),
-    limit="settle", describe=_summary, must_finish=False)
+@dataclass(frozen=True)
+class Replay:
+    """Step 2, one image: A's status and, journal mode, both copies' journals (``None``:
+    snapshot mode), read at the same poll."""
+
+    status: MirrorStatus
+    epoch: ReplayEpoch | None = None
+
+    def proof(self) -> str | None:
+        """:func:`~.safety.replay_proof`."""
+        return replay_proof(self.status, self.epoch)
+
+    def __str__(self) -> str:
+        summary = self.status.local.summary()
+        return f"{summary}; journals: {self.epoch}" if self.epoch is not None else summary
+
+
+#: Step 2, an image not known to need a resync: wait until A's status or the journals decide
+#: it (limit ``settle``). Proven replaying from B: no resync. Split-brained: resync. Undecided
+#: at the limit: resync (B is primary, so that is safe).
+REPLAY_PROOF: Waiter[Replay] = Waiter(
+    "replay-proof", "site A to prove how it replays",
+    (Acceptor(Verdict.DONE, lambda o: needs_resync(o.status), "split-brain: resync from B"),
+     Acceptor(Verdict.DONE, lambda o: o.proof() is not None, "proven replaying from B")),
+    limit="settle", describe=str, must_finish=False)
 
 
 @dataclass(frozen=True)

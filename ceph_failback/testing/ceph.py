@@ -42,6 +42,7 @@ from typing import Any
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
+from ..ceph.rbd_journal import JournalHeader
 from ..ceph.seams import JournalCopySide, PoolLockSide
 from ..ceph.status import MirrorImageInfo, MirrorState, MirrorStatus, parse_mirror_status
 from ..errors import (
@@ -52,6 +53,7 @@ from ..errors import (
     NotReadyError,
     PoolNotFoundError,
 )
+from .journals import header
 
 __all__ = ["MemoryCeph", "MemoryCephSite", "MemoryMirrorPool"]
 
@@ -357,6 +359,15 @@ class MemoryCeph:
             copy.published = (state, head, positions)
             copy.published_at = time.time()
 
+    def journal_header(self, site: str, name: str) -> JournalHeader:
+        """The journal header of a site's copy (:func:`~.journals.header`)."""
+        with self.lock:
+            copy = self._copy(site, name)
+            peer_site = self.peer_of(site)
+            peer = self.images[name].copies.get(peer_site)
+            return header(copy.entries, site, peer.entries if peer is not None else None,
+                          peer_site, lambda s: _uuid(s, self.pool))
+
     def raw_status(self, site: str, name: str) -> dict[str, Any]:
         """librbd's status dict of a site's copy (what ``mirror_image_get_status`` answers)."""
         with self.lock:
@@ -536,6 +547,11 @@ class MemoryMirrorPool:
     def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
         """None: journal-based mirroring."""
         return []
+
+    def journal_header(self, image: str, image_id: str | None = None) -> JournalHeader | None:
+        """The image's journal header (:meth:`MemoryCeph.journal_header`)."""
+        self._tick()
+        return self.world.journal_header(self.site_name, image)
 
     def demote(self, image: str) -> None:
         """Demote on this site."""

@@ -338,3 +338,43 @@ def test_the_journal_copy_in_site_as_pool(lab: Lab, tmp_path) -> None:
         assert (synced.adopted, synced.copied) == (51, 0)
         assert second.records == first.records
         assert "object 'ceph_failback.journal." in synced.copy and "site-a" in synced.copy
+
+
+def test_the_journals_prove_a_replays_b_s_epoch_after_a_flip(lab: Lab, names) -> None:
+    """Issue 14 item 1: after a DR-test flip, the tag-epoch proof is read from both journal
+    headers (as the least-privileged failback client) and holds as soon as A's rbd-mirror has
+    committed B's promotion: before that it does not, and A's status alone never decides."""
+    from ceph_failback.ceph.rbd_journal import ReplayEpoch
+    from ceph_failback.failback.safety import journal_replay_proof
+
+    (name,) = names()
+    lab.create_image(name, data=pattern(name, 4096))
+    lab.wait_replicated([name])
+    with lab.connect("a", client="client.failback") as a, \
+            lab.connect("b", client="client.failback") as b:
+        pa, pb = a.pool(lab.pool), b.pool(lab.pool)
+        a_uuid, b_uuid = pa.mirror_uuid(), pb.mirror_uuid()
+
+        def epoch() -> ReplayEpoch:
+            ids = pa.infos([name])[name].image_id, pb.infos([name])[name].image_id
+            return ReplayEpoch.read(pa.journal_header(name, ids[0]),
+                                    pb.journal_header(name, ids[1]), a_uuid=a_uuid,
+                                    b_uuid=b_uuid)
+
+        # Before the flip A is the primary: nothing proves A replays B.
+        assert journal_replay_proof(epoch()) is None
+        before = epoch()
+        assert before.b_epoch is not None and before.b_epoch.owner == a_uuid  # B replays A
+        pa.demote(name)
+        poll(lambda: _try_promote(pb, name), what="promote on site-b")
+        started = time.monotonic()
+        proven = poll(lambda: e if journal_replay_proof(e := epoch()) else None,
+                      what="the journals to prove A replays B's epoch", timeout=90)
+        took = time.monotonic() - started
+        assert proven.a_client is not None and proven.a_client.position is not None
+        assert proven.b_epoch is not None and proven.a_client.position.tag_tid == proven.b_epoch.tid
+        # Reading it again without the image ids opens the images: the same header.
+        assert pb.journal_header(name) == pb.journal_header(name, pb.infos([name])[name].image_id)
+        print(f"journal proof {took:.1f}s after B's promotion")
+        with pytest.raises(ImageNotFoundError):
+            pb.journal_header(f"{name}-missing")

@@ -126,11 +126,12 @@ def test_unplanned_disaster_end_to_end(world: World, tmp_path: Path) -> None:
 
 def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
     expected = build(world, 2, kind="planned")
-    # The default settle: A's replay position (the proof that it replays inside B's tag epoch)
-    # reaches the status only on rbd-mirror's own ~30 s report cycle, so a 30 s settle can
-    # expire first and resync images that did not need it (seen once in CI).
+    # The proof that A replays inside B's epoch is read from the journals (issue 14 item 1):
+    # A's replay position reaches the status only on rbd-mirror's own ~30 s report cycle
+    # (measured 13-39 s after the flip), the journals within seconds (A's client commits every
+    # rbd_mirror_journal_commit_age, 5 s). A 30 s settle used to expire first and resync.
     fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl",
-                       timeouts=dataclasses.replace(TIMEOUTS, settle=Timeouts().settle))
+                       timeouts=dataclasses.replace(TIMEOUTS, settle=30.0))
     plan = fb.plan()
     assert plan.ok, plan
     assert not any(a.do for a in plan.actions("demote_a"))
@@ -138,6 +139,8 @@ def test_dr_test_failback_resyncs_nothing(world: World, tmp_path: Path) -> None:
     assert report.complete
     assert not any(i.resynced for i in report.images), fb.journal.find(step="resync_a")
     assert fb.journal.find(step="resync_a", event="done") == []
+    proofs = [r.data.get("proof", "") for r in fb.journal.find(step="resync_a", event="observed")]
+    assert len(proofs) == len(expected) and all("B's journal" in p for p in proofs), proofs
     assert_failed_back(world, expected, fb)
 
 

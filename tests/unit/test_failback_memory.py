@@ -6,6 +6,7 @@ stand-in; both are checked against the real lab by tests/lab (same scenarios, re
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 
 from ceph_failback.errors import LockedError, SafetyError, StepFailedError
-from ceph_failback.failback import EventKind, Failback
+from ceph_failback.failback import EventKind, Failback, safety
 from ceph_failback.failback.journal import Journal
+from ceph_failback.failback.steps import resync_a
 from ceph_failback.lab.oned import Delays
 from ceph_failback.opennebula.site import OpenNebulaSite
 from ceph_failback.testing import MemoryWorld
@@ -66,26 +68,53 @@ def test_dr_test_failback_resyncs_nothing(world: MemoryWorld, tmp_path: Path) ->
     assert_failed_back(world, world.images())
 
 
-def test_dr_test_waits_for_the_epoch_proof_instead_of_trusting_replaying(
+def test_dr_test_proof_comes_from_the_journals_not_the_lagging_status(
         tmp_path: Path) -> None:
-    # Statuses lag: A reports "replaying" right after the flip with a position in its own old
-    # epoch. Step 2 must neither skip on that (the stale-promote trap) nor resync: it waits for
-    # the periodic update that proves A is inside B's epoch.
-    with MemoryWorld(status_period=25) as world:
+    # Statuses lag (rbd-mirror publishes replay positions on its own cycle): A's status still
+    # shows a position in its own old epoch, or none, while the journals already show that A
+    # committed B's epoch. The plan and step 2 read the journals: no resync, no wait for the
+    # status cycle.
+    with MemoryWorld(status_period=1000) as world:
         world.add_vm("db")
         world.disaster("planned", new_data=NEW)
         fb = world.failback(tmp_path / "j.jsonl")
         plan = fb.plan()
         image = world.images()[0]
-        assert plan.images[0].status_a is not None
+        status_a = plan.images[0].status_a
+        assert status_a is not None and not (
+            status_a.local.replay is not None and status_a.local.replay.in_primary_epoch())
         action = plan.images[0].action("resync_a")
-        assert action is not None and action.do and "not proven" in action.reason, plan
+        assert action is not None and not action.do and "epoch" in action.reason, plan
         report = fb.run()
         assert report.complete and not report.images[0].resynced
         proofs = [r.data["proof"] for r in Journal(tmp_path / "j.jsonl").find(
             step="resync_a", event="observed")]
         assert proofs and "epoch" in proofs[0]
+        assert not [c for c in world.ceph.calls if c[1] == "resync"]
         assert_failed_back(world, [image])
+
+
+def test_a_copy_not_yet_past_b_s_promotion_is_waited_for_not_skipped(tmp_path: Path) -> None:
+    # Right after the flip A reports "replaying" but has not replayed B's promotion: the
+    # journals do not prove it yet. Step 2 must neither skip (the stale-promote trap) nor
+    # resync at once: it waits until the journals prove it.
+    with MemoryWorld(auto_tick=False) as world:
+        world.add_vm("db")
+        world.disaster("planned", new_data=NEW)
+        fb = world.failback(tmp_path / "j.jsonl")
+        image = world.images()[0]
+        epoch = resync_a.read_epochs(fb.pool_a(), fb.pool_b(), [image],
+                                     fb.pool_a().infos([image]), fb.pool_b().infos([image]))
+        assert safety.journal_replay_proof(epoch[image]) is None
+        assert fb.plan().images[0].action("resync_a").do  # type: ignore[union-attr]
+        ticker = threading.Timer(0.5, lambda: setattr(world.ceph, "auto_tick", True))
+        ticker.start()
+        try:
+            report = fb.run()
+        finally:
+            ticker.cancel()
+        assert report.complete and not report.images[0].resynced, report
+        assert not [c for c in world.ceph.calls if c[1] == "resync"]
 
 
 # -- plan equals execution -------------------------------------------------------------------
@@ -675,7 +704,30 @@ def test_a_failed_status_read_while_settling_fails_the_step_and_resyncs_nothing(
             return real(self, *args, **kwargs)
 
         monkeypatch.setattr(MemoryMirrorPool, "statuses", flaky)
+        # B's journal unreadable as empty: the journals prove nothing, so the step settles.
+        monkeypatch.setattr(MemoryMirrorPool, "journal_header", lambda *a, **k: None)
         with pytest.raises(CephConnectionError):
+            fb.resync_site_a()
+        assert not [c for c in world.ceph.calls if c[1] == "resync"]
+
+
+def test_a_failed_journal_read_fails_the_step_and_resyncs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ceph_failback.errors import CephPermissionError
+    from ceph_failback.testing.ceph import MemoryMirrorPool
+
+    with MemoryWorld() as world:
+        world.add_vm("db")
+        world.disaster("planned", new_data=NEW)
+        fb = world.failback(tmp_path / "j.jsonl")
+
+        def denied(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
+            raise CephPermissionError("omap read denied", site=self.site_name, image=image)
+
+        monkeypatch.setattr(MemoryMirrorPool, "journal_header", denied)
+        plan = fb.plan()  # the plan warns and goes on; the step fails
+        assert any("cannot read the images' journals" in w for w in plan.warnings), plan
+        with pytest.raises(CephPermissionError):
             fb.resync_site_a()
         assert not [c for c in world.ceph.calls if c[1] == "resync"]
 

@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 
+from ceph_failback.ceph.rbd_journal import (
+    LOCAL_OWNER,
+    ORPHAN_OWNER,
+    JournalClient,
+    JournalTag,
+    ObjectPosition,
+    ReplayEpoch,
+)
 from ceph_failback.ceph.status import MirrorImageInfo, parse_mirror_status
 from ceph_failback.errors import ImageNotFoundError, SafetyError
 from ceph_failback.failback import safety
@@ -54,10 +62,26 @@ SPLIT = status("split-brain detected", state=1)
 IN_EPOCH = replaying(5, 5)
 OLD_EPOCH = replaying(3, 5)  # replaying, but not yet past B's promotion: an orphan still
 
+B_UUID = "uuid-of-b"
 
-def view(a: bool | None, b: bool | None, sa: Any = None, sb: Any = None) -> ImageView:
+
+def epoch(committed: int | None = 5, *, b_tid: int = 5, b_owner: str = LOCAL_OWNER,
+          a_owner: str = B_UUID, connected: bool = True) -> ReplayEpoch:
+    """The journals: B's current epoch ``b_tid`` (owned by ``b_owner``), A's rbd-mirror client
+    in B's journal committed in epoch ``committed``, A's current epoch owned by ``a_owner``."""
+    positions = () if committed is None else (ObjectPosition(committed, 3),)
+    return ReplayEpoch(JournalTag(b_tid, 0, b_owner), JournalTag(9, 0, a_owner),
+                       JournalClient("uuid-of-a", positions, connected), B_UUID)
+
+
+PROVEN_EPOCH = epoch()
+
+
+def view(a: bool | None, b: bool | None, sa: Any = None, sb: Any = None,
+         ep: ReplayEpoch | None = None) -> ImageView:
     """``a``/``b``: primary on that site; ``None``: not listed there."""
-    return ImageView(IMG, None if a is None else info(a), None if b is None else info(b), sa, sb)
+    return ImageView(IMG, None if a is None else info(a), None if b is None else info(b), sa, sb,
+                     ep)
 
 
 H = ImageHistory(IMG)
@@ -120,15 +144,37 @@ def test_rule(rule: str, fires: bool, call: Any) -> None:
         assert refusal is None
 
 
-def test_replay_proof_is_the_tag_epoch_rule() -> None:
-    assert safety.replay_proof(IN_EPOCH) is not None
-    assert safety.replay_proof(OLD_EPOCH) is None  # replaying, yet still an orphan
-    assert safety.replay_proof(replace(IN_EPOCH, local=replace(IN_EPOCH.local, up=False))) is None
-    assert safety.replay_proof(SPLIT) is None
-    assert safety.replay_proof(status("remote image demoted", state=0)) is None
-    assert safety.replay_proof(None) is None
+def test_replay_proof_is_the_tag_epoch_rule_read_from_the_journals() -> None:
+    # Journal mode: the journals prove it, whatever the status's (old) positions say.
+    assert safety.replay_proof(OLD_EPOCH, PROVEN_EPOCH) is not None
+    assert safety.replay_proof(IN_EPOCH, epoch(4)) is None  # A committed only B's old epoch
+    assert safety.replay_proof(IN_EPOCH, epoch(None)) is None  # A committed nothing yet
+    assert safety.replay_proof(IN_EPOCH) is None  # the status alone never proves it
+    assert safety.replay_proof(OLD_EPOCH) is None
+    # A split-brained status vetoes (a resync is the safe answer), and no status is no proof.
+    assert safety.replay_proof(SPLIT, PROVEN_EPOCH) is None
+    assert safety.replay_proof(None, PROVEN_EPOCH) is None
+    # Snapshot mode (no journal on either copy): replaying from B.
     snap = status('replaying, {"replay_state": "idle", "remote_snapshot_timestamp": 1}')
     assert safety.replay_proof(snap) is not None
+    assert safety.replay_proof(snap, ReplayEpoch(None, None, None, B_UUID)) is not None
+    assert safety.replay_proof(status("remote image demoted", state=0)) is None
+
+
+@pytest.mark.parametrize(("case", "ep"), [
+    ("B demoted: its current epoch is the orphan", epoch(b_owner=ORPHAN_OWNER)),
+    ("B's current epoch replays A", epoch(b_owner="uuid-of-a")),
+    ("A's client disconnected (fell behind: needs a resync)", epoch(connected=False)),
+    ("A promoted after it committed B's epoch", epoch(a_owner=LOCAL_OWNER)),
+    ("A demoted after that: an orphan of its own", epoch(a_owner=ORPHAN_OWNER)),
+    ("A committed an older epoch", epoch(4)),
+    ("A not registered in B's journal", replace(PROVEN_EPOCH, a_client=None)),
+    ("A has no journal", replace(PROVEN_EPOCH, a_epoch=None)),
+    ("B has no journal", replace(PROVEN_EPOCH, b_epoch=None)),
+])
+def test_journal_replay_proof_refuses(case: str, ep: ReplayEpoch) -> None:
+    assert safety.journal_replay_proof(PROVEN_EPOCH) is not None
+    assert safety.journal_replay_proof(ep) is None, case
 
 
 def test_takeover_and_unsafe_disks() -> None:
@@ -180,10 +226,12 @@ DECISIONS = [
         view(False, True), replace(H, demoted_a=True), NAMES), Choice.DO, "diverged"),
     ("resync_a split-brain", lambda: resync_a.decide(view(False, True, SPLIT), H, NAMES),
      Choice.DO, "split-brain"),
-    ("resync_a proven by status", lambda: resync_a.decide(view(False, True, IN_EPOCH), H, NAMES),
-     Choice.SKIP, "epoch"),
+    ("resync_a proven by the journals", lambda: resync_a.decide(
+        view(False, True, OLD_EPOCH, ep=PROVEN_EPOCH), H, NAMES), Choice.SKIP, "epoch"),
+    ("resync_a in B's epoch by the status only", lambda: resync_a.decide(
+        view(False, True, IN_EPOCH), H, NAMES), Choice.SETTLE, "not proven"),
     ("resync_a replaying in an old epoch", lambda: resync_a.decide(
-        view(False, True, OLD_EPOCH), H, NAMES), Choice.SETTLE, "not proven"),
+        view(False, True, OLD_EPOCH, ep=epoch(4)), H, NAMES), Choice.SETTLE, "not proven"),
     ("resync_a still primary on A", lambda: resync_a.decide(view(True, True), H, NAMES),
      Choice.REFUSE, "demote it first"),
     ("resync_a B not primary", lambda: resync_a.decide(view(False, False), H, NAMES),

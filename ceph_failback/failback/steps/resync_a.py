@@ -2,7 +2,8 @@
 
 Only images that need it are resynced: those that were primary on A (they diverged from B), and
 those that are split-brained or do not prove within ``timeouts.settle`` that they replay from B
-(:func:`~ceph_failback.failback.safety.replay_proof`). A resync this failback recorded is never
+(:func:`~ceph_failback.failback.safety.replay_proof`; journal mode reads the proof from both
+copies' journals at each poll, :func:`read_epochs`). A resync this failback recorded is never
 requested again, and a copy rbd-mirror recreated (new image id) is never resynced; a request
 interrupted before its record is repeated only on the same image id, which is harmless (librbd's
 resync only sets a flag on the image). B must be the primary (never resync the only current
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from ...ceph.status import MirrorStatus
+from ...ceph.rbd_journal import ReplayEpoch
+from ...ceph.seams import MirrorSide
+from ...ceph.status import MirrorImageInfo, MirrorStatus
 from ...errors import FailbackError, ImageNotFoundError, WaitFailedError
 from ..events import EventKind
 from ..ledger import ImageHistory, Step, image_target
@@ -30,7 +33,7 @@ from ..safety import (
     only_current_copy,
     replay_proof,
 )
-from ..waits import REPLAY_PROOF, RESYNCED, Resynced
+from ..waits import REPLAY_PROOF, RESYNCED, Replay, Resynced
 from .base import Choice, Decision, Recorder, StepContext, StepResult
 
 STEP = Step.RESYNC_A
@@ -73,12 +76,18 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
         return Decision.do("A was primary (diverged): resync from B")
     if needs_resync(view.status_a):
         return Decision.do("split-brain on A: resync from B")
-    proof = replay_proof(view.status_a)
+    proof = replay_proof(view.status_a, view.epoch)
     if proof is not None:
         return Decision.skip(f"already {proof}", proof=f"{proof} before the failback")
     label = view.status_a.local.label if view.status_a is not None else "no status"
-    return Decision.settle(f"not proven replaying from B ({label}): resync unless it proves "
-                           "it within the settle limit")
+    return Decision.settle(f"not proven replaying from B yet ({label}): resync unless it "
+                           "proves it within the settle limit")
+
+
+def nothing_recorded(history: ImageHistory) -> bool:
+    """Nothing this failback recorded decides the image: no demotion on A, no resync asked,
+    no proof yet."""
+    return not (history.demoted_a or history.proven or history.resync_attempted_at is not None)
 
 
 def recreated(view: ImageView, history: ImageHistory) -> bool:
@@ -115,6 +124,8 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
     infos_a, statuses_a = pa.overview(names)
     infos_b = ctx.pool_b().infos(names)
     ctx.require_daemon_a("resync")
+    epochs = undecided_epochs(pa, ctx.pool_b(), names, infos_a, infos_b, statuses_a,
+                              ctx.ledger.image)
     to_resync: list[str] = []
     to_settle: list[str] = []
     # image -> when its resync was requested, and A's image id before it
@@ -122,7 +133,8 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
     for name in names:
         t = image_target(name)
         history = ctx.ledger.image(name)
-        view = ImageView(name, infos_a.get(name), infos_b.get(name), statuses_a.get(name))
+        view = ImageView(name, infos_a.get(name), infos_b.get(name), statuses_a.get(name),
+                         epoch=epochs.get(name))
         decision = decide(view, history, ctx.names)
         if decision.choice is Choice.WAIT:
             assert history.resync_attempted_at is not None
@@ -183,22 +195,69 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
     return rec.finish()
 
 
+def read_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
+                infos_a: dict[str, MirrorImageInfo], infos_b: dict[str, MirrorImageInfo],
+                ) -> dict[str, ReplayEpoch]:
+    """Journal mode: both copies' journal headers, read now, for the images listed on both
+    sites in journal mode (:class:`~ceph_failback.ceph.rbd_journal.ReplayEpoch`); a failed read
+    raises (a failed read is no proof, and no reason to resync either)."""
+    wanted = [n for n in names if (a := infos_a.get(n)) is not None
+              and (b := infos_b.get(n)) is not None and "snapshot" not in (a.mode, b.mode)]
+    if not wanted:
+        return {}
+    # One pool's uuid per image (several pools: each has its own).
+    uuids = {n: (pool_a.mirror_uuid(n), pool_b.mirror_uuid(n)) for n in wanted}
+
+    def one(name: str) -> ReplayEpoch:
+        a_uuid, b_uuid = uuids[name]
+        return ReplayEpoch.read(pool_a.journal_header(name, infos_a[name].image_id),
+                                pool_b.journal_header(name, infos_b[name].image_id),
+                                a_uuid=a_uuid, b_uuid=b_uuid)
+
+    out: dict[str, ReplayEpoch] = {}
+    for name, r in pool_a.run_many(wanted, one).items():
+        if not r.ok:
+            assert r.error is not None
+            raise r.error
+        out[name] = r.value
+    return out
+
+
+def undecided_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
+                     infos_a: dict[str, MirrorImageInfo], infos_b: dict[str, MirrorImageInfo],
+                     statuses_a: Mapping[str, MirrorStatus],
+                     history: Callable[[str], ImageHistory]) -> dict[str, ReplayEpoch]:
+    """:func:`read_epochs` of the images only the journals can decide (B primary, A not, no
+    split-brain, nothing recorded): the DR-test case. The plan and the step both read them, so
+    the plan shows what the step will do."""
+    candidates = [n for n in names if (b := infos_b.get(n)) is not None and b.primary
+                  and (a := infos_a.get(n)) is not None and not a.primary
+                  and not needs_resync(statuses_a.get(n)) and nothing_recorded(history(n))]
+    return read_epochs(pool_a, pool_b, candidates, infos_a, infos_b)
+
+
 def settle(ctx: StepContext, names: Sequence[str]) -> dict[str, str | None]:
-    """For images with no proof yet: wait up to ``timeouts.settle`` for a status that decides
-    (:data:`~ceph_failback.failback.waits.REPLAY_PROOF`). Returns the proof per image, ``None``
-    where a resync is needed (split-brained, or undecided: B is primary, so the resync is
-    safe)."""
+    """For images with no proof yet: wait up to ``timeouts.settle`` until A's status and the
+    journals decide (:data:`~ceph_failback.failback.waits.REPLAY_PROOF`), reading both at each
+    poll. Returns the proof per image, ``None`` where a resync is needed (split-brained, or
+    undecided: B is primary, so the resync is safe)."""
     proofs: dict[str, str | None] = {}
     if not names:
         return proofs
 
-    def done(name: str, status: MirrorStatus, _: object) -> None:
-        proofs[name] = replay_proof(status)  # None: split-brained
+    def observe(pending: list[str]) -> dict[str, Replay]:
+        statuses = ctx.pool_a().statuses(pending)
+        listed = list(statuses)
+        epochs = read_epochs(ctx.pool_a(), ctx.pool_b(), listed, ctx.pool_a().infos(listed),
+                             ctx.pool_b().infos(listed))
+        return {n: Replay(st, epochs.get(n)) for n, st in statuses.items()}
+
+    def done(name: str, obs: Replay, _: object) -> None:
+        proofs[name] = obs.proof()  # None: split-brained
 
     # Undecided at the limit: resynced (REPLAY_PROOF does not need to finish). A failed read
     # is no answer: it fails the step (a resync is a full copy, never a reaction to an error).
-    REPLAY_PROOF.run(names, lambda pending: ctx.pool_a().statuses(pending),
-                     timeouts=ctx.timeouts, on_done=done,
+    REPLAY_PROOF.run(names, observe, timeouts=ctx.timeouts, on_done=done,
                      where={"site": ctx.site_a.name, "pool": ctx.pool})
     return {name: proofs.get(name) for name in names}
 

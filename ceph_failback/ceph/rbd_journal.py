@@ -1,0 +1,226 @@
+"""An RBD image's journal header, read on demand: its registered clients and tags.
+
+Journal-based mirroring keeps its authoritative replay state in the image's journal header
+object ``journal.<image id>``, in the omap that Ceph's ``journal`` object class maintains
+(src/cls/journal/cls_journal.cc): one key per registered client (``client_<id>``) with its
+commit position, and one per tag (``tag_<tid as 16 hex digits>``) with the epoch it opens.
+
+- The primary's own librbd client has the empty id; its commit position is the newest entry
+  the primary wrote (what ``rbd mirror image status`` prints as ``primary_position``).
+- The peer site's rbd-mirror registers in the primary's journal under *its* pool's mirror
+  uuid; its commit position is the newest entry that peer replayed and committed
+  (``non_primary_position``). rbd-mirror reads both from this header
+  (src/tools/rbd_mirror/image_replayer/journal/ReplayStatusFormatter.cc) but publishes them
+  only when it next refreshes the image's status, on its own cycle of up to ~30 s; this header
+  is current at every read.
+- A tag's data (librbd::journal::TagData, src/librbd/journal/Types.cc) names the epoch's owner:
+  ``""`` the image itself while primary, ``"<orphan>"`` after its demotion, or the mirror uuid
+  of the peer it replays from.
+
+The formats (Ceph's encoding: little-endian integers, ``u32`` length-prefixed strings and
+lists, ``ENCODE_START`` blocks of ``u8`` version, ``u8`` compat, ``u32`` length) are the same in
+Ceph 16 to 20. This module decodes; :meth:`~ceph_failback.ceph.MirrorPool.journal_header` reads.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..errors import CephError
+
+__all__ = ["ObjectPosition", "JournalClient", "JournalTag", "JournalHeader", "ReplayEpoch",
+           "parse_header", "LOCAL_OWNER", "ORPHAN_OWNER", "MASTER_CLIENT"]
+
+#: librbd::Journal<>::LOCAL_MIRROR_UUID: the tag's image was primary in that epoch.
+LOCAL_OWNER = ""
+#: librbd::Journal<>::ORPHAN_MIRROR_UUID: the epoch opened by the image's demotion.
+ORPHAN_OWNER = "<orphan>"
+#: librbd::Journal<>::IMAGE_CLIENT_ID: the image's own (primary) client.
+MASTER_CLIENT = ""
+
+_CLIENT_PREFIX = "client_"
+_TAG_PREFIX = "tag_"
+
+
+class _Decoder:
+    """Reads Ceph's encoding from a byte string."""
+
+    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = start
+        self.end = len(data) if end is None else end
+
+    def _take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise ValueError(f"truncated: {n} bytes wanted at offset {self.pos} of {self.end}")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def u8(self) -> int:
+        return self._take(1)[0]
+
+    def u32(self) -> int:
+        return int(struct.unpack("<I", self._take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack("<Q", self._take(8))[0])
+
+    def blob(self) -> bytes:
+        return self._take(self.u32())
+
+    def string(self) -> str:
+        return self.blob().decode("utf-8", "replace")
+
+    def block(self) -> _Decoder:
+        """An ``ENCODE_START`` block: the decoder of its body (fields a newer version appends
+        after the ones read are skipped with it)."""
+        self.u8()  # struct_v
+        self.u8()  # compat
+        length = self.u32()
+        body = _Decoder(self.data, self.pos, self.pos + length)
+        self._take(length)
+        return body
+
+
+@dataclass(frozen=True, order=True)
+class ObjectPosition:
+    """A position in the journal: the entry ``entry_tid`` of the epoch ``tag_tid``."""
+
+    tag_tid: int
+    entry_tid: int
+    object_number: int = field(default=0, compare=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"object_number": self.object_number, "tag_tid": self.tag_tid,
+                "entry_tid": self.entry_tid}
+
+
+@dataclass(frozen=True)
+class JournalClient:
+    """A registered client: its commit position (newest first) and whether it is connected (a
+    disconnected peer fell too far behind and must be resynced)."""
+
+    id: str
+    positions: tuple[ObjectPosition, ...]
+    connected: bool
+
+    @property
+    def position(self) -> ObjectPosition | None:
+        """The newest committed position, ``None`` before the first commit."""
+        return self.positions[0] if self.positions else None
+
+
+@dataclass(frozen=True)
+class JournalTag:
+    """An epoch of the journal: its owner (:data:`LOCAL_OWNER`, :data:`ORPHAN_OWNER` or a peer's
+    mirror uuid) and the position it follows (``predecessor``, when ``commit_valid``)."""
+
+    tid: int
+    tag_class: int
+    owner: str
+    predecessor_owner: str = ""
+    predecessor: ObjectPosition | None = None
+
+
+@dataclass(frozen=True)
+class JournalHeader:
+    """The clients and tags of one image's journal, as read at one moment."""
+
+    clients: Mapping[str, JournalClient]
+    tags: Mapping[int, JournalTag]
+
+    @property
+    def master(self) -> JournalClient | None:
+        """The image's own client (its position is the primary's newest entry)."""
+        return self.clients.get(MASTER_CLIENT)
+
+    @property
+    def newest_tag(self) -> JournalTag | None:
+        """The current epoch: the tag with the highest tid (Ceph never prunes the newest)."""
+        return self.tags[max(self.tags)] if self.tags else None
+
+    def client(self, client_id: str) -> JournalClient | None:
+        return self.clients.get(client_id)
+
+
+@dataclass(frozen=True)
+class ReplayEpoch:
+    """What the two copies' journals say, at one moment, of site A replaying site B's image:
+    B's current epoch, A's current epoch, and the client A's rbd-mirror registered in B's
+    journal (under A's pool mirror uuid). ``b_uuid`` is B's pool mirror uuid: the owner A's
+    journal gives the epochs it replays from B. The judgement is
+    :func:`~ceph_failback.failback.safety.journal_replay_proof`."""
+
+    b_epoch: JournalTag | None
+    a_epoch: JournalTag | None
+    a_client: JournalClient | None
+    b_uuid: str
+
+    @classmethod
+    def read(cls, a: JournalHeader | None, b: JournalHeader | None, *, a_uuid: str,
+             b_uuid: str) -> ReplayEpoch:
+        """From both headers (``None``: that copy has no journal)."""
+        return cls(b.newest_tag if b else None, a.newest_tag if a else None,
+                   b.client(a_uuid) if b else None, b_uuid)
+
+    def __str__(self) -> str:
+        pos = self.a_client.position if self.a_client else None
+        return (f"B's epoch {self.b_epoch.tid if self.b_epoch else '?'}, A committed "
+                f"{f'{pos.tag_tid}/{pos.entry_tid}' if pos else 'nothing'}")
+
+
+def _position(d: _Decoder) -> ObjectPosition:
+    body = d.block()
+    object_number, tag_tid, entry_tid = body.u64(), body.u64(), body.u64()
+    return ObjectPosition(tag_tid=tag_tid, entry_tid=entry_tid, object_number=object_number)
+
+
+def _client(raw: bytes) -> JournalClient:
+    body = _Decoder(raw).block()
+    client_id = body.string()
+    body.blob()  # the client's data (librbd::journal::ClientData): not needed
+    commit = body.block()
+    positions = tuple(_position(commit) for _ in range(commit.u32()))
+    state = body.u8() if body.pos < body.end else 0  # 0 connected, 1 disconnected
+    return JournalClient(client_id, positions, connected=state == 0)
+
+
+def _tag(raw: bytes) -> JournalTag:
+    body = _Decoder(raw).block()
+    tid, tag_class = body.u64(), body.u64()
+    data = body.blob()
+    if not data:
+        return JournalTag(tid, tag_class, owner=LOCAL_OWNER)
+    d = _Decoder(data)  # librbd::journal::TagData: not versioned
+    owner = d.string()
+    pred_owner = d.string()
+    commit_valid = bool(d.u8())
+    pred_tag, pred_entry = d.u64(), d.u64()
+    predecessor = ObjectPosition(pred_tag, pred_entry) if commit_valid else None
+    return JournalTag(tid, tag_class, owner, pred_owner, predecessor)
+
+
+def parse_header(omap: Mapping[str, bytes], *, site: str | None = None,
+                 pool: str | None = None, image: str | None = None) -> JournalHeader:
+    """Decode the journal header's omap (``client_*`` and ``tag_*`` keys; others ignored).
+
+    Raises :class:`~ceph_failback.errors.CephError` naming the key if a value does not decode:
+    a header this module cannot read proves nothing.
+    """
+    clients: dict[str, JournalClient] = {}
+    tags: dict[int, JournalTag] = {}
+    for key, raw in omap.items():
+        try:
+            if key.startswith(_CLIENT_PREFIX):
+                client = _client(bytes(raw))
+                clients[client.id] = client
+            elif key.startswith(_TAG_PREFIX):
+                tag = _tag(bytes(raw))
+                tags[tag.tid] = tag
+        except (ValueError, struct.error) as exc:
+            raise CephError(f"cannot decode the image journal's {key!r}: {exc}",
+                            site=site, pool=pool, image=image) from exc
+    return JournalHeader(clients, tags)

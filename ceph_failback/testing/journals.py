@@ -1,0 +1,57 @@
+"""The image journal headers of the in-memory Ceph model (:mod:`.ceph`), as
+:mod:`~ceph_failback.ceph.rbd_journal` decodes the real ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..ceph.rbd_journal import (
+    LOCAL_OWNER,
+    MASTER_CLIENT,
+    ORPHAN_OWNER,
+    JournalClient,
+    JournalHeader,
+    JournalTag,
+    ObjectPosition,
+)
+
+__all__ = ["header"]
+
+
+def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None,
+           peer_site: str, mirror_uuid: Callable[[str], str]) -> JournalHeader:
+    """The header of one site's copy, current at every read as the real one is.
+
+    - One tag per epoch: owned by this site (a promotion here: ``""``), by the peer's mirror
+      uuid (a promotion replayed from it, as rbd-mirror allocates its local tags), or the
+      orphan (a demotion, here or replayed).
+    - The copy's own client at its last entry; the peer's rbd-mirror client, registered under
+      the peer's mirror uuid, at the last entry the peer replayed from this copy (their common
+      prefix; a copy that diverged keeps the position it committed before).
+    """
+    tags: dict[int, JournalTag] = {}
+    for entry in entries:
+        if entry.tag_tid in tags:
+            continue
+        if entry.kind == "demote":
+            owner = ORPHAN_OWNER
+        elif entry.site == site:
+            owner = LOCAL_OWNER
+        else:
+            owner = mirror_uuid(entry.site)
+        tags[entry.tag_tid] = JournalTag(entry.tag_tid, 0, owner)
+
+    def at(index: int) -> tuple[ObjectPosition, ...]:
+        return (ObjectPosition(entries[index].tag_tid, index),) if index >= 0 else ()
+
+    clients = {MASTER_CLIENT: JournalClient(MASTER_CLIENT, at(len(entries) - 1), True)}
+    if peer_entries is not None:
+        common = 0
+        for mine, theirs in zip(entries, peer_entries, strict=False):
+            if mine != theirs:
+                break
+            common += 1
+        peer_id = mirror_uuid(peer_site)
+        clients[peer_id] = JournalClient(peer_id, at(common - 1), True)
+    return JournalHeader(clients, tags)

@@ -1,0 +1,76 @@
+"""Decoding an RBD image's journal header, against headers read from the lab's real clusters
+(Ceph 16) right after a DR-test flip (tests/unit/data/journal_headers_dr_test.json: site A
+demoted, site B promoted, A's rbd-mirror replaying B's promotion)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from ceph_failback.ceph.rbd_journal import (
+    LOCAL_OWNER,
+    ORPHAN_OWNER,
+    ObjectPosition,
+    ReplayEpoch,
+    parse_header,
+)
+from ceph_failback.errors import CephError
+from ceph_failback.failback.safety import journal_replay_proof
+
+DATA = json.loads((Path(__file__).parent / "data" / "journal_headers_dr_test.json").read_text())
+
+
+def header(site: str):  # type: ignore[no-untyped-def]
+    return parse_header({k: bytes.fromhex(v) for k, v in DATA[site]["omap"].items()})
+
+
+def test_the_real_headers_decode_as_ceph_prints_them() -> None:
+    a, b = header("a"), header("b")
+    a_uuid, b_uuid = DATA["a"]["mirror_uuid"], DATA["b"]["mirror_uuid"]
+    # B, promoted: its current epoch is its own and follows A's demotion (the orphan).
+    assert b.newest_tag is not None and b.newest_tag.owner == LOCAL_OWNER
+    assert b.newest_tag.predecessor_owner == ORPHAN_OWNER
+    assert b.master is not None and b.master.position is not None
+    assert b.master.position.tag_tid == b.newest_tag.tid
+    # A's rbd-mirror is registered in B's journal under A's mirror uuid, and committed B's
+    # promotion (the first entry of B's epoch).
+    client = b.client(a_uuid)
+    assert client is not None and client.connected
+    assert client.position == ObjectPosition(b.newest_tag.tid, 0)
+    # A's own current epoch is the one rbd-mirror allocated for B's, after its own demotion.
+    assert a.newest_tag is not None and a.newest_tag.owner == b_uuid
+    assert ORPHAN_OWNER in {t.owner for t in a.tags.values()}
+    # B's rbd-mirror is registered in A's journal (from when A was primary).
+    assert a.client(b_uuid) is not None
+    # The positions agree with what rbd-mirror later published in A's status.
+    published = json.loads(DATA["status_a"].split(", ", 1)[1])
+    assert published["non_primary_position"]["tag_tid"] == client.position.tag_tid
+    assert published["primary_position"]["tag_tid"] == b.master.position.tag_tid
+    epoch = ReplayEpoch.read(a, b, a_uuid=a_uuid, b_uuid=b_uuid)
+    assert journal_replay_proof(epoch) is not None
+    # Swapped sites prove nothing: A is not primary in its epoch.
+    assert journal_replay_proof(ReplayEpoch.read(b, a, a_uuid=b_uuid, b_uuid=a_uuid)) is None
+
+
+def test_a_value_that_does_not_decode_is_an_error_naming_the_key() -> None:
+    omap = {k: bytes.fromhex(v) for k, v in DATA["b"]["omap"].items()}
+    key = next(k for k in omap if k.startswith("client_") and k != "client_")
+    omap[key] = omap[key][:20]
+    with pytest.raises(CephError, match=key):
+        parse_header(omap, site="site-b", pool="one", image="img2")
+
+
+def test_fields_a_newer_version_appends_are_skipped() -> None:
+    # ENCODE_START blocks carry their length: a newer struct with more fields still decodes.
+    position = struct.pack("<BBI", 2, 1, 24 + 4) + struct.pack("<QQQ", 7, 5, 3) + b"\0" * 4
+    commit = struct.pack("<BBI", 1, 1, 4 + len(position)) + struct.pack("<I", 1) + position
+    cid = b"peer"
+    body = (struct.pack("<I", len(cid)) + cid + struct.pack("<I", 0) + commit + b"\x01"
+            + b"future")
+    raw = struct.pack("<BBI", 2, 1, len(body)) + body
+    client = parse_header({"client_peer": raw}).client("peer")
+    assert client is not None and not client.connected
+    assert client.position == ObjectPosition(5, 3, 7)
