@@ -1,15 +1,17 @@
 """How long after a planned flip site A can prove it replays inside B's tag epoch (journal mode).
 
-Step 2 skips the resync of an image that A already replays from B, but only once A's replay
-position carries B's current ``tag_tid`` (:meth:`ReplayDetail.in_primary_epoch`). rbd-mirror
-publishes that position on its own report cycle, so the proof arrives some time after the flip;
-``Timeouts.settle`` must leave room for it. This probe measures that delay on a fresh lab:
+Step 2 skips the resync of an image that A already replays from B, but only once A is proven
+to replay inside B's current epoch. The library reads that proof from both images' journal
+headers (:func:`~ceph_failback.failback.safety.journal_replay_proof`); A's status shows the same
+positions (:meth:`ReplayDetail.in_primary_epoch`) only once rbd-mirror publishes them, on its own
+report cycle. This probe times both, side by side on the same flips, on a fresh lab:
 
     .nox/bench/bin/python -m benchmarks.settle_probe --flips 4 --ips 127.0.0.8,127.0.0.9
 
 For each flip (one new 4 MiB image, replicated A to B, demoted on A, promoted on B, written on B
-or not, alternately) it prints when A first reported replaying and when the proof first held,
-counted from B's promotion. The lab, with its images, is removed at the end.
+or not, alternately) it prints when A first reported replaying, when the journals first proved
+it, and when the status first did, counted from B's promotion. The lab, with its images, is
+removed at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import json
 import time
 import uuid
 
+from ceph_failback.ceph.rbd_journal import ReplayEpoch
 from ceph_failback.ceph.status import ReplayDetail
+from ceph_failback.failback.safety import journal_replay_proof
 from ceph_failback.lab import Lab
 
 PREFIX = "replaying, "
@@ -32,6 +36,15 @@ def _proof(lab: Lab, name: str) -> tuple[bool, bool]:
         return False, False
     detail = ReplayDetail.parse(json.loads(description[len(PREFIX):]))
     return True, detail.in_primary_epoch()
+
+
+def _journals(lab: Lab, name: str) -> bool:
+    """The journals prove A replays inside B's epoch (what step 2 reads)."""
+    with lab.connect("a") as site_a, lab.connect("b") as site_b:
+        pa, pb = site_a.pool(lab.pool), site_b.pool(lab.pool)
+        epoch = ReplayEpoch.read(pa.journal_header(name), pb.journal_header(name),
+                                 a_uuid=pa.mirror_uuid(), b_uuid=pb.mirror_uuid())
+    return journal_replay_proof(epoch) is not None
 
 
 def probe(lab: Lab, flips: int, timeout: float) -> list[dict[str, object]]:
@@ -50,17 +63,23 @@ def probe(lab: Lab, flips: int, timeout: float) -> list[dict[str, object]]:
         if write_on_b:
             lab.write("b", name, b"b" * (1 << 20))
         replaying: float | None = None
-        proven: float | None = None
-        while proven is None and time.monotonic() - flipped < timeout:
+        proven: float | None = None  # by the status
+        journals: float | None = None
+        while (proven is None or journals is None) and time.monotonic() - flipped < timeout:
             is_replaying, in_epoch = _proof(lab, name)
+            by_journals = journals is None and _journals(lab, name)
             now = time.monotonic() - flipped
             if is_replaying and replaying is None:
                 replaying = now
-            if in_epoch:
+            if in_epoch and proven is None:
                 proven = now
+            if by_journals:
+                journals = now
             time.sleep(0.25)
         row: dict[str, object] = {"image": name, "written_on_b": write_on_b,
-                                  "replaying_after_s": replaying, "proof_after_s": proven}
+                                  "replaying_after_s": replaying,
+                                  "journal_proof_after_s": journals,
+                                  "status_proof_after_s": proven}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -78,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     a, b = args.ips.split(",")
     with Lab(ips=(a, b)) as lab:
         rows = probe(lab, args.flips, args.timeout)
-    proofs = [r["proof_after_s"] for r in rows]
-    known = [float(p) for p in proofs if isinstance(p, float)]
-    print(f"proof after {min(known):.1f}-{max(known):.1f} s" if known else "no proof seen",
-          f"({len(known)} of {len(rows)} flips within {args.timeout:g} s)")
-    return 0 if len(known) == len(rows) else 1
+    ok = True
+    for key, label in (("journal_proof_after_s", "journals"), ("status_proof_after_s", "status")):
+        known = [float(p) for r in rows if isinstance(p := r[key], float)]
+        print(f"{label}: proof after {min(known):.1f}-{max(known):.1f} s" if known
+              else f"{label}: no proof seen",
+              f"({len(known)} of {len(rows)} flips within {args.timeout:g} s)")
+        ok = ok and len(known) == len(rows)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

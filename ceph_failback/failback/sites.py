@@ -37,10 +37,12 @@ class Timeouts:
     reports every ~30 s); the defaults leave room for them.
 
     Attributes:
-        settle: after demoting site A, how long to wait for a status that says whether an image
-            already replays cleanly from B (else it is resynced). In journal mode the proof is
-            A's replay position, which rbd-mirror reports on its ~30 s cycle: keep this well
-            above 30 s, or images that need no resync get one.
+        settle: after demoting site A, how long to wait until an image is proven to replay
+            cleanly from B (else it is resynced). In journal mode the proof is read from both
+            copies' journals, where A's rbd-mirror commits its replay position every
+            ``rbd_mirror_journal_commit_age`` (5 s by default): it holds seconds after the flip
+            reaches A. The default leaves room for a busy daemon; below ~20 s images that need
+            no resync may get one.
         resync: until a resynced image replays from B (a full copy: size-dependent).
         mirror: after a VM stopped on B, until its images are mirrored to A.
         promote: retrying a non-forced promote on A until librbd accepts it (journal mode:
