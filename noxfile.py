@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s unit|tests|lint|typecheck|docs|demo|bench``.
+"""Developer sessions: ``nox -s unit|tests|lint|typecheck|docs|demo|bench|ceph18|ceph20``.
 
 Every session runs in a virtual environment made from Debian's ``/usr/bin/python3`` with the
 system site packages visible, because the Ceph bindings (python3-rados, python3-rbd) exist only
@@ -74,3 +74,18 @@ def bench(session: nox.Session) -> None:
     ``--`` (``--help``)."""
     _install(session, "matplotlib")
     session.run("python", "-m", "benchmarks.bench", *session.posargs)
+
+
+@nox.session(python=False)
+def ceph18(session: nox.Session) -> None:
+    """The test suite on Ceph 18 (Reef: Debian 13's 18.2.7) in a root filesystem built once with
+    mmdebstrap (.ci/ceph-chroot trixie; needs root). Its labs use 127.0.0.30-33. Arguments after
+    ``--`` go to pytest (default: the whole suite)."""
+    session.run("bash", ".ci/ceph-chroot", "trixie", *session.posargs, external=True)
+
+
+@nox.session(python=False)
+def ceph20(session: nox.Session) -> None:
+    """The test suite on Ceph 20 (Tentacle: Debian testing's 20.2.x), as :func:`ceph18` does
+    (.ci/ceph-chroot forky); its labs use 127.0.0.40-43."""
+    session.run("bash", ".ci/ceph-chroot", "forky", *session.posargs, external=True)

@@ -55,6 +55,11 @@ def map_ceph_error(
             return ImageNotFoundError(text, **where)
         if pool is not None:
             return PoolNotFoundError(text, **where)
+    if err == errno_mod.ETIMEDOUT and pool is not None:
+        # An operation on a pool that timed out: the OSDs did not answer, or the client has no
+        # osd caps at all (Ceph 18 and later then time out instead of refusing with EPERM).
+        return CephConnectionError(text, hint="check that the site's OSDs are up and reachable; "
+                                   "or " + caps_hint(pool), **where)
     if err in (errno_mod.ETIMEDOUT, errno_mod.ENOTCONN, errno_mod.ESHUTDOWN):
         return CephConnectionError(text, **where)
     return CephOperationError(text, **where)

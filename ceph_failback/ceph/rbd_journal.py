@@ -37,6 +37,8 @@ __all__ = ["ObjectPosition", "JournalClient", "JournalTag", "JournalHeader", "Re
 LOCAL_OWNER = ""
 #: librbd::Journal<>::ORPHAN_MIRROR_UUID: the epoch opened by the image's demotion.
 ORPHAN_OWNER = "<orphan>"
+#: A tag with no librbd data (no owner): never taken for anyone's.
+UNKNOWN_OWNER = "<unknown>"
 #: librbd::Journal<>::IMAGE_CLIENT_ID: the image's own (primary) client.
 MASTER_CLIENT = ""
 
@@ -76,9 +78,12 @@ class _Decoder:
 
     def block(self) -> _Decoder:
         """An ``ENCODE_START`` block: the decoder of its body (fields a newer version appends
-        after the ones read are skipped with it)."""
+        after the ones read are skipped with it). A block whose compat version is above 1 is
+        refused, as Ceph's decoder refuses it."""
         self.u8()  # struct_v
-        self.u8()  # compat
+        compat = self.u8()
+        if compat > 1:
+            raise ValueError(f"encoding needs a decoder of version {compat} (this one: 1)")
         length = self.u32()
         body = _Decoder(self.data, self.pos, self.pos + length)
         self._take(length)
@@ -158,18 +163,29 @@ class ReplayEpoch:
     a_epoch: JournalTag | None
     a_client: JournalClient | None
     b_uuid: str
+    b_tags: Mapping[int, JournalTag] = field(default_factory=dict)
 
     @classmethod
     def read(cls, a: JournalHeader | None, b: JournalHeader | None, *, a_uuid: str,
              b_uuid: str) -> ReplayEpoch:
         """From both headers (``None``: that copy has no journal)."""
         return cls(b.newest_tag if b else None, a.newest_tag if a else None,
-                   b.client(a_uuid) if b else None, b_uuid)
+                   b.client(a_uuid) if b else None, b_uuid, dict(b.tags) if b else {})
 
     def __str__(self) -> str:
-        pos = self.a_client.position if self.a_client else None
-        return (f"B's epoch {self.b_epoch.tid if self.b_epoch else '?'}, A committed "
-                f"{f'{pos.tag_tid}/{pos.entry_tid}' if pos else 'nothing'}")
+        def owner(tag: JournalTag | None, me: str) -> str:
+            if tag is None:
+                return "no journal"
+            names = {LOCAL_OWNER: me, ORPHAN_OWNER: "orphan", self.b_uuid: "B"}
+            return f"{tag.tid} ({names.get(tag.owner, tag.owner)}'s)"
+
+        client = self.a_client
+        pos = client.position if client else None
+        committed = f"{pos.tag_tid}/{pos.entry_tid}" if pos else "nothing"
+        if client is not None and not client.connected:
+            committed += " (disconnected)"
+        return (f"B's epoch {owner(self.b_epoch, 'B')}, A committed {committed}, "
+                f"A's epoch {owner(self.a_epoch, 'A')}")
 
 
 def _position(d: _Decoder) -> ObjectPosition:
@@ -184,7 +200,7 @@ def _client(raw: bytes) -> JournalClient:
     body.blob()  # the client's data (librbd::journal::ClientData): not needed
     commit = body.block()
     positions = tuple(_position(commit) for _ in range(commit.u32()))
-    state = body.u8() if body.pos < body.end else 0  # 0 connected, 1 disconnected
+    state = body.u8()  # 0 connected, 1 disconnected
     return JournalClient(client_id, positions, connected=state == 0)
 
 
@@ -193,7 +209,7 @@ def _tag(raw: bytes) -> JournalTag:
     tid, tag_class = body.u64(), body.u64()
     data = body.blob()
     if not data:
-        return JournalTag(tid, tag_class, owner=LOCAL_OWNER)
+        return JournalTag(tid, tag_class, owner=UNKNOWN_OWNER)  # not librbd's: proves nothing
     d = _Decoder(data)  # librbd::journal::TagData: not versioned
     owner = d.string()
     pred_owner = d.string()

@@ -413,8 +413,10 @@ class Failback:
                                                    infos_a, infos_b, stat_a, self.ledger.image)
             except CephError as exc:
                 epochs = {}
-                warnings.append(f"cannot read the images' journals ({exc}): step 2 reads them "
-                                "again, and fails if it cannot")
+                blockers.append(Blocker(
+                    "journal-unreadable", f"journal@{exc.site or self.site_a.name}",
+                    f"cannot read the images' journal headers ({exc}): step 2 proves from "
+                    "them which images need no resync, and would fail"))
             views = [ImageView(n, infos_a.get(n), infos_b.get(n), stat_a.get(n), stat_b.get(n),
                                epochs.get(n)) for n in scope.images]
             outside = outside_scope(scope.images, infos_a, infos_b)

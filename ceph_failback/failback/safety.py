@@ -221,10 +221,12 @@ def journal_replay_proof(epoch: ReplayEpoch | None) -> str | None:
 
     - B's current epoch (its newest tag) is B's own: B is the primary in it;
     - A's rbd-mirror client in B's journal is connected and has committed an entry of that
-      epoch. rbd-mirror commits a remote entry only once it is replayed on A
+      epoch, or of an earlier epoch of B's own from which only lock epochs lead to it (librbd
+      opens an epoch each time a client takes B's exclusive lock, owner and predecessor both
+      B, empty until written). rbd-mirror commits a remote entry only once it is replayed on A
       (image_replayer/journal/Replayer.cc), and replays an epoch only after checking that A's
-      history leads into it (else it reports split-brain and replays nothing); B's epoch starts
-      with B's promotion, so A has replayed past it and every entry before it;
+      history leads into it (else it reports split-brain and replays nothing); B's own epochs
+      start after B's promotion, so A has replayed past it and every entry before it;
     - A's own current epoch is one it replays from B (its newest tag is owned by B's mirror
       uuid, as rbd-mirror allocates it): A has not been promoted or demoted since (a copy
       promoted after committing would still show that commit in B's journal).
@@ -242,12 +244,22 @@ def journal_replay_proof(epoch: ReplayEpoch | None) -> str | None:
         return None
     if client is None or not client.connected or client.position is None:
         return None
-    if client.position.tag_tid != b.tid:
+    committed = client.position.tag_tid
+    # B opens a new epoch of its own each time a client takes its exclusive lock (librbd's
+    # allocate_tag_on_lock: owner and predecessor both B), empty until written: A can commit
+    # only into an epoch with entries. Every epoch after A's commit must be such a lock epoch
+    # (no demotion, no promotion in between), each one present.
+    for tid in range(committed + 1, b.tid + 1):
+        tag = epoch.b_tags.get(tid)
+        if tag is None or tag.owner != LOCAL_OWNER or tag.predecessor_owner != LOCAL_OWNER:
+            return None
+    committed_tag = epoch.b_tags.get(committed) if committed != b.tid else b
+    if committed_tag is None or committed_tag.owner != LOCAL_OWNER:
         return None
     if a is None or a.owner != epoch.b_uuid:
         return None
     return (f"replaying from B inside B's current epoch (B's journal: A committed entry "
-            f"{client.position.entry_tid} of epoch {b.tid})")
+            f"{client.position.entry_tid} of epoch {committed}, B's newest {b.tid})")
 
 
 def replay_proof(status: MirrorStatus | None, epoch: ReplayEpoch | None = None) -> str | None:

@@ -45,6 +45,23 @@ TEST_SPEED_SETTINGS = {
 }
 
 
+#: Where Debian's ceph-osd packages put the RADOS object classes (libcls_rbd.so: rbd, mirroring,
+#: journals), newest layout first.
+CLASS_DIRS = ("/usr/lib/x86_64-linux-gnu/rados-classes", "/usr/lib/aarch64-linux-gnu/rados-classes",
+              "/usr/lib/rados-classes", "/usr/lib64/rados-classes")
+
+
+def rados_class_dir() -> str | None:
+    """The installed object class directory, set explicitly in the lab's OSD configuration:
+    Debian 13's Ceph 18.2.7 defaults ``osd_class_dir`` to a relative path
+    (``lib/x86_64-linux-gnu/rados-classes``), so its OSD loads no class and every rbd call
+    fails with EOPNOTSUPP. ``None``: none found (the default is left)."""
+    for d in CLASS_DIRS:
+        if os.path.exists(os.path.join(d, "libcls_rbd.so")):
+            return d
+    return None
+
+
 def check_installed() -> None:
     """Raise :class:`CephNotInstalledError` naming the apt command if a daemon is missing."""
     missing = [b for b in DAEMON_BINARIES if shutil.which(b) is None]
@@ -186,6 +203,8 @@ class LabCluster:
         knobs = "".join(f"{k} = {v}\n" for k, v in TEST_SPEED_SETTINGS.items()) if (
             self.test_speed
         ) else ""
+        classes = rados_class_dir()
+        class_dir = f"osd_class_dir = {classes}" if classes else ""
         self.conf_path.write_text(
             f"""[global]
 fsid = {self.fsid}
@@ -227,6 +246,7 @@ osd_data = {d}/osd
 keyring = {d}/osd.keyring
 osd_objectstore = memstore
 memstore_device_bytes = {self.osd_bytes}
+{class_dir}
 osd_memory_target = 939524096
 log_file = {d}/log/$name.log
 admin_socket = {d}/run/$name.asok

@@ -87,6 +87,7 @@ CHECKS = {
     "mirroring-not-enabled": "the pool is not mirrored on a site",
     "rbd-mirror-down": "no healthy rbd-mirror daemon on A: nothing could resync or replay",
     "daemon-health-unknown": "the Ceph client cannot read the manager's service status",
+    "journal-unreadable": "the Ceph client cannot read the images' journal headers",
     "saved-memory-on-b": "a VM on B is SUSPENDED or STOPPED: terminating discards its memory",
     "host-copy-on-a": "a VM on A runs on host copies (ssh system datastore): resume boots them",
     "host-copy-on-b": "a VM on B runs on host copies and a terminate now would not write them "

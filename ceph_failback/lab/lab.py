@@ -35,6 +35,12 @@ MirrorKind = Literal["journal", "snapshot"]
 STATE_FILE = "state.json"
 FAILBACK_CLIENT = "client.failback"
 
+#: Health checks the lab is ready despite: the manager's Python modules failing to load
+#: (Debian 13's Ceph 18.2.7 with its python3-cryptography: "PyO3 modules do not yet support
+#: subinterpreters"). The failback needs none of them (``service status`` is the manager's
+#: own); snapshot schedules (rbd_support) then do not work on that build.
+TOLERATED_HEALTH_CHECKS = frozenset({"MGR_MODULE_DEPENDENCY", "MGR_MODULE_ERROR"})
+
 
 class Lab:
     """Two real Ceph clusters with rbd-mirror between them.
@@ -211,6 +217,8 @@ class Lab:
             time.sleep(0.5)
 
     def _readiness_problems(self) -> list[str]:
+        """What keeps the lab from being ready; health checks in
+        :data:`TOLERATED_HEALTH_CHECKS` do not count."""
         problems = []
         for site in self.sites:
             for key in ("mon", "mgr", "osd", "rbd-mirror"):
@@ -220,9 +228,9 @@ class Lab:
                 continue
             try:
                 health = site.health()
-                if health.get("status") != "HEALTH_OK":
-                    problems.append(f"{site.name}: {health.get('status')} "
-                                    f"{sorted(health.get('checks', {}))}")
+                checks = sorted(set(health.get("checks", {})) - TOLERATED_HEALTH_CHECKS)
+                if health.get("status") != "HEALTH_OK" and checks:
+                    problems.append(f"{site.name}: {health.get('status')} {checks}")
                 daemons = self.mirror_daemons(site)
                 if not daemons:
                     problems.append(f"{site.name}: rbd-mirror not in the service map yet")

@@ -711,7 +711,7 @@ def test_a_failed_status_read_while_settling_fails_the_step_and_resyncs_nothing(
         assert not [c for c in world.ceph.calls if c[1] == "resync"]
 
 
-def test_a_failed_journal_read_fails_the_step_and_resyncs_nothing(
+def test_an_unreadable_journal_blocks_the_plan_and_resyncs_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ceph_failback.errors import CephPermissionError
     from ceph_failback.testing.ceph import MemoryMirrorPool
@@ -725,10 +725,43 @@ def test_a_failed_journal_read_fails_the_step_and_resyncs_nothing(
             raise CephPermissionError("omap read denied", site=self.site_name, image=image)
 
         monkeypatch.setattr(MemoryMirrorPool, "journal_header", denied)
-        plan = fb.plan()  # the plan warns and goes on; the step fails
-        assert any("cannot read the images' journals" in w for w in plan.warnings), plan
-        with pytest.raises(CephPermissionError):
+        plan = fb.plan()
+        (blocker,) = [b for b in plan.blockers if b.kind == "journal-unreadable"]
+        assert "site-" in blocker.target and "omap read denied" in blocker.message
+        assert not blocker.waivable
+        with pytest.raises(SafetyError, match="journal-unreadable"):
             fb.resync_site_a()
+        assert not [c for c in world.ceph.calls if c[1] == "resync"]
+
+
+def test_a_journal_read_failing_while_settling_fails_the_step_and_resyncs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first reads work but prove nothing (B's journal reads as absent), so step 2 settles;
+    # then the reads fail: no answer, no resync.
+    from ceph_failback.errors import CephConnectionError
+    from ceph_failback.testing.ceph import MemoryMirrorPool
+
+    with MemoryWorld() as world:
+        world.add_vm("db")
+        world.disaster("planned", new_data=NEW)
+        fb = world.failback(tmp_path / "j.jsonl")
+        settling: list[bool] = []
+        real_statuses = MemoryMirrorPool.statuses
+
+        def statuses(self: MemoryMirrorPool, *args: Any, **kwargs: Any) -> Any:
+            settling.append(True)  # only the settle wait reads statuses alone
+            return real_statuses(self, *args, **kwargs)
+
+        def header(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
+            if settling:
+                raise CephConnectionError("osd timeout", site=self.site_name, image=image)
+            return None
+
+        monkeypatch.setattr(MemoryMirrorPool, "statuses", statuses)
+        monkeypatch.setattr(MemoryMirrorPool, "journal_header", header)
+        with pytest.raises(CephConnectionError):
+            fb.resync_site_a()
+        assert settling
         assert not [c for c in world.ceph.calls if c[1] == "resync"]
 
 

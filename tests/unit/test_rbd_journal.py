@@ -45,6 +45,12 @@ def test_the_real_headers_decode_as_ceph_prints_them() -> None:
     assert ORPHAN_OWNER in {t.owner for t in a.tags.values()}
     # B's rbd-mirror is registered in A's journal (from when A was primary).
     assert a.client(b_uuid) is not None
+    # A client's commit position lists one position per journal object, newest first: A's
+    # own client last committed its demotion (the orphan epoch, 4), before its writes in 2.
+    assert a.master is not None and len(a.master.positions) == 4
+    assert a.master.position == ObjectPosition(4, 0, 0)
+    assert a.tags[4].owner == ORPHAN_OWNER
+    assert [p.tag_tid for p in a.master.positions[1:]] == [2, 2, 2]
     # The positions agree with what rbd-mirror later published in A's status.
     published = json.loads(DATA["status_a"].split(", ", 1)[1])
     assert published["non_primary_position"]["tag_tid"] == client.position.tag_tid
@@ -74,3 +80,16 @@ def test_fields_a_newer_version_appends_are_skipped() -> None:
     client = parse_header({"client_peer": raw}).client("peer")
     assert client is not None and not client.connected
     assert client.position == ObjectPosition(5, 3, 7)
+
+
+def test_an_encoding_for_a_newer_decoder_or_a_short_client_is_refused() -> None:
+    omap = {k: bytes.fromhex(v) for k, v in DATA["b"]["omap"].items()}
+    raw = bytearray(omap["client_"])
+    raw[1] = 2  # compat: needs a newer decoder
+    with pytest.raises(CephError, match="version 2"):
+        parse_header({"client_": bytes(raw)})
+    cid = b"peer"
+    commit = struct.pack("<BBI", 1, 1, 4) + struct.pack("<I", 0)
+    body = struct.pack("<I", len(cid)) + cid + struct.pack("<I", 0) + commit  # no state byte
+    with pytest.raises(CephError, match="truncated"):
+        parse_header({"client_peer": struct.pack("<BBI", 1, 1, len(body)) + body})

@@ -161,6 +161,16 @@ def test_replay_proof_is_the_tag_epoch_rule_read_from_the_journals() -> None:
     assert safety.replay_proof(status("remote image demoted", state=0)) is None
 
 
+def test_a_commit_before_b_s_empty_lock_epochs_proves_it() -> None:
+    # Each taking of B's exclusive lock opens an epoch of B's own (owner and predecessor B),
+    # empty until written: A cannot commit into it, yet has replayed everything B wrote.
+    lock_epochs = {4: JournalTag(4, 0, LOCAL_OWNER, ORPHAN_OWNER),
+                   5: JournalTag(5, 0, LOCAL_OWNER, LOCAL_OWNER)}
+    assert safety.journal_replay_proof(replace(epoch(4), b_tags=lock_epochs)) is not None
+    three = {**lock_epochs, 6: JournalTag(6, 0, LOCAL_OWNER, LOCAL_OWNER)}
+    assert safety.journal_replay_proof(replace(epoch(4, b_tid=6), b_tags=three)) is not None
+
+
 @pytest.mark.parametrize(("case", "ep"), [
     ("B demoted: its current epoch is the orphan", epoch(b_owner=ORPHAN_OWNER)),
     ("B's current epoch replays A", epoch(b_owner="uuid-of-a")),
@@ -171,6 +181,15 @@ def test_replay_proof_is_the_tag_epoch_rule_read_from_the_journals() -> None:
     ("A not registered in B's journal", replace(PROVEN_EPOCH, a_client=None)),
     ("A has no journal", replace(PROVEN_EPOCH, a_epoch=None)),
     ("B has no journal", replace(PROVEN_EPOCH, b_epoch=None)),
+    ("B demoted and promoted again since A's commit", replace(
+        epoch(4), b_tags={4: JournalTag(4, 0, LOCAL_OWNER), 5: JournalTag(5, 0, LOCAL_OWNER,
+                                                                         ORPHAN_OWNER)})),
+    ("an epoch between A's commit and B's newest is unknown", replace(
+        epoch(3), b_tags={3: JournalTag(3, 0, LOCAL_OWNER), 5: JournalTag(5, 0, LOCAL_OWNER,
+                                                                         LOCAL_OWNER)})),
+    ("A committed an epoch that is not B's own", replace(
+        epoch(4), b_tags={4: JournalTag(4, 0, "uuid-of-a"), 5: JournalTag(5, 0, LOCAL_OWNER,
+                                                                          LOCAL_OWNER)})),
 ])
 def test_journal_replay_proof_refuses(case: str, ep: ReplayEpoch) -> None:
     assert safety.journal_replay_proof(PROVEN_EPOCH) is not None

@@ -205,8 +205,14 @@ def read_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
               and (b := infos_b.get(n)) is not None and "snapshot" not in (a.mode, b.mode)]
     if not wanted:
         return {}
-    # One pool's uuid per image (several pools: each has its own).
-    uuids = {n: (pool_a.mirror_uuid(n), pool_b.mirror_uuid(n)) for n in wanted}
+    # Each pool's uuids, read once (several pools: each has its own; ``pool/image`` names).
+    per_pool: dict[str, tuple[str, str]] = {}
+    uuids: dict[str, tuple[str, str]] = {}
+    for n in wanted:
+        pool = n.partition("/")[0] if "/" in n else ""
+        if pool not in per_pool:
+            per_pool[pool] = (pool_a.mirror_uuid(n), pool_b.mirror_uuid(n))
+        uuids[n] = per_pool[pool]
 
     def one(name: str) -> ReplayEpoch:
         a_uuid, b_uuid = uuids[name]
