@@ -378,6 +378,19 @@ def test_the_journals_prove_a_replays_b_s_epoch_after_a_flip(lab: Lab, names) ->
         took = time.monotonic() - started
         assert proven.a_client is not None and proven.a_client.position is not None
         assert proven.b_epoch is not None and proven.a_client.position.tag_tid == proven.b_epoch.tid
+        # A client taking B's exclusive lock opens an empty epoch of B's own: A cannot commit
+        # into it, and the proof still holds through it.
+        import rbd
+
+        with lab.connect("b") as admin_b, admin_b.ioctx(lab.pool) as ioctx:
+            with rbd.Image(ioctx, name) as image:
+                image.lock_acquire(rbd.RBD_LOCK_MODE_EXCLUSIVE)
+                image.lock_release()
+        locked = epoch()
+        assert locked.b_epoch is not None and locked.b_epoch.tid > proven.b_epoch.tid, locked
+        assert locked.a_client is not None and locked.a_client.position is not None
+        assert locked.a_client.position.tag_tid < locked.b_epoch.tid
+        assert journal_replay_proof(locked) is not None, locked
         # Reading it again without the image ids opens the images: the same header.
         assert pb.journal_header(name) == pb.journal_header(name, pb.infos([name])[name].image_id)
         print(f"journal proof {took:.1f}s after B's promotion")
