@@ -95,3 +95,13 @@ def test_documented_exit_codes_are_the_cli_s(cls: type[errors.FailbackError]) ->
     assert m is not None
     documented = int(m.group(2)) if m.group(2) else 1  # no code shown: 1
     assert exit_code(cls("x")) == documented
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """docs/faults.rst (and the other pages) cite tests by name: each must exist in tests/."""
+    defined = {m.group(1) for path in (ROOT / "tests").rglob("test_*.py")
+               for m in re.finditer(r"^def (test_\w+)", path.read_text(), re.M)}
+    cited = {name for page in DOCS.glob("*.rst")
+             for name in re.findall(r"``(test_\w+)``", page.read_text())}
+    assert len(cited) > 20
+    assert not cited - defined, f"tests named in docs/ that do not exist: {sorted(cited - defined)}"
