@@ -53,6 +53,7 @@ __all__ = [
     "unreadable_disks",
     "not_primary_on_a",
     "unprotected",
+    "replays_from_a",
     "reprotect_proof",
 ]
 
@@ -513,6 +514,13 @@ def unprotected(view: ImageView) -> str | None:
     if not view.primary_a and not view.primary_b:
         return "primary on neither site"
     return None
+
+
+def replays_from_a(status: MirrorStatus) -> bool:
+    """After the flip, B's copy is protected: B's rbd-mirror is up and replays it from A (the
+    state rbd-mirror publishes at once on a change, not its periodic positions). Read by the
+    run's protection check, by reprotect's decision and by the state it records."""
+    return status.local.up and status.local.is_replaying()
 
 
 def reprotect_proof(view: ImageView, history: ImageHistory, names: Names) -> Refusal | None:

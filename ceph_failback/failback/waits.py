@@ -15,7 +15,13 @@ from ..ceph.mirror import MirrorSnapshot
 from ..ceph.rbd_journal import ReplayEpoch
 from ..ceph.status import MirrorStatus
 from ..waiting import Acceptor, Verdict, Waiter
-from .safety import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, needs_resync, replay_proof
+from .safety import (
+    REPLAYING_FROM_A,
+    SPLIT_BRAIN_ON_B,
+    needs_resync,
+    replay_proof,
+    replays_from_a,
+)
 
 __all__ = ["Replay", "Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
            "CAUGHT_UP", "CATCH_UP_ENTRIES", "nearly_caught_up",
@@ -208,5 +214,5 @@ DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
 PROTECTED: Waiter[MirrorStatus] = Waiter(
     "protected", "site B to replay from A",
     (Acceptor(Verdict.DONE, lambda s: s.is_split_brain(), SPLIT_BRAIN_ON_B),
-     Acceptor(Verdict.DONE, lambda s: s.local.up and s.local.is_replaying(), REPLAYING_FROM_A)),
+     Acceptor(Verdict.DONE, replays_from_a, REPLAYING_FROM_A)),
     limit="protect", describe=_summary, must_finish=False)

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 
 from ...errors import FailbackError
 from ..ledger import ImageHistory, Mark, Step, image_target
-from ..safety import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, ImageView, Names, reprotect_proof
+from ..safety import (
+    REPLAYING_FROM_A,
+    SPLIT_BRAIN_ON_B,
+    ImageView,
+    Names,
+    replays_from_a,
+    reprotect_proof,
+)
 from ..waits import RESYNCED, Resynced
 from .base import Choice, Decision, Recorder, StepContext, StepResult
 
@@ -36,7 +43,7 @@ def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
         return Decision.skip(f"no mirror status on {names.site_b}: nothing to decide")
     if status.is_split_brain():
         return Decision.do(f"split-brain on {names.site_b}: resync it from {names.site_a}")
-    if status.local.up and status.local.is_replaying():
+    if replays_from_a(status):
         return Decision.skip(f"{names.site_b} replays it from {names.site_a}")
     return Decision.skip(f"not split-brained on {names.site_b} ({status.local.summary()}): "
                          f"nothing to resync; if it stays so, check {names.site_b}'s rbd-mirror")
@@ -67,7 +74,7 @@ def _state(view: ImageView) -> tuple[str, bool] | None:
         return None
     if status.is_split_brain():
         return f"{SPLIT_BRAIN_ON_B}, not resynced (reprotect refused it)", False
-    if status.local.up and status.local.is_replaying():
+    if replays_from_a(status):
         return REPLAYING_FROM_A, True
     return f"not replaying from A ({status.local.summary()})", False
 
