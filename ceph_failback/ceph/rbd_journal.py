@@ -98,10 +98,6 @@ class ObjectPosition:
     entry_tid: int
     object_number: int = field(default=0, compare=False)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"object_number": self.object_number, "tag_tid": self.tag_tid,
-                "entry_tid": self.entry_tid}
-
 
 @dataclass(frozen=True)
 class JournalClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -299,13 +300,20 @@ def test_client_lacking_caps(lab: Lab) -> None:
     assert info.value.hint is not None and "osd 'profile rbd pool=one'" in info.value.hint
 
 
-def test_the_failback_client_can_do_the_whole_job(lab: Lab, names) -> None:
+@contextmanager
+def replicated_as_failback_client(lab: Lab, names) -> Iterator[tuple[str, MirrorPool, MirrorPool]]:
+    """A new image replicated A -> B, and both sites' pools as the least-privileged
+    ``client.failback``."""
     (name,) = names()
     lab.create_image(name, data=pattern(name, 4096))
     lab.wait_replicated([name])
     with lab.connect("a", client="client.failback") as a, \
             lab.connect("b", client="client.failback") as b:
-        pa, pb = a.pool(lab.pool), b.pool(lab.pool)
+        yield name, a.pool(lab.pool), b.pool(lab.pool)
+
+
+def test_the_failback_client_can_do_the_whole_job(lab: Lab, names) -> None:
+    with replicated_as_failback_client(lab, names) as (name, pa, pb):
         assert pa.daemon_health() and pb.statuses([name])
         pa.demote(name)
         poll(lambda: _try_promote(pb, name), what="promote on site-b as client.failback")
@@ -352,12 +360,7 @@ def test_the_journals_prove_a_replays_b_s_epoch_after_a_flip(lab: Lab, names) ->
     from ceph_failback.ceph.rbd_journal import ReplayEpoch
     from ceph_failback.failback.safety import journal_replay_proof
 
-    (name,) = names()
-    lab.create_image(name, data=pattern(name, 4096))
-    lab.wait_replicated([name])
-    with lab.connect("a", client="client.failback") as a, \
-            lab.connect("b", client="client.failback") as b:
-        pa, pb = a.pool(lab.pool), b.pool(lab.pool)
+    with replicated_as_failback_client(lab, names) as (name, pa, pb):
         a_uuid, b_uuid = pa.mirror_uuid(), pb.mirror_uuid()
 
         def epoch() -> ReplayEpoch:

@@ -711,58 +711,59 @@ def test_a_failed_status_read_while_settling_fails_the_step_and_resyncs_nothing(
         assert not [c for c in world.ceph.calls if c[1] == "resync"]
 
 
+def dr_test_failback(world: MemoryWorld, tmp_path: Path) -> Failback:
+    """One VM after a DR test (planned failover, new writes on B), and its failback."""
+    world.add_vm("db")
+    world.disaster("planned", new_data=NEW)
+    return world.failback(tmp_path / "j.jsonl")
+
+
 def test_an_unreadable_journal_blocks_the_plan_and_resyncs_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        world: MemoryWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ceph_failback.errors import CephPermissionError
     from ceph_failback.testing.ceph import MemoryMirrorPool
 
-    with MemoryWorld() as world:
-        world.add_vm("db")
-        world.disaster("planned", new_data=NEW)
-        fb = world.failback(tmp_path / "j.jsonl")
+    fb = dr_test_failback(world, tmp_path)
 
-        def denied(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
-            raise CephPermissionError("omap read denied", site=self.site_name, image=image)
+    def denied(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
+        raise CephPermissionError("omap read denied", site=self.site_name, image=image)
 
-        monkeypatch.setattr(MemoryMirrorPool, "journal_header", denied)
-        plan = fb.plan()
-        (blocker,) = [b for b in plan.blockers if b.kind == "journal-unreadable"]
-        assert "site-" in blocker.target and "omap read denied" in blocker.message
-        assert not blocker.waivable
-        with pytest.raises(SafetyError, match="journal-unreadable"):
-            fb.resync_site_a()
-        assert not [c for c in world.ceph.calls if c[1] == "resync"]
+    monkeypatch.setattr(MemoryMirrorPool, "journal_header", denied)
+    plan = fb.plan()
+    (blocker,) = [b for b in plan.blockers if b.kind == "journal-unreadable"]
+    assert "site-" in blocker.target and "omap read denied" in blocker.message
+    assert not blocker.waivable
+    with pytest.raises(SafetyError, match="journal-unreadable"):
+        fb.resync_site_a()
+    assert not [c for c in world.ceph.calls if c[1] == "resync"]
 
 
 def test_a_journal_read_failing_while_settling_fails_the_step_and_resyncs_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        world: MemoryWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The first reads work but prove nothing (B's journal reads as absent), so step 2 settles;
     # then the reads fail: no answer, no resync.
     from ceph_failback.errors import CephConnectionError
     from ceph_failback.testing.ceph import MemoryMirrorPool
 
-    with MemoryWorld() as world:
-        world.add_vm("db")
-        world.disaster("planned", new_data=NEW)
-        fb = world.failback(tmp_path / "j.jsonl")
-        settling: list[bool] = []
-        real_statuses = MemoryMirrorPool.statuses
+    fb = dr_test_failback(world, tmp_path)
+    settling: list[bool] = []
+    real_statuses = MemoryMirrorPool.statuses
 
-        def statuses(self: MemoryMirrorPool, *args: Any, **kwargs: Any) -> Any:
-            settling.append(True)  # only the settle wait reads statuses alone
-            return real_statuses(self, *args, **kwargs)
+    def statuses(self: MemoryMirrorPool, *args: Any, **kwargs: Any) -> Any:
+        settling.append(True)  # only the settle wait reads statuses alone
+        return real_statuses(self, *args, **kwargs)
 
-        def header(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
-            if settling:
-                raise CephConnectionError("osd timeout", site=self.site_name, image=image)
-            return None
+    def header(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
+        if settling:
+            raise CephConnectionError("osd timeout", site=self.site_name, image=image)
+        return None
 
-        monkeypatch.setattr(MemoryMirrorPool, "statuses", statuses)
-        monkeypatch.setattr(MemoryMirrorPool, "journal_header", header)
-        with pytest.raises(CephConnectionError):
-            fb.resync_site_a()
-        assert settling
-        assert not [c for c in world.ceph.calls if c[1] == "resync"]
+    monkeypatch.setattr(MemoryMirrorPool, "statuses", statuses)
+    monkeypatch.setattr(MemoryMirrorPool, "journal_header", header)
+    with pytest.raises(CephConnectionError):
+        fb.resync_site_a()
+    assert settling
+    assert not [c for c in world.ceph.calls if c[1] == "resync"]
 
 
 def test_images_outside_the_scope_left_unprotected_are_named(world: MemoryWorld,
