@@ -15,26 +15,26 @@ VENV = {"python": PYTHON, "venv_backend": "venv", "venv_params": ["--system-site
 nox.options.sessions = ["lint", "typecheck", "unit"]
 nox.options.error_on_missing_interpreters = True
 
-# nbclient, nbformat and ipykernel run docs/notebook.ipynb in a real Jupyter kernel
-# (tests/lab/test_notebook.py); the unit tests render the Jupyter reprs without them.
-TEST_DEPS = ["pytest>=7", "pytest-timeout", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"]
 
 
-def _install(session: nox.Session, *extra: str) -> None:
-    session.install("-e", ".", *extra)
+def _install(session: nox.Session, *extras: str, also: tuple[str, ...] = ()) -> None:
+    """The package in development mode with the extras of setup.cfg named (``test``: pytest,
+    and nbclient/nbformat/ipykernel that run docs/notebook.ipynb in a real kernel)."""
+    spec = f".[{','.join(extras)}]" if extras else "."
+    session.install("-e", spec, *also)
 
 
 @nox.session(**VENV)
 def tests(session: nox.Session) -> None:
     """The whole suite: unit tests and the real two-site lab tests."""
-    _install(session, *TEST_DEPS)
+    _install(session, "test")
     session.run("pytest", "--durations=15", *session.posargs)
 
 
 @nox.session(**VENV)
 def unit(session: nox.Session) -> None:
     """The fast unit suite (no lab)."""
-    _install(session, *TEST_DEPS)
+    _install(session, "test")
     session.run("pytest", "-m", "not lab", *session.posargs)
 
 
@@ -48,14 +48,14 @@ def lint(session: nox.Session) -> None:
 @nox.session(**VENV)
 def typecheck(session: nox.Session) -> None:
     """mypy on the package."""
-    _install(session, "mypy", "types-requests")
+    _install(session, "typecheck")
     session.run("mypy", "ceph_failback")
 
 
 @nox.session(**VENV)
 def docs(session: nox.Session) -> None:
     """Build the Sphinx docs; warnings are errors."""
-    _install(session, "sphinx>=7")
+    _install(session, "docs")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
@@ -72,7 +72,7 @@ def bench(session: nox.Session) -> None:
     documented procedure for N = 1, 10, 50 VMs, the floor, a DR test, plan()/status() over 1,000
     images; writes benchmarks/results/ (bench.json, downtime.png, summary.rst). Options after
     ``--`` (``--help``)."""
-    _install(session, "matplotlib")
+    _install(session, also=("matplotlib",))
     session.run("python", "-m", "benchmarks.bench", *session.posargs)
 
 

@@ -59,7 +59,6 @@ from typing import Any, TextIO
 from .ceph.seams import CephBackend
 from .cli_parser import _UsageError, build_parser
 from .config import FailbackConfig, load_config
-from .console import Progress, render_plan, render_status
 from .errors import (
     CephConnectionError,
     CephNotInstalledError,
@@ -77,6 +76,8 @@ from .errors import (
 )
 from .failback.core import Failback
 from .failback.events import Event
+from .failback.progress import Progress
+from .failback.render import console_for, plan_view, status_view
 from .failback.report import Report
 
 __all__ = [
@@ -84,8 +85,6 @@ __all__ = [
     "build_parser",
     "exit_code",
     "Progress",
-    "render_plan",
-    "render_status",
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
@@ -134,6 +133,7 @@ class _Context:
     config: FailbackConfig | None = None
     failback: Failback | None = None
     started: bool = False  # run/resume reached the point of changing things
+    log: logging.StreamHandler[TextIO] | None = None  # the log's handler (on ``err``)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,6 +154,12 @@ class _Context:
 
     def say(self, text: str = "") -> None:
         self.out.write(text + "\n")
+        self.out.flush()
+
+    def show(self, view: Any) -> None:
+        """Print a rich view (plan, status, report...): coloured on a terminal, plain text
+        elsewhere (see :func:`~ceph_failback.failback.render.console_for`)."""
+        console_for(self.out).print(view)
         self.out.flush()
 
     def note(self, text: str) -> None:
@@ -205,7 +211,7 @@ def _cmd_plan(ctx: _Context) -> int:
     if ctx.json:
         ctx.emit_json({**plan.to_dict(), "journal": str(ctx.journal)})
     else:
-        ctx.say(render_plan(plan, ctx.journal))
+        ctx.show(plan_view(plan, ctx.journal))
         ctx.say("This is a plan: nothing was changed.")
     return EXIT_OK if plan.ok else EXIT_REFUSED
 
@@ -213,16 +219,16 @@ def _cmd_plan(ctx: _Context) -> int:
 def _cmd_status(ctx: _Context) -> int:
     fb = _make_failback(ctx)
     fb.pull_journal()  # a failback recorded from another machine or directory
-    status: dict[str, Any] = {"pool": fb.pool, "site_a": fb.site_a.name,
-                              "site_b": fb.site_b.name, "journal": str(ctx.journal)}
     holder = fb.lock_holder()
-    status["lock"] = str(holder) if holder is not None else None
-    status.update(fb.status().to_dict())
-    status["failback"] = fb.report().to_dict() if fb.journal.records else None
+    lock = str(holder) if holder is not None else None
+    status = fb.status()
+    failback = fb.report().to_dict() if fb.journal.records else None
     if ctx.json:
-        ctx.emit_json(status)
+        ctx.emit_json({"pool": fb.pool, "site_a": fb.site_a.name, "site_b": fb.site_b.name,
+                       "journal": str(ctx.journal), "lock": lock, **status.to_dict(),
+                       "failback": failback})
     else:
-        ctx.say(render_status(status, fb.site_a.name, fb.site_b.name, fb.pool))
+        ctx.show(status_view(status, lock=lock, journal=str(ctx.journal), failback=failback))
     return EXIT_OK
 
 
@@ -307,7 +313,7 @@ def _cmd_reprotect(ctx: _Context) -> int:
                        "journal": str(ctx.journal)})
     else:
         ctx.say(str(result))
-        ctx.say(str(report))
+        ctx.show(report)
     return EXIT_OK if report.complete else EXIT_FAILED
 
 
@@ -336,7 +342,7 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
         plan = fb.plan()
         ctx.extra["plan"] = plan
         if not ctx.json:
-            ctx.say(render_plan(plan, ctx.journal))
+            ctx.show(plan_view(plan, ctx.journal))
         if not plan.ok:
             raise SafetyError(
                 f"{len(plan.unwaived)} blocker(s): " + "; ".join(str(b) for b in plan.unwaived),
@@ -357,17 +363,23 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
                         f"(journal {ctx.journal}; Ctrl-C stops at once, `resume` continues):")
             if progress is not None:
                 progress.start()
+            # Log lines on the same terminal go above the live display, never through it.
+            restore = (ctx.log.setStream(progress.above(ctx.err))
+                       if progress is not None and progress.tty and ctx.log is not None
+                       and ctx.err.isatty() else None)
             try:
                 report = fb.run(pipeline=not ctx.args.no_pipeline,
                                 reprotect=ctx.args.reprotect)
             finally:
                 if progress is not None:
                     progress.close()
+                if restore is not None and ctx.log is not None:
+                    ctx.log.setStream(restore)
     if ctx.json:
         ctx.emit_json({**report.to_dict(), "journal": str(ctx.journal)})
     else:
         ctx.say("")
-        ctx.say(str(report))
+        ctx.show(report)
     return EXIT_OK if report.complete else EXIT_FAILED
 
 
@@ -464,7 +476,7 @@ def _report_error(ctx: _Context, exc: BaseException) -> int:
         report = _safe_report(ctx)
         if report is not None:
             ctx.say("")
-            ctx.say(str(report))
+            ctx.show(report)
         ctx.note(f"The journal {journal} records every action; what is done stays done.\n"
                  f"Fix the cause, then continue with: {ctx.resume_command()}")
     elif code == EXIT_REFUSED:
@@ -486,7 +498,8 @@ def _safe_report(ctx: _Context) -> Report | None:
 
 
 @contextlib.contextmanager
-def _logging(verbose: int, *, progress_shown: bool, stream: TextIO) -> Iterator[None]:
+def _logging(verbose: int, *, progress_shown: bool,
+             stream: TextIO) -> Iterator[logging.StreamHandler[TextIO]]:
     logger = logging.getLogger("ceph_failback")
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     handler = logging.StreamHandler(stream)
@@ -501,7 +514,7 @@ def _logging(verbose: int, *, progress_shown: bool, stream: TextIO) -> Iterator[
     logger.setLevel(level if previous == logging.NOTSET else min(level, previous))
     logger.addHandler(handler)
     try:
-        yield
+        yield handler
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
@@ -535,7 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return EXIT_OK if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_USAGE
     ctx = _Context(args, out, err)
-    with _logging(args.verbose, progress_shown=not args.json, stream=err):
+    with _logging(args.verbose, progress_shown=not args.json, stream=err) as handler:
+        ctx.log = handler
         try:
             return _COMMANDS[args.command](ctx)
         except (FailbackError, KeyboardInterrupt) as exc:

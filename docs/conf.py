@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.abspath(".."))
 project = "ceph_failback"
 author = "the ceph_failback developers"
 copyright = "2026, the ceph_failback developers"  # noqa: A001
-release = "0.1.0"
+from ceph_failback import __version__ as release  # noqa: E402  (one place: the package)
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode"]
 autodoc_member_order = "bysource"

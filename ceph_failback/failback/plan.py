@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+
+from rich.console import RenderableType
 
 from ..ceph.status import MirrorStatus
 from ..opennebula.records import VM
 from .ledger import STEP_TITLES, STEPS, image_target, vm_target
+from .render import Rendered, plan_view
 
 __all__ = ["STEPS", "STEP_TITLES", "Action", "Blocker", "ImagePlan", "VMPlan", "Plan",
            "image_target", "vm_target", "unique"]
@@ -73,7 +75,7 @@ class VMPlan:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(Rendered):
     """Everything a failback would do, and everything that stops it.
 
     Attributes:
@@ -130,31 +132,13 @@ class Plan:
                      "actions": [_action(a) for a in v.actions]} for v in self.vms],
         }
 
-    def __str__(self) -> str:
-        lines = [f"Failback plan for pool {self.pool!r}: {self.site_b} -> {self.site_a}"]
-        for b in self.blockers:
-            state = "waived" if b.waivable and b.kind in self.waived else (
-                "BLOCKER (waivable)" if b.waivable else "BLOCKER")
-            lines.append(f"  {state}: {b}")
-        for w in self.warnings:
-            lines.append(f"  warning: {w}")
-        for step in STEPS:
-            acts = self.actions(step)
-            todo = [a.target for a in acts if a.do]
-            lines.append(f"  {step:<12} do {len(todo)}, skip {len(acts) - len(todo)}"
-                         + (f": {', '.join(todo)}" if todo else ""))
-        lines.append("  ready: no blocker" if self.ok else
-                     f"  REFUSED: {len(self.unwaived)} blocker(s) in force")
-        return "\n".join(lines)
+    def view(self, journal: str | None = None) -> RenderableType:
+        """The plan as a rich renderable (:func:`~.render.plan_view`): what ``str()``, the
+        command line and Jupyter show."""
+        return plan_view(self, journal)
 
-    __repr__ = __str__
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_html_(self) -> str:
-        from .html import plan_html
-        return plan_html(self)
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _action(a: Action) -> dict[str, object]:

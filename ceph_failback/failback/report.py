@@ -5,12 +5,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from rich.console import RenderableType
 
 from ..opennebula.mapping import Pair
 from .journal import Journal
 from .ledger import Ledger, Mark, Step, image_target, vm_target
-from .protection import report_line
+from .render import Rendered, report_view
 
 __all__ = ["ImageOutcome", "VMOutcome", "Report", "build_report"]
 
@@ -66,7 +67,7 @@ class VMOutcome:
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(Rendered):
     """A failback's outcome: per image, per VM (with downtime), and the runs it took."""
 
     pool: str
@@ -110,42 +111,12 @@ class Report:
                     for v in self.vms],
         }
 
-    def __str__(self) -> str:
-        lines = [f"Failback of pool {self.pool!r} {self.site_b} -> {self.site_a}: "
-                 f"{'COMPLETE' if self.complete else 'NOT complete'} "
-                 f"({self.runs} run(s)"
-                 + (f", {self.wall_time:.1f}s" if self.wall_time is not None else "") + ")"]
-        lines.append(f"  {'image':<24} {'outcome':<12} {'resynced':<9} {'promotes':<9} "
-                     "protection (B replays from A)")
-        for i in self.images:
-            attempts = i.promote_attempts if i.promote_attempts is not None else "-"
-            lines.append(f"  {i.name:<24} {i.outcome:<12} {'yes' if i.resynced else 'no':<9} "
-                         f"{attempts!s:<9} {i.protection or '-'}"
-                         + (f"  error: {i.error}" if i.error else ""))
-        lines.append(f"  {'VM on B -> VM on A':<24} {'running':<12} downtime")
-        for v in self.vms:
-            dt = f"{v.downtime:.1f}s" if v.downtime is not None else "-"
-            lines.append(f"  {f'{v.vm_b} -> {v.vm_a}':<24} {'yes' if v.resumed else 'no':<12} "
-                         f"{dt}" + (f"  error: {v.error}" if v.error else ""))
-        d = self.downtimes()
-        if d:
-            lines.append(f"  downtime: median {statistics.median(d):.1f}s, max {max(d):.1f}s")
-        if any(i.protected is False for i in self.images):
-            lines.append("  NOT PROTECTED: site B does not replay some images from A; "
-                         "Failback.reprotect() (`ceph-failback reprotect`) resyncs a "
-                         "split-brained copy on B from A")
-        if self.unprotected:
-            lines.append(report_line(dict(self.unprotected)))
-        return "\n".join(lines)
+    def view(self) -> RenderableType:
+        """The report as a rich renderable (:func:`~.render.report_view`)."""
+        return report_view(self)
 
-    __repr__ = __str__
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_html_(self) -> str:
-        from .html import report_html
-        return report_html(self)
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str], *,

@@ -2,7 +2,7 @@
 
 A :class:`Status` is a snapshot: per image in scope its role and rbd-mirror report on site A and
 on site B, per VM pair the VM's state on B and on A. It prints as a table in a terminal, renders as
-a coloured HTML table in Jupyter, and :meth:`Status.to_dict` gives the JSON form the command line
+the same coloured table in Jupyter, and :meth:`Status.to_dict` gives the JSON form the command line
 prints with ``--json``.
 """
 
@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import RenderableType
+
 from ..ceph.seams import MirrorSide
 from ..ceph.status import MirrorImageInfo, MirrorStatus
 from ..opennebula.mapping import Pair
 from ..opennebula.records import VM
+from .render import Rendered, status_view
 
 __all__ = ["ImageSide", "ImageState", "VMState", "Status"]
 
@@ -139,7 +142,7 @@ class VMState:
 
 
 @dataclass(frozen=True)
-class Status:
+class Status(Rendered):
     """Both sites side by side for a failback's scope.
 
     Attributes:
@@ -197,38 +200,12 @@ class Status:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def __str__(self) -> str:
-        a, b = self.site_a, self.site_b
-        homes = sum(i.home for i in self.images)
-        lines = [f"Pool {self.pool!r}: {b} (B) -> {a} (A), at {self.taken:%H:%M:%S} UTC; "
-                 f"{homes}/{len(self.images)} images home, "
-                 f"{sum(v.home for v in self.vms)}/{len(self.vms)} VMs home"]
-        rows = [[i.name, i.a.summary(), i.b.summary(), i.phase] for i in self.images]
-        lines += _table(["IMAGE", f"{a} (A)", f"{b} (B)", "PHASE"], rows)
-        rows = [[f"{v.vm_b.id} -> {v.vm_a.id}", v.vm_b.status, v.vm_a.status, ", ".join(v.images)]
-                for v in self.vms]
-        lines += _table([f"VM {b} -> {a}", f"{b} (B)", f"{a} (A)", "IMAGES"], rows)
-        return "\n".join(lines)
+    def view(self) -> RenderableType:
+        """Both sites side by side as a rich renderable (:func:`~.render.status_view`)."""
+        return status_view(self)
 
-    __repr__ = __str__
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
-
-    def _repr_html_(self) -> str:
-        from .html import status_html
-        return status_html(self)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    if not rows:
-        return [f"  {headers[0]}: none in scope"]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    out = []
-    for r in [headers, *rows]:
-        out.append(("  " + "  ".join(c.ljust(widths[n]) for n, c in enumerate(r[:-1]))
-                    + "  " + r[-1]).rstrip())
-    return out
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def read_status(pool_a: MirrorSide, pool_b: MirrorSide, images: Sequence[str],

@@ -27,8 +27,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import cast
 
+from rich.console import RenderableType
+from rich.padding import Padding
+
 from ..errors import ConfigurationError, FailbackError
-from ..failback import WAIVABLE, Event, EventKind, Failback, Plan, Report, Timeouts
+from ..failback import WAIVABLE, Event, EventKind, Failback, Plan, Progress, Report, Timeouts
+from ..failback.render import console_for
 from .cluster import TEST_SPEED_SETTINGS
 from .lab import Lab, MirrorKind, unique_journal
 from .oned import Delays
@@ -185,26 +189,9 @@ def _indent(text: object, by: str = "   ") -> str:
     return by + str(text).replace("\n", "\n" + by)
 
 
-class _Progress:
-    """Prints each step's title once, then each outcome tagged with its step (steps 3-6 run per
-    VM, interleaved, when pipelined)."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def __call__(self, event: Event) -> None:
-        tag = f"[{event.step}]" if event.step else ""
-        with self._lock:
-            if event.kind is EventKind.STEP_STARTED and event.step not in self._seen:
-                self._seen.add(str(event.step))
-                print(f"\n   {tag} {event.message}", flush=True)
-            elif event.kind is EventKind.ACTION:
-                print(f"      {tag:<14}{event.message}", flush=True)
-            elif event.kind is EventKind.WARNING:
-                print(f"      {tag:<14}! {event.message}", flush=True)
-            elif event.kind is EventKind.IMAGE_PROGRESS and event.data.get("percent") == 100:
-                print(f"      {tag:<14}{event.message}", flush=True)
+def _show(view: object) -> None:
+    """A plan, status or report, indented: coloured on a terminal, plain text elsewhere."""
+    console_for(sys.stdout).print(Padding(cast(RenderableType, view), (0, 0, 0, 3)))
 
 
 class StepTimer:
@@ -357,18 +344,19 @@ def rehearse(options: RehearsalOptions) -> int:
         timeouts = Timeouts(poll=0.5) if lab.test_speed is False else Timeouts(
             settle=60, resync=600, mirror=300, promote=120, terminate=120, resume=120, poll=0.5)
         timer = StepTimer()
+        progress = Progress(sys.stdout)
         fb = Failback(world.site("a"), world.site("b"), pools, journal=journal,
                       timeouts=timeouts, concurrency=o.concurrency,
-                      vm_concurrency=o.vm_concurrency, listeners=[_Progress(), timer])
+                      vm_concurrency=o.vm_concurrency, listeners=[progress, timer])
         _say("the VM/image mapping between the sites")
         for pair in fb.pairs:
             print(f"   VM {pair.vm_b.id} on {fb.site_b.name} -> VM {pair.vm_a.id} on "
                   f"{fb.site_a.name}: {', '.join(pair.images)}")
-        print(_indent(fb.status()))
+        _show(fb.status())
 
         _say("plan (nothing changed yet)")
         plan = fb.plan()
-        print(_indent(plan))
+        _show(plan)
         if not plan.ok:
             print("   the plan has blockers: stopping")
             _say("what to expect in production")
@@ -377,12 +365,13 @@ def rehearse(options: RehearsalOptions) -> int:
             return 1
 
         t = _say("failback" + ("" if o.pipeline else " (not pipelined)"))
-        report = fb.run(pipeline=o.pipeline)
+        with progress:
+            report = fb.run(pipeline=o.pipeline)
         print(f"\n   failback took {time.monotonic() - t:.1f}s")
         _say("report")
-        print(_indent(report))
+        _show(report)
         _say("both sites now")
-        print(_indent(fb.status()))
+        _show(fb.status())
         ok = all(lab.checksum("a", i) == c for i, c in expected.items())
         _say("what to expect in production")
         print(_indent(production_notes(plan, report, timer, production_speed=o.production_speed,

@@ -4,6 +4,7 @@ at the lab's conf files and keyrings, the stand-ins' endpoints and an auth file.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -182,3 +183,76 @@ def test_entry_point_interrupted_then_resumed(world: World, tmp_path: Path,
                 if a[0] == p.vm_b and a[1].startswith("terminate") and a[2]]
         assert len(sent) == 1, (p, world.oned_b.actions)
     assert not any(pw in out + err + out2 + err2 for pw in passwords)
+
+
+def test_run_in_a_terminal_draws_one_live_display_per_step(world: World, tmp_path: Path) -> None:
+    """``ceph-failback run --yes`` under a pseudo-terminal (120x40): the live display, read
+    back through a terminal emulator, ends with one block per step, each step once, a row per
+    image or VM inside its own step's block (the pipelined VMs never interleave), and the
+    report."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    import pyte
+
+    expected = build(world, 2)
+    config, passwords = write_config(world, tmp_path)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    proc = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
+        [sys.executable, "-m", "ceph_failback", "run", "--config", str(config), "--yes"],
+        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"},
+        close_fds=True)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=600)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    raw = b"".join(chunks).decode("utf-8", errors="replace")
+    assert proc.returncode == 0, raw[-3000:]
+    assert "\x1b[" in raw  # drawn as a terminal, not as plain lines
+    screen = pyte.Screen(120, 2000)  # tall: the whole session stays readable
+    pyte.Stream(screen).feed(raw)
+    shown = [line.rstrip() for line in screen.display]
+    text = "\n".join(shown)
+    assert not any(pw in raw for pw in passwords)
+
+    titles = [(n, line) for n, line in enumerate(shown) if re.match(r"\[\d/6\] \w+  ", line)]
+    steps = [line.split()[1] for _, line in titles]
+    assert steps == ["demote_a", "resync_a", "terminate_b", "demote_b", "promote_a",
+                     "resume_a"], text
+    assert all("finished" in line and " 0 failed" in line for _, line in titles), titles
+    end = next(n for n, line in enumerate(shown) if line.startswith("Failback of pool"))
+
+    def block_of(row: int) -> str:
+        return next(step for (n, _), step in zip(reversed(titles), reversed(steps), strict=True)
+                    if n < row)
+
+    site_a, site_b = world.lab.site_a.name, world.lab.site_b.name
+    rows: dict[str, list[str]] = {}
+    for n, line in enumerate(shown[titles[0][0]:end], titles[0][0]):
+        target = line.split(" ", 1)[0]
+        if target.startswith(("image:", "vm:")):
+            rows.setdefault(target, []).append(block_of(n))
+    for image in expected:
+        assert sorted(rows.get(f"image:{image}", [])) == sorted(
+            ["demote_a", "resync_a", "demote_b", "promote_a"]), (image, text)
+    for p in world.vms:
+        assert rows.get(f"vm:{site_b}:{p.vm_b}") == ["terminate_b"], text
+        assert rows.get(f"vm:{site_a}:{p.vm_a}") == ["resume_a"], text
+    assert "COMPLETE" in shown[end]

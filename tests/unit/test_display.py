@@ -1,12 +1,10 @@
-"""The Jupyter renderings (plan, status, step result, report, progress) and their plain-text
-forms, built directly without a lab: every image and VM shows, names are escaped, the HTML is
-well formed, and the progress listener updates one output per cell in place."""
+"""The renderings of the plan, the status, a step's result and the report (render.py, with rich),
+built directly without a lab: in plain text and in HTML every image and VM shows, names from a site
+are printed as typed (escaped in HTML, never read as rich markup), the HTML is well formed and
+self-contained, and colours carry their meaning. Progress displays: test_progress.py."""
 
 from __future__ import annotations
 
-import io
-import subprocess
-import sys
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,12 +22,10 @@ from ceph_failback.ceph.status import (
 from ceph_failback.failback import (
     Action,
     Blocker,
-    EventKind,
     ImageOutcome,
     ImagePlan,
     ImageSide,
     ImageState,
-    NotebookProgress,
     Plan,
     Report,
     Status,
@@ -38,11 +34,11 @@ from ceph_failback.failback import (
     VMPlan,
     VMState,
 )
-from ceph_failback.failback.events import Emitter
+from ceph_failback.failback.render import to_html, to_text
 from ceph_failback.opennebula import VM
 
 ROOT = Path(__file__).resolve().parents[2]
-EVIL = '<img src=x onerror="alert(1)">&'  # a hostile name: must come out as text
+EVIL = '<img src=x onerror="alert(1)">&[bold]'  # a hostile name: must come out as typed
 IMAGES = ("one-100", "one-101", f"one-{EVIL}")
 VOID = {"br", "img", "hr", "meta", "input", "col"}
 
@@ -78,6 +74,23 @@ def well_formed(html: str) -> str:
 def escaped(name: str) -> str:
     return (name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_text(html: str) -> str:
+    """What a browser shows of ``html`` (tags dropped, entities decoded)."""
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    return "".join(parser.parts)
 
 
 def mirror(site: str, image: str, *, primary: bool, state: MirrorState, description: str = "",
@@ -156,62 +169,91 @@ def sample_report(complete: bool = False) -> Report:
     return Report("one", "site-a", "site-b", images, vms, 2, 31.5 if complete else None)
 
 
+def both(obj: Plan | Status | Report | StepResult) -> tuple[str, str]:
+    """``obj`` as plain text and as HTML reduced to what a browser shows, after checking that
+    the HTML is well formed, self-contained, and holds no site name unescaped."""
+    html = well_formed(obj._repr_html_())
+    assert EVIL not in html and escaped(EVIL) in html
+    assert html.startswith("<pre") and "<script" not in html and "<style" not in html
+    text = to_text(obj.view()) if isinstance(obj, StepResult) else str(obj)
+    assert "\x1b" not in text and "\r" not in text
+    return text, html_text(html)
+
+
+def lines_with(text: str, *words: str) -> list[str]:
+    return [line for line in text.splitlines() if all(w in line for w in words)]
+
+
 # -- the plan ----------------------------------------------------------------------------------
 
 
-def test_plan_html_shows_every_image_vm_and_blocker() -> None:
+def test_plan_shows_every_image_vm_blocker_and_step_in_text_and_html() -> None:
     blockers = (Blocker("non-persistent-disk", "vm:site-b:12", f"disk {EVIL} is a clone"),
                 Blocker("partial-pair", "vm:site-a:3", "waived one", waivable=True))
     plan = sample_plan(blockers)
-    html = well_formed(plan._repr_html_())
-    for name in IMAGES:
-        assert escaped(name) in html
-    assert EVIL not in html and escaped(EVIL) in html
-    for vm_id in (12, 3, 13, 4):
-        assert f">{vm_id} " in html or f">{vm_id}<" in html or f"{vm_id} <span" in html
-    assert "REFUSED: 1 blocker(s)" in html and "waived" in html
-    assert "non-persistent-disk" in html and "warning about" in html
-    for step in ("DEMOTE_A", "RESYNC_A", "DEMOTE_B", "PROMOTE_A", "TERMINATE_B", "RESUME_A"):
-        assert step in html
-    assert "role unknown" in html  # one image has no status on B yet
+    for form in both(plan):
+        for name in IMAGES:
+            assert len(lines_with(form, name, "journal")) == 1, (name, form)
+        assert lines_with(form, "12 ", "ACTIVE/RUNNING", "3 web POWEROFF")
+        assert lines_with(form, "13 web DONE", "4 web ACTIVE/RUNNING")
+        assert "REFUSED: 1 blocker(s) in force" in form
+        assert lines_with(form, "non-persistent-disk", "vm:site-b:12", "no", f"disk {EVIL}")
+        assert lines_with(form, "partial-pair", "waived")
+        assert f"warning about {EVIL}" in form
+        for step in ("DEMOTE_A", "RESYNC_A", "DEMOTE_B", "PROMOTE_A", "TERMINATE_B", "RESUME_A"):
+            assert step in form
+        assert "role unknown" in form  # one image has no status on B yet
+        assert form.index("BLOCKERS") < form.index("Images (3):") < form.index("VMs (2):") \
+            < form.index("Steps:")
+        assert lines_with(form, "3", "terminate_b", "do 1", "skip 1", "do 1: ACTIVE/RUNNING on B")
 
 
-def test_plan_without_blockers_says_ready_and_prints_as_text() -> None:
+def test_plan_without_blockers_says_it_can_run() -> None:
     plan = sample_plan()
-    html = well_formed(plan._repr_html_())
-    assert "ready: no blocker" in html
-    text = str(plan)
-    assert repr(plan) == text and "pool 'one'" in text and "ready: no blocker" in text
-    refused = sample_plan((Blocker("no-primary", "image:one-100", "neither"),))
-    assert "REFUSED: 1 blocker(s) in force" in str(refused) and "no-primary" in str(refused)
-    for name in IMAGES:
-        assert name in text  # every image is to do in some step
+    text, html = both(plan)
+    assert repr(plan) == text and "pool 'one'" in text
+    assert "No blocker: the failback can run." in text and "No blocker" in html
+    assert "BLOCKERS" not in text
+
+
+def test_colours_carry_meaning_and_names_are_never_markup() -> None:
+    def style_of(html: str, words: str) -> str:
+        at = html.index(words)
+        return html[html.rfind("<span", 0, at):at]
+
+    red, green = "color: #800000", "color: #008000"  # rich's red and green, exported
+    refused = sample_plan((Blocker("no-primary", "image:one-100", "neither"),))._repr_html_()
+    assert red in style_of(refused, "REFUSED") and red in style_of(refused, "no-primary")
+    ready = sample_plan()._repr_html_()
+    assert green in style_of(ready, "No blocker")
+    status = sample_status()._repr_html_()
+    assert green in style_of(status, "home (primary on A)")
+    assert red in style_of(status, "split-brain on A")
+    assert "[bold]" in str(sample_plan())  # a name's markup printed as typed, not read
 
 
 # -- the status --------------------------------------------------------------------------------
 
 
-def test_status_html_shows_both_sites_states_and_progress() -> None:
+def test_status_shows_both_sites_states_and_progress_in_text_and_html() -> None:
     status = sample_status()
-    html = well_formed(status._repr_html_())
-    for name in IMAGES:
-        assert escaped(name) in html
-    assert EVIL not in html
-    for vm_id in (12, 3, 13, 4):
-        assert f"{vm_id} " in html
-    assert "1/3 primary on A" in html and "1/2 running on A" in html
-    assert "split-brain" in html and "42%" in html and "ACTIVE/EPILOG" in html
-    assert "home (primary on A)" in html and "copying to A 42%" in html
-    assert "not failed back" in html
+    for form in both(status):
+        for name in IMAGES:
+            assert len(lines_with(form, name, "journal")) == 1, (name, form)
+        assert "1/3 images home" in form and "1/2 VMs home" in form
+        assert lines_with(form, "one-100", "primary up+stopped", "non-primary up+replaying",
+                          "home (primary on A)")
+        assert lines_with(form, "one-101", "non-primary up+syncing 42%", "copying to A 42%")
+        assert lines_with(form, IMAGES[2], "split-brain")
+        assert lines_with(form, "12 ", "DONE", "3 web ACTIVE/RUNNING", "one-100, one-101", "home")
+        assert lines_with(form, "13 web ACTIVE/EPILOG", "4 web POWEROFF", "not yet")
+        header = lines_with(form, "IMAGE", "MODE")[0]
+        assert header.index("site-a (A)") < header.index("site-b (B)")
+    assert repr(status) == str(status)
 
 
-def test_status_text_and_json_forms() -> None:
+def test_status_json_form() -> None:
     status = sample_status()
-    text = str(status)
-    assert repr(status) == text
-    for name in IMAGES:
-        assert name in text
-    assert "12 -> 3" in text and "13 -> 4" in text and "1/3 images home" in text
     d = status.to_dict()
     assert dict(status) == d and status["images"] == d["images"]
     assert d["images"]["one-100"] == {
@@ -231,135 +273,67 @@ def test_status_complete_when_everything_is_home() -> None:
     home = Status(s.pool, s.site_a, s.site_b, s.images[:1],
                   (VMState(vm(12, "DONE"), vm(3, "ACTIVE", "RUNNING"), ("one-100",)),), s.taken)
     assert home.complete
-    assert "failed back" in well_formed(home._repr_html_())
+    assert "1/1 images home" in str(home) and "1/1 VMs home" in str(home)
+
+
+def test_status_view_with_the_lock_and_the_journal() -> None:
+    from ceph_failback.failback.render import status_view
+
+    status = sample_status()
+    assert "lock" not in to_text(status_view(status))
+    assert "Failback lock: free" in to_text(status_view(status, lock=None))
+    held = to_text(status_view(status, lock="host-1 pid 4242", journal="/j.jsonl",
+                               failback={"complete": False, "runs": 2}))
+    assert "Failback lock: held by host-1 pid 4242" in held
+    assert "Journal /j.jsonl: failback NOT complete, 2 run(s)" in held
+    assert "no failback recorded" in to_text(status_view(status, journal="/j.jsonl"))
 
 
 # -- the report and a step's result ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("complete", [True, False])
-def test_report_html_shows_every_image_and_vm(complete: bool) -> None:
+def test_report_shows_every_image_and_vm_in_text_and_html(complete: bool) -> None:
     report = sample_report(complete)
-    html = well_formed(report._repr_html_())
-    for name in IMAGES:
-        assert escaped(name) in html
-    for pair in ("12 \u2192 3", "13 \u2192 4"):
-        assert pair in html
-    assert EVIL not in html
-    if complete:
-        assert "COMPLETE" in html and "7.5s" in html and "median" in html
-        assert "3/3 promoted on A" in html and "2/2 running on A" in html
-    else:
-        assert "NOT complete" in html and escaped(f"failed {EVIL}") in html
-        assert "1/3 promoted on A" in html
-    text = str(report)
-    assert repr(report) == text
-    for name in IMAGES:
-        assert name in text
-    assert "12 -> 3" in text and "13 -> 4" in text
+    for form in both(report):
+        for name in IMAGES:
+            assert len([ln for ln in form.splitlines() if ln.startswith(name + " ")]) == 1
+        assert lines_with(form, "12 -> 3", "one-100, one-101", "running on A", "4.2s")
+        assert lines_with(form, "13 -> 4")
+        if complete:
+            assert "COMPLETE" in form and "NOT complete" not in form
+            assert "median 5.9s, max 7.5s" in form
+        else:
+            assert "NOT complete" in form and f"failed {EVIL}" in form
+            assert lines_with(form, "one-101", "in progress")
+    assert repr(report) == str(report)
 
 
-def test_step_result_html() -> None:
+def test_report_says_what_is_not_protected() -> None:
+    r = sample_report(True)
+    images = (r.images[0].__class__(**{**r.images[0].__dict__, "protection": "split-brain on B",
+                                       "protected": False}), *r.images[1:])
+    unprotected = Report(r.pool, r.site_a, r.site_b, images, r.vms, r.runs, r.wall_time,
+                         (("one-9", "primary on both sites"),))
+    text = str(unprotected)
+    assert "NOT complete" in text and "NOT PROTECTED" in text and "reprotect" in text
+    assert lines_with(text, "one-100", "split-brain on B")
+    assert "one-9" in text
+
+
+def test_step_result_text_and_html() -> None:
     result = StepResult("resync_a")
     result.add(f"image:{IMAGES[0]}", "done", "resync requested on A")
     result.add(f"image:{IMAGES[1]}", "skipped", "already replaying from B")
     result.add(f"image:{IMAGES[2]}", "failed", f"split-brain {EVIL}")
-    html = well_formed(result._repr_html_())
-    for name in IMAGES:
-        assert escaped(name) in html
-    assert "1 done" in html and "1 skipped" in html and "1 failed" in html
-    assert "flag the images for resync" in html
+    assert str(result).startswith("resync_a: 1 done, 1 skipped, 1 failed")
+    for form in both(result):
+        assert lines_with(form, f"image:{IMAGES[0]}", "done", "resync requested on A")
+        assert lines_with(form, f"image:{IMAGES[1]}", "skipped")
+        assert lines_with(form, f"image:{IMAGES[2]}", "failed", f"split-brain {EVIL}")
+        assert "flag the images for resync" in form
 
 
-# -- progress ----------------------------------------------------------------------------------
-
-
-class FakeDisplay:
-    """IPython's display(obj, display_id=True) and its handle's update(obj)."""
-
-    def __init__(self) -> None:
-        self.outputs: list[list[str]] = []  # one list of renderings per display
-
-    def __call__(self, obj: object, display_id: bool = False) -> FakeDisplay.Handle:
-        assert display_id is True
-        self.outputs.append([obj._repr_html_()])  # type: ignore[attr-defined]
-        return FakeDisplay.Handle(self.outputs[-1])
-
-    class Handle:
-        def __init__(self, renders: list[str]) -> None:
-            self.renders = renders
-
-        def update(self, obj: object) -> None:
-            self.renders.append(obj._repr_html_())  # type: ignore[attr-defined]
-
-
-def test_progress_updates_one_output_per_cell_in_place() -> None:
-    shown = FakeDisplay()
-    cell = [1]
-    progress = NotebookProgress(display=shown, cell=lambda: cell[0], min_interval=3600)
-    events = Emitter()
-    events.subscribe(progress)
-    events.emit(EventKind.STEP_STARTED, "Site A: flag the images for resync", step="resync_a")
-    for pct in (10, 20, 30, 40):  # throttled: no redraw for each
-        events.emit(EventKind.IMAGE_PROGRESS, f"image:{IMAGES[2]}: bootstrapping {pct}%",
-                    step="resync_a", target=f"image:{IMAGES[2]}", percent=pct)
-    events.emit(EventKind.IMAGE_PROGRESS, f"{IMAGES[1]}: replaying from B", step="resync_a",
-                target=f"image:{IMAGES[1]}", percent=100)
-    events.emit(EventKind.ACTION, f"image:{IMAGES[0]}: resync requested on A", step="resync_a",
-                target=f"image:{IMAGES[0]}", outcome="done")
-    events.emit(EventKind.STEP_FINISHED, "resync_a: 1 done", step="resync_a",
-                done=[f"image:{IMAGES[0]}"], skipped=[f"image:{IMAGES[1]}"], failed={})
-    assert len(shown.outputs) == 1, "one output for the cell"
-    renders = shown.outputs[0]
-    assert len(renders) == 3  # step start, the action, the step's end: progress was throttled
-    last = well_formed(renders[-1])
-    assert "resync_a" in last and "1 done" in last and "1 skipped" in last
-    assert escaped(f"image:{IMAGES[2]}") in last and "40%" in last and EVIL not in last
-    assert "finished" in last
-    assert progress._targets[f"image:{IMAGES[1]}"].outcome == "skipped"  # was waiting
-
-    # Another step in the same cell (run()): same output.
-    events.emit(EventKind.STEP_STARTED, "Site B: terminate", step="terminate_b")
-    assert len(shown.outputs) == 1
-    # A new cell: a new output, a fresh table.
-    cell[0] = 2
-    events.emit(EventKind.STEP_STARTED, "Site B: demote", step="demote_b")
-    events.emit(EventKind.WARNING, "image:x: FAILED: boom", step="demote_b", target="image:x",
-                outcome="failed")
-    assert len(shown.outputs) == 2
-    fresh = well_formed(shown.outputs[1][-1])
-    assert "demote_b" in fresh and "resync_a" not in fresh and "1 failed" in fresh
-    assert progress.redraws == len(shown.outputs[0]) + len(shown.outputs[1])
-    assert "demote_b" in progress.text() and "NotebookProgress(" in repr(progress)
-
-
-def test_progress_outside_a_kernel_prints_a_line_per_step() -> None:
-    out = io.StringIO()
-    progress = NotebookProgress(stream=out)
-    events = Emitter()
-    events.subscribe(progress)
-    events.emit(EventKind.STEP_STARTED, "Site A: demote the images", step="demote_a")
-    for pct in range(0, 100, 10):
-        events.emit(EventKind.IMAGE_PROGRESS, "image:a: 10%", step="demote_a", target="image:a",
-                    percent=pct)
-    events.emit(EventKind.WARNING, "image:b: FAILED: boom", step="demote_a", target="image:b",
-                outcome="failed")
-    events.emit(EventKind.STEP_FINISHED, "demote_a: 0 done", step="demote_a", done=[],
-                skipped=[], failed={"image:b": "boom"})
-    lines = out.getvalue().splitlines()
-    assert lines == ["[demote_a] Site A: demote the images", "[demote_a] ! image:b: FAILED: boom",
-                     "[demote_a] demote_a: 0 done"]
-    assert "1 failed" in well_formed(progress._repr_html_())
-
-
-def test_display_module_imports_without_ipython() -> None:
-    code = ("import sys; sys.modules['IPython'] = None\n"
-            "from ceph_failback.failback import NotebookProgress\n"
-            "from ceph_failback.failback.events import Emitter, EventKind\n"
-            "e = Emitter(); e.subscribe(NotebookProgress())\n"
-            "e.emit(EventKind.STEP_STARTED, 'go', step='demote_a')\n")
-    done = subprocess.run(  # noqa: S603 - this interpreter, fixed code
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "[demote_a] go\n"
+def test_html_is_the_same_view_as_the_text() -> None:
+    plan = sample_plan()
+    assert html_text(to_html(plan.view())).split() == to_text(plan.view()).split()

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rich.console import RenderableType
+
 from ...errors import FailbackError, StepFailedError
 from ..events import Emitter, EventKind
 from ..ledger import STEP_TITLES, Ledger, Mark, Step
+from ..render import Rendered, step_result_view, to_text
 from ..safety import Names, Refusal
 
 if TYPE_CHECKING:
@@ -80,7 +83,7 @@ class Decision:
 
 
 @dataclass
-class StepResult:
+class StepResult(Rendered):
     """What one step call did: per target, ``done``, ``skipped`` or ``failed``, with the reason."""
 
     step: str
@@ -110,13 +113,13 @@ class StepResult:
         return (f"{self.step}: {len(self.done)} done, {len(self.skipped)} skipped, "
                 f"{len(self.failed)} failed in {self.seconds:.1f}s")
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text("\n".join([str(self), *(f"  {t}: {o}" + (f" ({r})" if r else "")
-                                       for t, (o, r) in self.outcomes.items())]))
+    def view(self) -> RenderableType:
+        """Each target's outcome as a rich renderable (:func:`~..render.step_result_view`);
+        ``str()`` stays the one-line summary."""
+        return step_result_view(self)
 
-    def _repr_html_(self) -> str:
-        from ..html import step_result_html
-        return step_result_html(self)
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(to_text(self.view()))
 
 
 class StepContext(Protocol):

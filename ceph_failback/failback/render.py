@@ -1,0 +1,392 @@
+"""Every rendering of a failback's objects, with `rich <https://rich.readthedocs.io>`_: the plan,
+the two-site status, a step's result and the report.
+
+Each object has one view here (a rich renderable). The same view is printed to a terminal (in
+colour), written as plain text (``str()``, pipes, logs: no control characters; ``NO_COLOR`` is
+honoured) and exported as HTML for Jupyter (``_repr_html_``: inline styles only, no script).
+Every name that comes from a site (images, VMs, messages) enters a view as plain
+:class:`~rich.text.Text`, never as markup, so ``[bold]`` in a VM's name is printed as typed.
+
+Colours mean one thing each (:data:`TONES`): green done/replaying/running/home, red
+blocker/failed/split-brain/missing, yellow in progress or waiting, cyan primary or an action to
+do, dim skipped/non-primary/DONE.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Column, Table
+from rich.text import Text
+
+from ..ceph.status import MirrorState, MirrorStatus
+from .ledger import STEP_TITLES, STEPS
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .report import Report
+    from .status import ImageSide, Status
+    from .steps.base import StepResult
+
+__all__ = ["TONES", "Rendered", "to_text", "to_html", "console_for", "plan_view",
+           "status_view", "report_view", "step_result_view", "mirror_text", "vm_text",
+           "cell", "table"]
+
+#: One style per meaning.
+TONES = {
+    "ok": "green",          # done, replaying, running, failed back
+    "bad": "bold red",      # blocker, failed, split-brain, down, missing
+    "busy": "yellow",       # in progress, syncing, waiting, warnings
+    "info": "cyan",         # primary, an action to do
+    "muted": "dim",         # skipped, non-primary, DONE, no status
+}
+
+#: Width of plain-text renderings (``str()``): wide enough that tables rarely wrap in logs.
+TEXT_WIDTH = 160
+
+_HTML = ('<pre class="ceph-failback" style="white-space:pre;overflow-x:auto;line-height:normal;'
+         "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>")
+
+
+# -- consoles -------------------------------------------------------------------------------------
+
+
+def console_for(stream: Any, *, width: int | None = None) -> Console:
+    """A console writing to ``stream``: colours and live redraws on a terminal, plain text
+    otherwise (pipes, files, CI logs), no colour when ``NO_COLOR`` is set. Off a terminal the
+    width is :data:`TEXT_WIDTH` unless given (rich would wrap at 80)."""
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    return Console(file=stream, width=width or (None if tty else TEXT_WIDTH), highlight=False,
+                   emoji=False, soft_wrap=False)
+
+
+def to_text(view: RenderableType, *, width: int = TEXT_WIDTH) -> str:
+    """A view as plain text (no colour, no control characters), trailing spaces trimmed."""
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None, force_terminal=False, no_color=True,
+            highlight=False, emoji=False, soft_wrap=False).print(view)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()).strip("\n")
+
+
+def to_html(view: RenderableType, *, width: int = TEXT_WIDTH) -> str:
+    """A view as self-contained HTML (inline styles, no script): for Jupyter."""
+    console = Console(file=io.StringIO(), record=True, width=width, color_system="truecolor",
+                      force_terminal=True, force_jupyter=False, highlight=False, emoji=False)
+    console.print(view)
+    return console.export_html(inline_styles=True, code_format=_HTML)
+
+
+class Rendered:
+    """What an object with a view gets: ``str()`` as plain text, ``_repr_html_`` for Jupyter,
+    ``__rich__`` for rich consoles, IPython's pretty printer. Subclasses define :meth:`view`."""
+
+    def view(self) -> RenderableType:
+        """This object's rich renderable."""
+        raise NotImplementedError
+
+    def __rich__(self) -> RenderableType:
+        return self.view()
+
+    def __str__(self) -> str:
+        return to_text(self.view())
+
+    def _repr_html_(self) -> str:
+        return to_html(self.view())
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+# -- cells ----------------------------------------------------------------------------------------
+
+
+def cell(value: object, tone: str | None = None) -> Text:
+    """A cell holding ``value`` as typed (never markup), in a tone of :data:`TONES`."""
+    return Text(str(value), style=TONES.get(tone, "") if tone else "")
+
+
+def table(*headers: str, title: str | None = None, rows: Iterable[Sequence[RenderableType]] = (),
+          empty: str | None = None) -> RenderableType:
+    """A table in the project's style: plain, a rule under the headers, no outer frame (it
+    reads the same in a terminal, a log and a notebook); the first column never wraps.
+    ``empty``: what to show instead of a table with no row."""
+    first, *rest = headers  # names (images, VMs, targets) never wrap
+    t = Table(Column(first, no_wrap=True), *rest, title=title, title_justify="left",
+              title_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+              header_style="bold", expand=False)
+    n = 0
+    for row in rows:
+        t.add_row(*row)
+        n += 1
+    if n == 0 and empty is not None:
+        return Group(Text(title or "", style="bold"), Text(f"  {empty}", style="dim")) if title \
+            else Text(f"  {empty}", style="dim")
+    return t
+
+
+def mirror_tone(status: MirrorStatus | None) -> str:
+    """The tone of an rbd-mirror report."""
+    if status is None:
+        return "muted"
+    local = status.local
+    if status.is_split_brain() or local.state is MirrorState.ERROR or not local.up:
+        return "bad"
+    if local.state is MirrorState.REPLAYING:
+        return "ok"
+    if local.state in (MirrorState.SYNCING, MirrorState.STARTING_REPLAY,
+                       MirrorState.STOPPING_REPLAY):
+        return "busy"
+    if local.state is MirrorState.STOPPED:
+        return "info"
+    return "muted"
+
+
+def mirror_text(role: str, status: MirrorStatus | None) -> Text:
+    """An image on one site: its role, then rbd-mirror's state and details (with copy progress),
+    coloured: ``primary up+stopped``, ``non-primary up+replaying behind=0 @12:00:01``."""
+    role_tone = {"primary": "info", "non-primary": "muted", "missing": "bad"}.get(role, "muted")
+    out = Text(role, style=TONES[role_tone])
+    if role == "missing":
+        return out
+    out.append(" ")
+    if status is None:
+        out.append("(no status)", style=TONES["muted"])
+        return out
+    text = status.local.summary()
+    if status.is_split_brain() and "split-brain" not in text:
+        text += " split-brain"
+    out.append(text, style=TONES[mirror_tone(status)])
+    return out
+
+
+def side_text(side: ImageSide) -> Text:
+    """A :class:`~ceph_failback.failback.status.ImageSide` as a cell."""
+    return mirror_text(side.role, side.status)
+
+
+def vm_tone(status: str) -> str:
+    """The tone of a VM state (``ACTIVE/RUNNING``, ``DONE``, ``POWEROFF``...)."""
+    if status == "ACTIVE/RUNNING":
+        return "ok"
+    if status == "DONE":
+        return "muted"
+    if status in ("FAILED", "ACTIVE/UNKNOWN") or "FAILURE" in status:
+        return "bad"
+    if status in ("POWEROFF", "SUSPENDED", "STOPPED", "UNDEPLOYED", "HOLD"):
+        return "busy"
+    return "info"
+
+
+def vm_text(vm_id: int, status: str, name: str | None = None) -> Text:
+    """A VM: id, name, coloured state."""
+    out = Text(str(vm_id))
+    if name:
+        out.append(f" {name}", style="dim")
+    out.append(" ")
+    out.append(status, style=TONES[vm_tone(status)])
+    return out
+
+
+def _do(do: bool | None) -> Text:
+    if do is None:
+        return cell("-", "muted")
+    return cell("do", "info") if do else cell("-", "muted")
+
+
+def outcome_tone(outcome: str) -> str:
+    """The tone of a step outcome or an image's outcome."""
+    return {"failed back": "ok", "failed": "bad", "done": "ok", "skipped": "muted",
+            "warning": "busy", "waiting": "busy"}.get(outcome, "busy")
+
+
+def _heading(text: str, *extras: Text) -> Text:
+    out = Text(text, style="bold")
+    for extra in extras:
+        out.append("  ")
+        out.append_text(extra)
+    return out
+
+
+# -- the objects ----------------------------------------------------------------------------------
+
+_IMAGE_STEPS = ("demote_a", "resync_a", "demote_b", "promote_a")
+
+
+def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
+    """The plan: blockers first, warnings, the images and VMs with each step's action, the steps
+    with their reasons, and the verdict."""
+    parts: list[RenderableType] = [
+        _heading(f"Failback plan for pool {plan.pool!r}: {plan.site_b} (B) -> {plan.site_a} (A)")]
+    if journal is not None:
+        parts.append(Text(f"Journal: {journal}"))
+    if plan.blockers:
+        rows = []
+        for b in plan.blockers:
+            waived = b.waivable and b.kind in plan.waived
+            rows.append([cell(b.kind, "muted" if waived else "bad"), cell(b.target),
+                         cell("waived" if waived else "waivable" if b.waivable else "no",
+                              "muted" if waived else None), cell(b.message)])
+        parts.append(table("KIND", "TARGET", "WAIVE", "WHAT IS WRONG", rows=rows,
+                           title=f"BLOCKERS ({len(plan.unwaived)} in force, "
+                                 f"{len(plan.blockers) - len(plan.unwaived)} waived):"))
+    if plan.warnings:
+        parts.append(Text("Warnings:", style="bold"))
+        parts += [Text.assemble("  - ", (w, TONES["busy"])) for w in plan.warnings]
+    if plan.images:
+        rows = []
+        for i in plan.images:
+            acts = [i.action(s) for s in _IMAGE_STEPS]
+            rows.append([cell(i.name), cell(i.mode or "?"),
+                         mirror_text(_plan_role(i.status_a), i.status_a),
+                         mirror_text(_plan_role(i.status_b), i.status_b),
+                         *(_do(a.do if a is not None else None) for a in acts)])
+        parts.append(table("IMAGE", "MODE", f"{plan.site_a} (A)", f"{plan.site_b} (B)",
+                           *(s.upper() for s in _IMAGE_STEPS), rows=rows,
+                           title=f"Images ({len(plan.images)}):"))
+    if plan.vms:
+        rows = []
+        for v in plan.vms:
+            todo = {a.step: a.do for a in v.actions}
+            rows.append([vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
+                         vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
+                         _do(todo.get("terminate_b")), _do(todo.get("resume_a"))])
+        parts.append(table(f"VM ON {plan.site_b}", f"VM ON {plan.site_a}", "IMAGES",
+                           "TERMINATE_B", "RESUME_A", rows=rows, title=f"VMs ({len(plan.vms)}):"))
+    steps = table("", "STEP", "WHAT", "DO", "SKIP", "WHY", title="Steps:")
+    for n, step in enumerate(STEPS, 1):
+        groups: dict[tuple[bool, str], int] = {}
+        for a in plan.actions(step):
+            groups[(a.do, a.reason)] = groups.get((a.do, a.reason), 0) + 1
+        n_do = sum(c for (do, _), c in groups.items() if do)
+        n_skip = sum(c for (do, _), c in groups.items() if not do)
+        why = Text("\n").join(
+            Text(f"{'do' if do else 'skip'} {count}: {reason}",
+                 style=TONES["info"] if do else TONES["muted"])
+            for (do, reason), count in sorted(groups.items(), key=lambda kv: not kv[0][0])
+        ) if groups else cell("nothing in scope", "muted")
+        assert isinstance(steps, Table)
+        steps.add_row(cell(n), cell(step), cell(STEP_TITLES[step]),
+                      cell(f"do {n_do}", "info" if n_do else "muted"), cell(f"skip {n_skip}", "muted"),
+                      why)
+    parts.append(steps)
+    parts.append(cell("No blocker: the failback can run.", "ok") if plan.ok else cell(
+        f"REFUSED: {len(plan.unwaived)} blocker(s) in force; fix them (waivable kinds can be "
+        "waived with --waive KIND).", "bad"))
+    return Group(*_spaced(parts))
+
+
+def _plan_role(status: MirrorStatus | None) -> str:
+    if status is None:
+        return "role unknown"
+    return "primary" if status.is_primary() else "non-primary"
+
+
+def status_view(status: Status, *, lock: str | None | bool = False,
+                journal: str | None = None,
+                failback: dict[str, Any] | None = None) -> RenderableType:
+    """Both sites side by side, how many images and VMs are home; with the holder of the pool's
+    failback lock when ``lock`` is given (``None``: free) and what the journal records."""
+    a, b = status.site_a, status.site_b
+    homes = sum(i.home for i in status.images)
+    vms_home = sum(v.home for v in status.vms)
+    done = status.complete and bool(status.images or status.vms)
+    parts: list[RenderableType] = [_heading(
+        f"Pool {status.pool!r}: {b} (B) -> {a} (A), at {status.taken:%Y-%m-%d %H:%M:%S} UTC",
+        cell(f"{homes}/{len(status.images)} images home", "ok" if done else "busy"),
+        cell(f"{vms_home}/{len(status.vms)} VMs home", "ok" if done else "busy"))]
+    if lock is not False:
+        parts.append(Text(f"Failback lock: held by {lock}" if lock else "Failback lock: free"))
+    rows = []
+    for i in status.images:
+        phase_tone = "ok" if i.home else "bad" if (
+            "split-brain" in i.phase or "missing" in i.phase or "both" in i.phase) else "busy"
+        rows.append([cell(i.name), cell(i.mode or "?"), side_text(i.a), side_text(i.b),
+                     cell(i.phase, phase_tone)])
+    parts.append(table("IMAGE", "MODE", f"{a} (A)", f"{b} (B)", "PHASE", rows=rows,
+                       title=f"Images ({len(status.images)}):", empty="none in scope"))
+    rows = [[vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
+             vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
+             cell("home", "ok") if v.home else cell("not yet", "busy")] for v in status.vms]
+    parts.append(table(f"VM ON {b} (B)", f"VM ON {a} (A)", "IMAGES", "", rows=rows,
+                       title=f"VMs ({len(status.vms)}):", empty="none in scope"))
+    if failback:
+        state = "complete" if failback.get("complete") else "NOT complete"
+        parts.append(Text.assemble(f"Journal {journal}: failback ",
+                                   (state, TONES["ok" if failback.get("complete") else "busy"]),
+                                   f", {failback.get('runs')} run(s)"))
+    elif journal:
+        parts.append(Text(f"Journal {journal}: no failback recorded"))
+    return Group(*_spaced(parts))
+
+
+def report_view(report: Report) -> RenderableType:
+    """The outcome: per image, per VM with its downtime, the totals and what is not protected."""
+    from .protection import report_line
+
+    wall = f", {report.wall_time:.1f}s" if report.wall_time is not None else ""
+    parts: list[RenderableType] = [_heading(
+        f"Failback of pool {report.pool!r} {report.site_b} (B) -> {report.site_a} (A):",
+        cell("COMPLETE", "ok") if report.complete else cell("NOT complete", "bad"),
+        cell(f"({report.runs} run(s){wall})", "muted"))]
+
+    def yes(flag: bool) -> Text:
+        return cell("yes", "ok") if flag else cell("no", "muted")
+
+    rows = [[cell(i.name), cell(i.outcome, outcome_tone(i.outcome)), yes(i.demoted_a),
+             yes(i.resynced), yes(i.demoted_b), yes(i.promoted),
+             cell(i.promote_attempts if i.promote_attempts is not None else "-"),
+             cell(i.protection or "-", "bad" if i.protected is False else
+                  "ok" if i.protected else "muted"),
+             cell(i.error or "", "bad")] for i in report.images]
+    parts.append(table("IMAGE", "OUTCOME", "DEMOTED ON A", "RESYNCED", "DEMOTED ON B",
+                       "PROMOTED ON A", "PROMOTES", "PROTECTION (B REPLAYS FROM A)", "ERROR",
+                       rows=rows, title=f"Images ({len(report.images)}):", empty="none"))
+    rows = []
+    for v in report.vms:
+        state = cell("running on A", "ok") if v.resumed else (
+            cell("failed", "bad") if v.error else cell("not yet", "busy"))
+        rows.append([cell(f"{v.vm_b} -> {v.vm_a}"), cell(", ".join(v.images)), yes(v.terminated),
+                     state, cell(f"{v.downtime:.1f}s" if v.downtime is not None else "-"),
+                     cell(v.error or "", "bad")])
+    parts.append(table(f"VM {report.site_b} -> {report.site_a}", "IMAGES", "TERMINATED ON B",
+                       "RESUMED", "DOWNTIME", "ERROR", rows=rows,
+                       title=f"VMs ({len(report.vms)}):", empty="none"))
+    d = report.downtimes()
+    if d:
+        parts.append(Text(f"Downtime per VM (terminate request on B to RUNNING on A): median "
+                          f"{statistics.median(d):.1f}s, max {max(d):.1f}s"))
+    if any(i.protected is False for i in report.images):
+        parts.append(cell("NOT PROTECTED: site B does not replay some images from A; "
+                          "Failback.reprotect() (`ceph-failback reprotect`) resyncs a "
+                          "split-brained copy on B from A", "bad"))
+    if report.unprotected:
+        parts.append(cell(report_line(dict(report.unprotected)).strip(), "busy"))
+    return Group(*_spaced(parts))
+
+
+def step_result_view(result: StepResult) -> RenderableType:
+    """One step call's outcome per target."""
+    heading = _heading(
+        f"{result.step}: {STEP_TITLES.get(result.step, '')}",
+        cell(f"{len(result.done)} done", "ok" if result.done else "muted"),
+        cell(f"{len(result.skipped)} skipped", "muted"),
+        cell(f"{len(result.failed)} failed", "bad" if result.failed else "muted"),
+        cell(f"in {result.seconds:.1f}s", "muted"))
+    rows = [[cell(t), cell(o, outcome_tone(o)), cell(r)] for t, (o, r) in result.outcomes.items()]
+    return Group(heading, table("TARGET", "OUTCOME", "WHY", rows=rows, empty="nothing in scope"))
+
+
+def _spaced(parts: list[RenderableType]) -> list[RenderableType]:
+    """A blank line between sections; consecutive lines of text stay together."""
+    out: list[RenderableType] = []
+    for n, part in enumerate(parts):
+        if n and not (isinstance(part, Text) and isinstance(parts[n - 1], Text)):
+            out.append(Text(""))
+        out.append(part)
+    return out
