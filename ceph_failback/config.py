@@ -31,71 +31,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .ceph.connection import CephConfig, CephSite
 from .errors import ConfigurationError
 from .failback.sites import Site, Timeouts
-from .opennebula.config import Credentials, find_credentials, resolve_endpoint
-from .opennebula.site import OpenNebulaSite
+from .siteconf import SITE_KEYS, Reader, SiteConfig, read_site, type_name
 
 __all__ = ["SiteConfig", "FailbackConfig", "load_config", "SITE_KEYS", "TOP_KEYS"]
-
-#: Keys of a ``[site.a]`` / ``[site.b]`` table, and whether each is required.
-SITE_KEYS: dict[str, bool] = {
-    "name": True,
-    "ceph_conf": True,
-    "ceph_client": False,
-    "ceph_keyring": False,
-    "one_endpoint": False,
-    "one_auth": False,
-    "one_verify": False,
-    "one_timeout": False,
-}
 
 #: Top-level keys and tables.
 TOP_KEYS = ("pool", "journal", "site", "timeouts")
 
 _TIMEOUT_KEYS = tuple(f.name for f in dataclasses.fields(Timeouts))
-
-
-@dataclass(frozen=True)
-class SiteConfig:
-    """One site as the configuration file describes it, validated and resolved.
-
-    Attributes:
-        letter: ``a`` (home) or ``b`` (where the VMs run now).
-        name: the site's name (used in messages, the journal and reports).
-        ceph: how to reach the site's Ceph cluster.
-        one_endpoint: oned's XML-RPC URL (from the file or ``$ONE_XMLRPC``).
-        credentials: the OpenNebula user and password; its repr hides the password.
-        credentials_origin: where they were read (a file path, for messages).
-        one_verify: https certificate verification: a bool or a CA bundle path; ``None``: as
-            ``$ONE_DISABLE_SSL_VERIFY``/``$ONE_CERT_DIR`` say (see :class:`OpenNebulaSite`).
-        one_timeout: seconds each XML-RPC call may take; ``None``: ``$ONE_XMLRPC_TIMEOUT``,
-            else 30.
-    """
-
-    letter: str
-    name: str
-    ceph: CephConfig
-    one_endpoint: str
-    credentials: Credentials
-    credentials_origin: str
-    one_verify: bool | str | None = None
-    one_timeout: float | None = None
-
-    def build(self) -> Site:
-        """A :class:`~ceph_failback.failback.Site` for this site (connects lazily)."""
-        ceph = CephSite(self.name, self.ceph)
-        one = OpenNebulaSite(self.name, self.one_endpoint, credentials=self.credentials,
-                             verify=self.one_verify, timeout=self.one_timeout)
-        return Site(self.name, ceph, one)
 
 
 @dataclass(frozen=True)
@@ -120,87 +71,7 @@ class FailbackConfig:
 
     def sites(self) -> tuple[Site, Site]:
         """Site A and site B as :class:`~ceph_failback.failback.Site` objects."""
-        return self.site_a.build(), self.site_b.build()
-
-
-class _Reader:
-    """Validation helpers that name the file, the key and the site in every message."""
-
-    def __init__(self, path: Path, overridden: set[str]) -> None:
-        self.path = path
-        self.overridden = overridden
-
-    def error(self, key: str, message: str, *, site: str | None = None,
-              hint: str | None = None) -> ConfigurationError:
-        origin = "the command line" if key in self.overridden else str(self.path)
-        return ConfigurationError(f"{origin}: {key}: {message}", site=site, hint=hint)
-
-    def table(self, raw: Mapping[str, Any], key: str, allowed: tuple[str, ...] | dict[str, bool],
-              *, site: str | None = None) -> None:
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            # Never quote the values: a misplaced key may hold a secret.
-            raise self.error(key or "top level", f"unknown key(s) {unknown}; known keys: "
-                             f"{sorted(allowed)}", site=site)
-
-    def string(self, raw: Mapping[str, Any], table: str, key: str, *, required: bool,
-               site: str | None = None) -> str | None:
-        full = f"{table}.{key}" if table else key
-        if key not in raw:
-            if required:
-                raise self.error(full, "missing (required)", site=site)
-            return None
-        value = raw[key]
-        if not isinstance(value, str):
-            raise self.error(full, f"must be a string, not {_type_name(value)}", site=site)
-        if not value.strip():
-            raise self.error(full, "must not be empty", site=site)
-        return value.strip()
-
-    def pools(self, raw: Mapping[str, Any]) -> str | tuple[str, ...]:
-        """``pool``: one pool's name, or a list of distinct names."""
-        value = raw.get("pool")
-        if not isinstance(value, list):
-            pool = self.string(raw, "", "pool", required=True)
-            assert pool is not None
-            return pool
-        names = [self.string({"pool": v}, "", "pool", required=True) for v in value]
-        if not names or len(set(names)) != len(names):
-            raise self.error("pool", "must list one or more distinct pools")
-        if len(names) == 1:
-            assert names[0] is not None
-            return names[0]
-        return tuple(n for n in names if n is not None)
-
-    def seconds(self, raw: Mapping[str, Any], table: str, key: str, *,
-                site: str | None = None) -> float | None:
-        full = f"{table}.{key}" if table else key
-        if key not in raw:
-            return None
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(full, f"must be a number of seconds, not {_type_name(value)}",
-                             site=site)
-        if value <= 0:
-            raise self.error(full, f"must be positive seconds, not {value}", site=site)
-        return float(value)
-
-    def path_value(self, value: str) -> str:
-        p = Path(value).expanduser()
-        return str(p if p.is_absolute() else (self.path.parent / p))
-
-
-_CEPH_KEY = re.compile(r"AQ[A-Za-z0-9+/]{36}==")
-
-
-def _path_shown(path: str) -> str:
-    """A path for a message, unless a Ceph key was pasted in its place."""
-    return "the path given (it holds what looks like a Ceph key)" if _CEPH_KEY.search(path) else path
-
-
-def _type_name(value: object) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+        return Site(*self.site_a.parts()), Site(*self.site_b.parts())
 
 
 def load_config(path: str | os.PathLike[str],
@@ -238,7 +109,7 @@ def load_config(path: str | os.PathLike[str],
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
     overridden = _apply_overrides(raw, overrides or {})
-    r = _Reader(path, overridden)
+    r = Reader(path, overridden)
 
     r.table(raw, "", TOP_KEYS)
     pool = r.pools(raw)
@@ -248,7 +119,7 @@ def load_config(path: str | os.PathLike[str],
     if sites_raw is None:
         raise r.error("site", "missing: the file needs a [site.a] and a [site.b] table")
     if not isinstance(sites_raw, dict):
-        raise r.error("site", f"must be a table ([site.a], [site.b]), not {_type_name(sites_raw)}")
+        raise r.error("site", f"must be a table ([site.a], [site.b]), not {type_name(sites_raw)}")
     r.table(sites_raw, "site", ("a", "b"))
     sites = {}
     for letter in ("a", "b"):
@@ -256,8 +127,8 @@ def load_config(path: str | os.PathLike[str],
         if table is None:
             raise r.error(f"site.{letter}", f"missing: add a [site.{letter}] table")
         if not isinstance(table, dict):
-            raise r.error(f"site.{letter}", f"must be a table, not {_type_name(table)}")
-        sites[letter] = _site(r, letter, table)
+            raise r.error(f"site.{letter}", f"must be a table, not {type_name(table)}")
+        sites[letter] = read_site(r, letter, table)
     a, b = sites["a"], sites["b"]
     if a.name == b.name:
         raise r.error("site.b.name", f"both sites are named {a.name!r}: they need different names")
@@ -274,7 +145,7 @@ def load_config(path: str | os.PathLike[str],
     if "timeouts" in raw:
         t_raw = raw["timeouts"]
         if not isinstance(t_raw, dict):
-            raise r.error("timeouts", f"must be a table, not {_type_name(t_raw)}")
+            raise r.error("timeouts", f"must be a table, not {type_name(t_raw)}")
         r.table(t_raw, "timeouts", _TIMEOUT_KEYS)
         values = {k: r.seconds(t_raw, "timeouts", k) for k in t_raw}
         timeouts = Timeouts(**{k: v for k, v in values.items() if v is not None})
@@ -302,77 +173,3 @@ def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> set[s
     return done
 
 
-def _site(r: _Reader, letter: str, raw: Mapping[str, Any]) -> SiteConfig:
-    key = f"site.{letter}"
-    name = r.string(raw, key, "name", required=True)
-    assert name is not None
-    r.table(raw, key, SITE_KEYS, site=name)
-    conf = r.string(raw, key, "ceph_conf", required=True, site=name)
-    assert conf is not None
-    client = r.string(raw, key, "ceph_client", required=False, site=name) or "client.admin"
-    if not client.startswith("client.") or client == "client.":
-        raise r.error(f"{key}.ceph_client", "must look like 'client.<id>' (e.g. client.failback)",
-                      site=name)
-    keyring = r.string(raw, key, "ceph_keyring", required=False, site=name)
-    conffile = r.path_value(conf)
-    if not os.path.isfile(conffile):
-        raise r.error(f"{key}.ceph_conf", f"{_path_shown(conffile)} does not exist (or is not a "
-                      "file)", site=name)
-    if keyring and not os.path.isfile(r.path_value(keyring)):
-        raise r.error(f"{key}.ceph_keyring", f"{_path_shown(r.path_value(keyring))} does not "
-                      "exist (or is not a file)", site=name,
-                      hint="ceph_keyring is the path of the client's keyring file, never the key")
-    ceph = CephConfig(conffile=conffile, client=client,
-                      keyring=r.path_value(keyring) if keyring else None)
-
-    endpoint_raw = r.string(raw, key, "one_endpoint", required=False, site=name)
-    try:
-        endpoint = resolve_endpoint(endpoint_raw, site=name)
-    except ConfigurationError as exc:
-        where = f"{key}.one_endpoint" if endpoint_raw else f"{key}.one_endpoint (not set)"
-        raise r.error(where, exc.message, site=name, hint=exc.hint) from None
-
-    verify: bool | str | None = None
-    if "one_verify" in raw:
-        v = raw["one_verify"]
-        if isinstance(v, bool):
-            verify = v
-        elif isinstance(v, str) and v.strip():
-            verify = r.path_value(v.strip())
-            if not os.path.isfile(verify):
-                raise r.error(f"{key}.one_verify", f"CA bundle {verify} does not exist", site=name)
-        else:
-            raise r.error(f"{key}.one_verify", f"must be true, false or the path of a CA bundle, "
-                          f"not {_type_name(v)}", site=name)
-    timeout = r.seconds(raw, key, "one_timeout", site=name)
-
-    auth = r.string(raw, key, "one_auth", required=False, site=name)
-    credentials, origin = _credentials(r, key, name, auth)
-    return SiteConfig(letter=letter, name=name, ceph=ceph, one_endpoint=endpoint,
-                      credentials=credentials, credentials_origin=origin, one_verify=verify,
-                      one_timeout=timeout)
-
-
-def _credentials(r: _Reader, key: str, site: str, auth: str | None) -> tuple[Credentials, str]:
-    """The site's credentials: the ``one_auth`` file, else as the OpenNebula CLI looks for them
-    (``$ONE_AUTH``, ``~/.one/one_auth``, ``/var/lib/one/.one/one_auth``)."""
-    if auth is None:
-        try:
-            return find_credentials(None, site=site)
-        except ConfigurationError as exc:
-            raise r.error(f"{key}.one_auth (not set)", exc.message, site=site,
-                          hint=exc.hint) from None
-    path = Path(r.path_value(auth))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        # Someone may have written the credentials themselves here: never echo them.
-        shown = "the file named there" if ":" in auth else str(path)
-        raise r.error(f"{key}.one_auth", f"cannot read {shown}: {exc.strerror or exc}", site=site,
-                      hint="one_auth is the path of a file holding user:password (the ONE_AUTH "
-                      "convention), never the credentials themselves") from None
-    line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    try:
-        return Credentials.parse(line, origin=str(path), site=site), str(path)
-    except ConfigurationError as exc:
-        raise r.error(f"{key}.one_auth", exc.message, site=site) from None

@@ -3,12 +3,14 @@ gives :class:`~ceph_failback.failback.Failback`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..ceph.seams import CephBackend
 from ..errors import ConfigurationError
 from ..opennebula.seams import CloudSite
+from ..siteconf import site_arguments
 
 __all__ = ["Site", "Timeouts"]
 
@@ -29,6 +31,39 @@ class Site:
     name: str
     ceph: CephBackend
     one: CloudSite
+
+    @classmethod
+    def connect(cls, name: str, *, ceph_conf: str | os.PathLike[str],
+                ceph_client: str = "client.admin",
+                ceph_keyring: str | os.PathLike[str] | None = None,
+                one_endpoint: str | None = None, one_auth: str | os.PathLike[str] | None = None,
+                one_verify: bool | str | os.PathLike[str] | None = None,
+                one_timeout: float | None = None) -> Site:
+        """A site from its connection settings, without a configuration file::
+
+            site_a = Site.connect("site-a", ceph_conf="/etc/ceph/site-a.conf",
+                                  ceph_client="client.failback",
+                                  one_endpoint="https://one-a.example:2633/RPC2",
+                                  one_auth="~/.one/site-a.auth")
+
+        The arguments are the keys of a ``[site.a]`` table (:doc:`/configuration`), checked the
+        same way, with the same conventions as the command line: without ``one_endpoint``,
+        ``$ONE_XMLRPC`` then ``~/.one/one_endpoint``; without ``one_auth`` (the path of a file
+        holding ``user:password``, never the password itself), ``$ONE_AUTH``, then
+        ``~/.one/one_auth``, then ``/var/lib/one/.one/one_auth``; ``one_verify`` and
+        ``one_timeout`` default to ``$ONE_DISABLE_SSL_VERIFY``/``$ONE_CERT_DIR`` and
+        ``$ONE_XMLRPC_TIMEOUT`` (else 30 s). Relative paths are relative to the working
+        directory.
+
+        Raises:
+            ConfigurationError: a file is missing, a value has the wrong form, or no credentials
+                are found; the message names the site and the argument, never a secret.
+                Nothing is contacted until the failback's first plan or step.
+        """
+        cfg = site_arguments(name, ceph_conf=ceph_conf, ceph_client=ceph_client,
+                             ceph_keyring=ceph_keyring, one_endpoint=one_endpoint,
+                             one_auth=one_auth, one_verify=one_verify, one_timeout=one_timeout)
+        return cls(*cfg.parts())
 
 
 @dataclass(frozen=True)

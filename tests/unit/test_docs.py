@@ -105,3 +105,47 @@ def test_every_test_the_docs_name_exists() -> None:
              for name in re.findall(r"``(test_\w+)``", page.read_text())}
     assert len(cited) > 20
     assert not cited - defined, f"tests named in docs/ that do not exist: {sorted(cited - defined)}"
+
+
+def _resolve(dotted: str) -> object:
+    """The module, or the attribute of a module, that ``dotted`` names."""
+    import importlib
+
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:n]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[n:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def test_every_name_the_docs_show_imports() -> None:
+    """Every ``ceph_failback.x.y`` the docs and the README name (directives, roles, code) is a
+    module or an attribute of one: documented names stay importable where the docs show them."""
+    import re
+
+    names: set[str] = set()
+    for path in [*sorted((ROOT / "docs").glob("*.rst")), ROOT / "README.md"]:
+        names |= set(re.findall(r"\bceph_failback(?:\.[A-Za-z_]\w*)+", path.read_text()))
+    names -= {"ceph_failback.lock", "ceph_failback.journal"}  # RADOS objects' names, not Python
+    assert len(names) > 40
+    broken = []
+    for name in sorted(names):
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as exc:
+            broken.append(f"{name}: {exc}")
+    assert not broken, broken
+
+
+def test_the_public_surface_is_documented_on_the_api_page() -> None:
+    import ceph_failback
+
+    api = (ROOT / "docs" / "api.rst").read_text()
+    missing = [n for n in ceph_failback.__all__ if n not in errors.__all__ and n != "__version__"
+               and n not in api]
+    assert not missing, missing

@@ -120,7 +120,7 @@ def test_the_site_ca_bundle_makes_it_work(oned: OnedStandIn, certificate: tuple[
     config.write_text(text)
     cfg = load_config(config)
     assert cfg.site_b.one_verify == str(tmp_path / "site-b-ca.pem")
-    assert cfg.site_b.build().one.vms() == []
+    assert cfg.sites()[1].one.vms() == []
     assert verification_warnings(caplog) == []
 
 
