@@ -1,7 +1,7 @@
 """The demo, and failback rehearsals: a full failback on a local two-site lab.
 
-``python -m ceph_failback.demo`` (also ``python -m ceph_failback.lab rehearse``) brings up two real
-single-node Ceph clusters with rbd-mirror between them and one OpenNebula stand-in per site,
+``python -m ceph_failback.lab rehearse`` (also ``python -m ceph_failback.lab.demo``) brings up two
+real single-node Ceph clusters with rbd-mirror between them and one OpenNebula stand-in per site,
 creates VMs with persistent RBD disks holding data on site A, simulates a disaster (unplanned by
 default: site B force-promoted, the VMs recreated there and writing new data), then runs the
 failback with :class:`~ceph_failback.failback.Failback` (plan, progress, report with per-VM
@@ -38,7 +38,7 @@ from .lab import Lab, MirrorKind, unique_journal
 from .oned import Delays
 from .world import Disaster, World
 
-log = logging.getLogger("ceph_failback.demo")
+log = logging.getLogger("ceph_failback.lab.demo")
 
 #: Ceph's defaults for the rbd-mirror settings the lab speeds up (Ceph 16, ``ceph-conf -D``).
 __all__ = ["CHECKS", "PRODUCTION_DEFAULTS", "WAITS", "RehearsalOptions", "StepTimer",
@@ -463,7 +463,7 @@ def options_from(args: argparse.Namespace) -> RehearsalOptions:
         pipeline=args.pipeline, second_pool=args.second_pool, dr_history=args.dr_history)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m ceph_failback.demo") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m ceph_failback.lab.demo") -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -7,7 +7,12 @@ import threading
 
 import pytest
 
-from ceph_failback.demo import (
+from ceph_failback.errors import ConfigurationError
+from ceph_failback.failback import STEPS, Blocker, EventKind, Plan, Timeouts
+from ceph_failback.failback.events import Emitter
+from ceph_failback.lab import TEST_SPEED_SETTINGS
+from ceph_failback.lab.__main__ import main as lab_main
+from ceph_failback.lab.demo import (
     CHECKS,
     PRODUCTION_DEFAULTS,
     WAITS,
@@ -18,11 +23,6 @@ from ceph_failback.demo import (
     parse_size,
     production_notes,
 )
-from ceph_failback.errors import ConfigurationError
-from ceph_failback.failback import STEPS, Blocker, EventKind, Plan, Timeouts
-from ceph_failback.failback.events import Emitter
-from ceph_failback.lab import TEST_SPEED_SETTINGS
-from ceph_failback.lab.__main__ import main as lab_main
 from ceph_failback.opennebula.mapping import FindingKind
 
 
