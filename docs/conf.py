@@ -10,7 +10,6 @@ sys.path.insert(0, os.path.abspath(".."))
 project = "ceph_failback"
 author = "the ceph_failback developers"
 copyright = "2026, the ceph_failback developers"  # noqa: A001
-from ceph_failback import __version__ as release  # noqa: E402  (one place: the package)
 
 
 def _public_surface() -> str:
