@@ -29,9 +29,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     src = work / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".nox", ".venv*", "_build", "__pycache__", "*.egg-info", "build", "dist"))
+        ".git", ".nox", ".venv*", "_build", "__pycache__", "build", "dist"))  # egg-info kept: as a
+    # checkout where `pip install -e .` ran has it (setuptools reads its file list)
     done = subprocess.run(  # noqa: S603 - this interpreter's pip, a copy of this checkout
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",  # isolated, as pip installs
          "--disable-pip-version-check", "-w", str(work / "dist"), str(src)],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
