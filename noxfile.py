@@ -63,7 +63,7 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job on the local lab: bring it up, run the scenario, report, tear down."""
     _install(session)
-    session.run("python", "-m", "ceph_failback.lab", "rehearse", *session.posargs)
+    session.run("python", "-m", "ceph_failback.demo", *session.posargs)
 
 
 @nox.session(**VENV)

@@ -133,7 +133,6 @@ class _Context:
     config: FailbackConfig | None = None
     failback: Failback | None = None
     started: bool = False  # run/resume reached the point of changing things
-    log: logging.StreamHandler[TextIO] | None = None  # the log's handler (on ``err``)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -319,6 +318,7 @@ def _cmd_reprotect(ctx: _Context) -> int:
 
 def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
     progress = None if ctx.json else Progress(ctx.out)
+    ctx.extra["progress"] = progress
     listeners = [progress] if progress is not None else []
     fb = _make_failback(ctx, listeners)
     with contextlib.ExitStack() as stack:
@@ -361,20 +361,12 @@ def _cmd_run(ctx: _Context, *, resume: bool = False) -> int:
             if not ctx.json:
                 ctx.say(f"\n{'Resuming' if resume else 'Running'} the failback "
                         f"(journal {ctx.journal}; Ctrl-C stops at once, `resume` continues):")
-            if progress is not None:
-                progress.start()
-            # Log lines on the same terminal go above the live display, never through it.
-            restore = (ctx.log.setStream(progress.above(ctx.err))
-                       if progress is not None and progress.tty and ctx.log is not None
-                       and ctx.err.isatty() else None)
-            try:
+            with progress or contextlib.nullcontext(), (
+                    progress.logs_above("ceph_failback") if progress is not None
+                    else contextlib.nullcontext()):
+                # Log lines on the display's terminal go above it, never through it.
                 report = fb.run(pipeline=not ctx.args.no_pipeline,
                                 reprotect=ctx.args.reprotect)
-            finally:
-                if progress is not None:
-                    progress.close()
-                if restore is not None and ctx.log is not None:
-                    ctx.log.setStream(restore)
     if ctx.json:
         ctx.emit_json({**report.to_dict(), "journal": str(ctx.journal)})
     else:
@@ -407,6 +399,9 @@ def _signals(ctx: _Context) -> Iterator[None]:
             text = (f"\ninterrupted ({name}): stopped at once. Every action is in the journal "
                     f"{journal};\nto continue: {ctx.resume_command()}\n")
             fd = ctx.err
+        progress = ctx.extra.get("progress")
+        if progress is not None:
+            progress.abandon()  # the process exits at once: show the terminal's cursor again
         with contextlib.suppress(Exception):
             ctx.out.flush()
         try:
@@ -498,8 +493,7 @@ def _safe_report(ctx: _Context) -> Report | None:
 
 
 @contextlib.contextmanager
-def _logging(verbose: int, *, progress_shown: bool,
-             stream: TextIO) -> Iterator[logging.StreamHandler[TextIO]]:
+def _logging(verbose: int, *, progress_shown: bool, stream: TextIO) -> Iterator[None]:
     logger = logging.getLogger("ceph_failback")
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     handler = logging.StreamHandler(stream)
@@ -514,7 +508,7 @@ def _logging(verbose: int, *, progress_shown: bool,
     logger.setLevel(level if previous == logging.NOTSET else min(level, previous))
     logger.addHandler(handler)
     try:
-        yield handler
+        yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
@@ -548,8 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return EXIT_OK if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_USAGE
     ctx = _Context(args, out, err)
-    with _logging(args.verbose, progress_shown=not args.json, stream=err) as handler:
-        ctx.log = handler
+    with _logging(args.verbose, progress_shown=not args.json, stream=err):
         try:
             return _COMMANDS[args.command](ctx)
         except (FailbackError, KeyboardInterrupt) as exc:

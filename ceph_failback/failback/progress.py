@@ -19,11 +19,15 @@ Both are thread-safe (events come from the failback's worker threads)::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
+import logging
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO, cast
 
@@ -38,6 +42,13 @@ from .render import TONES, cell, outcome_tone, table, to_html, to_text
 __all__ = ["Board", "Progress", "NotebookProgress"]
 
 _FINAL = ("done", "skipped", "failed")
+
+#: What :meth:`Board.record` returns: how soon a display should show the change.
+NEWS, OUTCOME, STRUCTURE = 0, 1, 2
+
+#: Seconds between two notebook redraws for outcomes (a thousand images done in a burst redraw
+#: a few times, not a thousand).
+OUTCOME_INTERVAL = 0.2
 
 
 @dataclass
@@ -73,23 +84,24 @@ class Board:
         self.warnings: list[str] = []
         self.started = time.monotonic()
 
-    def record(self, event: Event) -> bool:
-        """Take one event in; ``True`` when it changed what a reader must see at once (a step
-        started or ended, an outcome, a warning), ``False`` for progress news."""
+    def record(self, event: Event) -> int:
+        """Take one event in; how soon a display should show it: :data:`STRUCTURE` (a step
+        started or ended, a failure or warning), :data:`OUTCOME` (a target done or skipped) or
+        :data:`NEWS` (progress of a wait)."""
         now = time.monotonic()
         step = event.step
         if step is None:
             if event.kind is EventKind.WARNING:
                 self.warnings = [*self.warnings[-4:], event.message]
-                return True
-            return False
+                return STRUCTURE
+            return NEWS
         s = self.steps.get(step)
         if s is None:
             s = self.steps[step] = _Step(started=now)
         if event.kind is EventKind.STEP_STARTED:
             s.calls += 1
             s.ended = None
-            return True
+            return STRUCTURE
         if event.kind is EventKind.STEP_FINISHED:
             s.finished += 1
             if s.finished >= s.calls:
@@ -102,29 +114,29 @@ class Board:
                     else None
                 s.rows[target] = _Row(outcome, str(reason) if reason else
                                       (row.message if row is not None else ""))
-            return True
+            return STRUCTURE
         target = event.target
         if target is None:
             if event.kind is EventKind.WARNING:
                 self.warnings = [*self.warnings[-4:], f"{step}: {event.message}"]
-                return True
-            return False
+                return STRUCTURE
+            return NEWS
         message = _without_target(event.message, target)
         outcome = str(event.data.get("outcome", ""))
         if event.kind is EventKind.ACTION:
             s.rows[target] = _Row(outcome or "done", message)
-            return True
+            return STRUCTURE if outcome == "failed" else OUTCOME
         if event.kind is EventKind.WARNING:
             s.rows[target] = _Row("failed" if outcome == "failed" else "warning", message)
-            return True
+            return STRUCTURE
         # IMAGE_PROGRESS, VM_STATE: news about a target still being worked on.
         previous = s.rows.get(target)
         if previous is not None and previous.outcome in _FINAL:
-            return False
+            return NEWS
         percent = event.data.get("percent")
         s.rows[target] = _Row("waiting", message, float(percent) if isinstance(
             percent, int | float) else (previous.percent if previous is not None else None))
-        return False
+        return NEWS
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -133,42 +145,66 @@ class Board:
         order = {s: n for n, s in enumerate(STEPS)}
         return sorted(self.steps.items(), key=lambda kv: order.get(kv[0], len(order)))
 
-    def view(self) -> RenderableType:
-        """One display per step: a title line (state, counts, time) and a row per image or VM."""
+    def view(self, height: int | None = None) -> RenderableType:
+        """One display per step: a title line (state, counts, time) and a row per image or VM
+        (at most ``max_rows``; unfinished and failed ones first).
+
+        ``height``: the lines a live display may take (a terminal's height). Then finished steps
+        shrink to their title line (and their failures) and the running steps share the rest,
+        so that the step running now is never the one cut off the bottom.
+        """
         now = time.monotonic()
+        steps = self.ordered()
+        running = [step for step, s in steps if s.ended is None]
+        budget = None
+        if height is not None:
+            spare = height - 1 - len(steps) - len(self.warnings)
+            budget = max(1, spare // max(1, len(running)) - 3)  # a table's header, rule, "more"
         parts: list[RenderableType] = []
-        for step, s in self.ordered():
-            n = STEPS.index(step) + 1 if step in STEPS else 0
-            running = s.ended is None
+        for step, s in steps:
             counts = {o: s.count(o) for o in _FINAL}
-            title = Text.assemble(
-                (f"[{n}/{len(STEPS)}] {step}", "bold"), "  ",
-                cell("running" if running else "finished",
-                     "busy" if running else "bad" if counts["failed"] else "ok"), "  ",
-                cell(f"{counts['done']} done", "ok" if counts["done"] else "muted"), ", ",
-                cell(f"{counts['skipped']} skipped", "muted"), ", ",
-                cell(f"{counts['failed']} failed", "bad" if counts["failed"] else "muted"), "  ",
-                cell(f"{(s.ended or now) - s.started:.0f}s", "muted"), "  ",
-                cell(STEP_TITLES.get(step, ""), "muted"), no_wrap=True, overflow="ellipsis")
-            rows = sorted(s.rows.items(), key=lambda kv: (kv[1].outcome not in ("waiting",
-                                                                                  "failed",
-                                                                                  "warning"),
-                                                          kv[0]))
-            shown = rows[: self.max_rows]
-            body = [[cell(target), cell(r.outcome, outcome_tone(r.outcome)), _news(r)]
-                    for target, r in shown]
-            parts.append(title)
-            if body:
-                parts.append(table("TARGET", "", "NEWS", rows=body))
+            parts.append(self._title(step, s, counts, now))
+            rows = sorted(s.rows.items(), key=lambda kv: (
+                kv[1].outcome not in ("waiting", "failed", "warning"), kv[0]))
+            limit = self.max_rows
+            if budget is not None:
+                if s.ended is not None:
+                    rows = [(t, r) for t, r in rows if r.outcome == "failed"]
+                    limit = min(limit, 2)
+                else:
+                    limit = min(limit, budget)
+            shown = rows[:limit]
+            if shown:
+                parts.append(table("TARGET", "", "NEWS", rows=[
+                    [cell(target), cell(r.outcome, outcome_tone(r.outcome)), _news(r)]
+                    for target, r in shown], short=("",)))
             if len(rows) > len(shown):
                 parts.append(cell(f"  ... and {len(rows) - len(shown)} more", "muted"))
         for w in self.warnings:
             parts.append(Text.assemble(("! ", TONES["busy"]), (w, TONES["busy"])))
         return Group(*parts) if parts else cell("no step started yet", "muted")
 
+    @staticmethod
+    def _title(step: str, s: _Step, counts: dict[str, int], now: float) -> Text:
+        running = s.ended is None
+        return Text.assemble(
+            (f"{step_label(step)} {step}", "bold"), "  ",
+            cell("running" if running else "finished",
+                 "busy" if running else "bad" if counts["failed"] else "ok"), "  ",
+            cell(f"{counts['done']} done", "ok" if counts["done"] else "muted"), ", ",
+            cell(f"{counts['skipped']} skipped", "muted"), ", ",
+            cell(f"{counts['failed']} failed", "bad" if counts["failed"] else "muted"), "  ",
+            cell(f"{(s.ended or now) - s.started:.0f}s", "muted"), "  ",
+            cell(STEP_TITLES.get(step, ""), "muted"), no_wrap=True, overflow="ellipsis")
+
     def text(self) -> str:
         """The display as plain text."""
         return to_text(self.view())
+
+
+def step_label(step: str) -> str:
+    """``[3/6]`` for a documented step, ``[+]`` for another (``reprotect``)."""
+    return f"[{STEPS.index(step) + 1}/{len(STEPS)}]" if step in STEPS else "[+]"
 
 
 def _without_target(message: str, target: str) -> str:
@@ -190,13 +226,15 @@ def _news(row: _Row) -> Text:
 
 
 class _Lines:
-    """Plain lines for streams that are not terminals: a step's title once, each outcome and
-    warning, and a copy's progress every tenth."""
+    """Plain lines for streams that are not terminals: a step's title once, each outcome,
+    warning and change of a VM's state, and a copy's progress every tenth; each line tagged with
+    its step, so that the VMs a pipelined run moves side by side stay readable in a log."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._titled: set[str] = set()
         self._decile: dict[str, int] = {}
+        self._said: dict[str, str] = {}
 
     def __call__(self, event: Event) -> None:
         step = event.step or ""
@@ -204,8 +242,7 @@ class _Lines:
             if step in self._titled:
                 return
             self._titled.add(step)
-            n = STEPS.index(step) + 1 if step in STEPS else 0
-            self._write(f"[{n}/{len(STEPS)}] {STEP_TITLES.get(step, event.message)}")
+            self._write(f"{step_label(step)} {STEP_TITLES.get(step, event.message)}")
         elif event.kind is EventKind.STEP_FINISHED:
             self._write(f"  {step:<11} {event.message}")
         elif event.kind is EventKind.IMAGE_PROGRESS:
@@ -214,6 +251,11 @@ class _Lines:
             key = f"{step} {event.target}"
             if self._decile.get(key) != decile:
                 self._decile[key] = decile
+                self._write(f"  {step:<11} {event.message}")
+        elif event.kind is EventKind.VM_STATE:
+            key = f"{step} {event.target}"
+            if self._said.get(key) != event.message:  # a long wait says where it stands
+                self._said[key] = event.message
                 self._write(f"  {step:<11} {event.message}")
         elif event.kind is EventKind.WARNING:
             self._write(f"  {step or '-':<11} ! {event.message}")
@@ -225,12 +267,24 @@ class _Lines:
         self.stream.flush()
 
 
+def _dumb_terminal() -> bool:
+    return os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+
+
 class Progress:
     """A failback listener that shows progress in a terminal, or as plain lines elsewhere.
 
     On a terminal: the :class:`Board` drawn live in place (rich), redrawn every ``tick`` seconds
-    (elapsed times) and at each outcome, and left on screen by :meth:`close`. Elsewhere (a pipe,
-    a file, a CI log): plain lines, no control characters. ``NO_COLOR`` is honoured.
+    from its own thread (never from the failback's), and left on screen, whole, by
+    :meth:`close`. While it runs, ``print()`` to the same ``sys.stdout`` goes above it, and
+    :meth:`logs_above` does the same for log handlers. Elsewhere (a pipe, a file, a CI log,
+    ``TERM=dumb``): plain lines, no control characters. ``NO_COLOR`` is honoured. Use it as a
+    context manager (or call :meth:`start` and :meth:`close`)::
+
+        progress = Progress(sys.stdout)
+        fb = Failback(site_a, site_b, "one", listeners=[progress])
+        with progress:
+            report = fb.run()
 
     Args:
         stream: where to print.
@@ -240,42 +294,56 @@ class Progress:
     """
 
     def __init__(self, stream: TextIO, *, tty: bool | None = None, width: int | None = None,
-                 tick: float = 1.0) -> None:
+                 tick: float = 0.25) -> None:
         self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
+        self.tty = (stream.isatty() if tty is None else tty) and not _dumb_terminal()
         self.width = width
         self.tick = tick
         self.board = Board()
         self._lock = threading.RLock()
         self._lines = None if self.tty else _Lines(stream)
         self._live: Live | None = None
+        self._final = False
         self._closed = False
-        self._exit_hook = False
 
     def start(self) -> Progress:
         """On a terminal, start the live display (a no-op elsewhere). The first event starts it
         too; :meth:`close` (or leaving a ``with`` block) ends it, else the interpreter's exit."""
         with self._lock:
             if self.tty and self._live is None:
-                self._closed = False
-                if not self._exit_hook:
-                    atexit.register(self.close)  # never leave a terminal's cursor hidden
-                    self._exit_hook = True
+                self._closed = self._final = False
                 console = Console(file=self.stream, width=self.width, force_terminal=True,
                                   highlight=False, emoji=False)
                 self._live = Live(get_renderable=self._view, console=console,
                                   refresh_per_second=max(0.1, 1 / self.tick),
-                                  redirect_stdout=False, redirect_stderr=False)
+                                  redirect_stdout=self.stream is sys.stdout,
+                                  redirect_stderr=False)
                 self._live.start()
+                _ALIVE.add(self)  # closed at exit at the latest: a cursor is never left hidden
         return self
 
     def close(self) -> None:
-        """Stop redrawing; the last display stays on screen."""
+        """Stop redrawing; the whole display (every step, its rows) stays on screen."""
         with self._lock:
             live, self._live = self._live, None
-            self._closed = True
+            self._closed = self._final = True
+        _ALIVE.discard(self)
         if live is not None:
-            live.stop()
+            live.stop()  # its last redraw calls _view: the whole board
+        with self._lock:
+            self._final = False
+
+    def abandon(self) -> None:
+        """For a process about to exit at once (a signal handler): show the terminal's cursor
+        again and leave the display as it is. Takes no lock."""
+        if self._live is None:
+            return
+        with contextlib.suppress(Exception):
+            os.write(self.stream.fileno(), b"\x1b[?25h\n")
+            return
+        with contextlib.suppress(Exception):
+            self.stream.write("\x1b[?25h\n")
+            self.stream.flush()
 
     def __enter__(self) -> Progress:
         return self.start()
@@ -287,22 +355,50 @@ class Progress:
         if self.tty and self._live is None and not self._closed:
             self.start()  # given as a listener without start(): draw anyway
         with self._lock:
-            force = self.board.record(event)
+            self.board.record(event)  # drawn by the display's own thread, at its next tick
             if self._lines is not None:
                 self._lines(event)
-            live = self._live
-        if live is not None and force:
-            live.refresh()
 
     def _view(self) -> RenderableType:
         with self._lock:
-            return self.board.view()
+            live = self._live
+            if self._final or live is None:
+                return self.board.view()
+            return self.board.view(height=live.console.height)
 
     def above(self, stream: TextIO) -> TextIO:
         """A text stream whose lines are printed above the live display while it runs (log
         lines on the same terminal would otherwise be drawn over), and to ``stream`` when it
         does not."""
         return cast(TextIO, _Above(self, stream))
+
+    @contextlib.contextmanager
+    def logs_above(self, *loggers: str) -> Iterator[None]:
+        """While the block runs, the stream handlers of ``loggers`` (default: the root logger's
+        and ``ceph_failback``'s) that write to a terminal print above the live display."""
+        swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+        if self.tty:
+            for name in loggers or ("", "ceph_failback"):
+                for handler in logging.getLogger(name or None).handlers:
+                    stream = getattr(handler, "stream", None)
+                    if isinstance(handler, logging.StreamHandler) and not isinstance(
+                            stream, _Above) and getattr(stream, "isatty", lambda: False)():
+                        swapped.append((handler, handler.setStream(self.above(cast(TextIO, stream)))))
+        try:
+            yield
+        finally:
+            for handler, old in swapped:
+                handler.setStream(old)
+
+
+#: Progress displays running now, stopped at the interpreter's exit at the latest.
+_ALIVE: weakref.WeakSet[Progress] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for progress in list(_ALIVE):
+        progress.close()
 
 
 class _Above(io.TextIOBase):
@@ -316,16 +412,22 @@ class _Above(io.TextIOBase):
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
         for line in lines:
-            with self._progress._lock:
-                live = self._progress._live
-            # Printed outside the lock: the display's redraw takes it (through _view).
-            if live is not None:
-                live.console.print(Text(line), soft_wrap=True)
-            else:
-                self._stream.write(line + "\n")
+            self._line(line)
         return len(text)
 
+    def _line(self, line: str) -> None:
+        with self._progress._lock:
+            live = self._progress._live
+        # Printed outside the lock: the display's redraw takes it (through _view).
+        if live is not None:
+            live.console.print(Text(line), soft_wrap=True)
+        else:
+            self._stream.write(line + "\n")
+
     def flush(self) -> None:
+        if self._partial:
+            partial, self._partial = self._partial, ""
+            self._line(partial)
         self._stream.flush()
 
 
@@ -365,7 +467,8 @@ class NotebookProgress:
 
     Args:
         min_interval: seconds between two redraws caused by progress news (copy percentages,
-            VM states); step starts and ends, outcomes and failures always redraw.
+            VM states); outcomes redraw at most every :data:`OUTCOME_INTERVAL` seconds; step
+            starts and ends and failures always redraw.
         stream: where to print outside a kernel (default ``sys.stdout``).
         display: for other front ends and tests: a function ``display(obj, display_id=True)``
             returning a handle with ``update(obj)``, as ``IPython.display.display``. Given, it
@@ -396,13 +499,15 @@ class NotebookProgress:
                 view = self._current_cell()
                 if view != self._view:  # a new cell: a new display
                     self._view, self._handle, self.board = view, None, Board()
-            force = self.board.record(event)
+            urgency = self.board.record(event)
             if front is None:
                 if self._lines is None:
                     self._lines = _Lines(self._stream or sys.stdout)
                 self._lines(event)
                 return
-            if force or time.monotonic() - self._drawn >= self.min_interval:
+            since = time.monotonic() - self._drawn
+            if urgency == STRUCTURE or since >= (OUTCOME_INTERVAL if urgency == OUTCOME
+                                                 else self.min_interval):
                 self._draw(front)
 
     def refresh(self) -> None:

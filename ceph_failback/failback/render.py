@@ -112,21 +112,31 @@ def cell(value: object, tone: str | None = None) -> Text:
 
 
 def table(*headers: str, title: str | None = None, rows: Iterable[Sequence[RenderableType]] = (),
-          empty: str | None = None) -> RenderableType:
+          empty: str | None = None, short: Iterable[str] = ()) -> RenderableType:
     """A table in the project's style: plain, a rule under the headers, no outer frame (it
-    reads the same in a terminal, a log and a notebook); the first column never wraps.
-    ``empty``: what to show instead of a table with no row."""
-    first, *rest = headers  # names (images, VMs, targets) never wrap
-    t = Table(Column(first, no_wrap=True), *rest, title=title, title_justify="left",
-              title_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-              header_style="bold", expand=False)
-    n = 0
-    for row in rows:
-        t.add_row(*row)
-        n += 1
-    if n == 0 and empty is not None:
+    reads the same in a terminal, a log and a notebook).
+
+    Headers and title are plain text (a site's name in them is never read as markup). Nothing is
+    cut: a cell too wide for its column wraps onto the next lines (rich crops a table whose
+    columns cannot shrink enough, so no column is given a minimum width).
+
+    Args:
+        short: headers of columns whose values are a word or two (``do``, ``yes``, ``4.2s``):
+            never wrapped.
+        empty: what to show instead of a table with no row.
+    """
+    body = [list(row) for row in rows]
+    if not body and empty is not None:
         return Group(Text(title or "", style="bold"), Text(f"  {empty}", style="dim")) if title \
             else Text(f"  {empty}", style="dim")
+    keep = set(short)
+    columns = [Column(Text(h, style="bold"), overflow="fold", no_wrap=h in keep)
+               for h in headers]
+    t = Table(*columns, title=Text(title, style="bold") if title else None,
+              title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+              expand=False)
+    for row in body:
+        t.add_row(*row)
     return t
 
 
@@ -193,10 +203,11 @@ def vm_text(vm_id: int, status: str, name: str | None = None) -> Text:
     return out
 
 
-def _do(do: bool | None) -> Text:
-    if do is None:
-        return cell("-", "muted")
-    return cell("do", "info") if do else cell("-", "muted")
+def _steps(actions: Iterable[Any]) -> Text:
+    """The steps that will act on an image or VM (``demote_a resync_a``), or ``none``; the
+    steps' table below says why each skips."""
+    todo = [a.step for a in actions if a.do]
+    return cell(" ".join(todo), "info") if todo else cell("none (all skip)", "muted")
 
 
 def outcome_tone(outcome: str) -> str:
@@ -232,7 +243,7 @@ def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
             rows.append([cell(b.kind, "muted" if waived else "bad"), cell(b.target),
                          cell("waived" if waived else "waivable" if b.waivable else "no",
                               "muted" if waived else None), cell(b.message)])
-        parts.append(table("KIND", "TARGET", "WAIVE", "WHAT IS WRONG", rows=rows,
+        parts.append(table("KIND", "TARGET", "WAIVE", "WHAT IS WRONG", rows=rows, short=("WAIVE",),
                            title=f"BLOCKERS ({len(plan.unwaived)} in force, "
                                  f"{len(plan.blockers) - len(plan.unwaived)} waived):"))
     if plan.warnings:
@@ -241,24 +252,20 @@ def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
     if plan.images:
         rows = []
         for i in plan.images:
-            acts = [i.action(s) for s in _IMAGE_STEPS]
+            acts = [a for a in (i.action(s) for s in _IMAGE_STEPS) if a is not None]
             rows.append([cell(i.name), cell(i.mode or "?"),
                          mirror_text(_plan_role(i.status_a), i.status_a),
-                         mirror_text(_plan_role(i.status_b), i.status_b),
-                         *(_do(a.do if a is not None else None) for a in acts)])
+                         mirror_text(_plan_role(i.status_b), i.status_b), _steps(acts)])
         parts.append(table("IMAGE", "MODE", f"{plan.site_a} (A)", f"{plan.site_b} (B)",
-                           *(s.upper() for s in _IMAGE_STEPS), rows=rows,
+                           "STEPS THAT ACT", rows=rows, short=("MODE",),
                            title=f"Images ({len(plan.images)}):"))
     if plan.vms:
-        rows = []
-        for v in plan.vms:
-            todo = {a.step: a.do for a in v.actions}
-            rows.append([vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
-                         vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
-                         _do(todo.get("terminate_b")), _do(todo.get("resume_a"))])
+        rows = [[vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
+                 vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
+                 _steps(v.actions)] for v in plan.vms]
         parts.append(table(f"VM ON {plan.site_b}", f"VM ON {plan.site_a}", "IMAGES",
-                           "TERMINATE_B", "RESUME_A", rows=rows, title=f"VMs ({len(plan.vms)}):"))
-    steps = table("", "STEP", "WHAT", "DO", "SKIP", "WHY", title="Steps:")
+                           "STEPS THAT ACT", rows=rows, title=f"VMs ({len(plan.vms)}):"))
+    rows = []
     for n, step in enumerate(STEPS, 1):
         groups: dict[tuple[bool, str], int] = {}
         for a in plan.actions(step):
@@ -270,11 +277,11 @@ def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
                  style=TONES["info"] if do else TONES["muted"])
             for (do, reason), count in sorted(groups.items(), key=lambda kv: not kv[0][0])
         ) if groups else cell("nothing in scope", "muted")
-        assert isinstance(steps, Table)
-        steps.add_row(cell(n), cell(step), cell(STEP_TITLES[step]),
-                      cell(f"do {n_do}", "info" if n_do else "muted"), cell(f"skip {n_skip}", "muted"),
-                      why)
-    parts.append(steps)
+        rows.append([cell(n), cell(step), cell(STEP_TITLES[step]),
+                     cell(f"do {n_do}", "info" if n_do else "muted"),
+                     cell(f"skip {n_skip}", "muted"), why])
+    parts.append(table("", "STEP", "WHAT", "DO", "SKIP", "WHY", title="Steps:", rows=rows,
+                       short=("STEP", "DO", "SKIP")))
     parts.append(cell("No blocker: the failback can run.", "ok") if plan.ok else cell(
         f"REFUSED: {len(plan.unwaived)} blocker(s) in force; fix them (waivable kinds can be "
         "waived with --waive KIND).", "bad"))
@@ -308,7 +315,7 @@ def status_view(status: Status, *, lock: str | None | bool = False,
             "split-brain" in i.phase or "missing" in i.phase or "both" in i.phase) else "busy"
         rows.append([cell(i.name), cell(i.mode or "?"), side_text(i.a), side_text(i.b),
                      cell(i.phase, phase_tone)])
-    parts.append(table("IMAGE", "MODE", f"{a} (A)", f"{b} (B)", "PHASE", rows=rows,
+    parts.append(table("IMAGE", "MODE", f"{a} (A)", f"{b} (B)", "PHASE", rows=rows, short=("MODE",),
                        title=f"Images ({len(status.images)}):", empty="none in scope"))
     rows = [[vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
              vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
@@ -335,27 +342,23 @@ def report_view(report: Report) -> RenderableType:
         cell("COMPLETE", "ok") if report.complete else cell("NOT complete", "bad"),
         cell(f"({report.runs} run(s){wall})", "muted"))]
 
-    def yes(flag: bool) -> Text:
-        return cell("yes", "ok") if flag else cell("no", "muted")
-
-    rows = [[cell(i.name), cell(i.outcome, outcome_tone(i.outcome)), yes(i.demoted_a),
-             yes(i.resynced), yes(i.demoted_b), yes(i.promoted),
-             cell(i.promote_attempts if i.promote_attempts is not None else "-"),
+    rows = [[cell(i.name), cell(i.outcome, outcome_tone(i.outcome)), _done(i),
              cell(i.protection or "-", "bad" if i.protected is False else
                   "ok" if i.protected else "muted"),
              cell(i.error or "", "bad")] for i in report.images]
-    parts.append(table("IMAGE", "OUTCOME", "DEMOTED ON A", "RESYNCED", "DEMOTED ON B",
-                       "PROMOTED ON A", "PROMOTES", "PROTECTION (B REPLAYS FROM A)", "ERROR",
+    parts.append(table("IMAGE", "OUTCOME", "DONE", "PROTECTION (B REPLAYS FROM A)", "ERROR",
                        rows=rows, title=f"Images ({len(report.images)}):", empty="none"))
     rows = []
     for v in report.vms:
         state = cell("running on A", "ok") if v.resumed else (
-            cell("failed", "bad") if v.error else cell("not yet", "busy"))
-        rows.append([cell(f"{v.vm_b} -> {v.vm_a}"), cell(", ".join(v.images)), yes(v.terminated),
-                     state, cell(f"{v.downtime:.1f}s" if v.downtime is not None else "-"),
+            cell("failed", "bad") if v.error else
+            cell("terminated on B, not resumed yet", "busy") if v.terminated else
+            cell("not yet", "busy"))
+        rows.append([cell(f"{v.vm_b} -> {v.vm_a}"), cell(", ".join(v.images)), state,
+                     cell(f"{v.downtime:.1f}s" if v.downtime is not None else "-"),
                      cell(v.error or "", "bad")])
-    parts.append(table(f"VM {report.site_b} -> {report.site_a}", "IMAGES", "TERMINATED ON B",
-                       "RESUMED", "DOWNTIME", "ERROR", rows=rows,
+    parts.append(table(f"VM {report.site_b} -> {report.site_a}", "IMAGES", "STATE",
+                       "DOWNTIME", "ERROR", rows=rows, short=("DOWNTIME",),
                        title=f"VMs ({len(report.vms)}):", empty="none"))
     d = report.downtimes()
     if d:
@@ -370,6 +373,18 @@ def report_view(report: Report) -> RenderableType:
     return Group(*_spaced(parts))
 
 
+def _done(i: Any) -> Text:
+    """What the failback did to an image: ``demoted on A, resynced, demoted on B, promoted on
+    A (2 attempts)``."""
+    done = [w for w, flag in (("demoted on A", i.demoted_a), ("resynced", i.resynced),
+                              ("demoted on B", i.demoted_b)) if flag]
+    if i.promoted:
+        done.append("promoted on A" + (f" ({i.promote_attempts} attempt"
+                                       f"{'s' if i.promote_attempts != 1 else ''})"
+                                       if i.promote_attempts else ""))
+    return cell(", ".join(done) or "nothing yet", None if done else "muted")
+
+
 def step_result_view(result: StepResult) -> RenderableType:
     """One step call's outcome per target."""
     heading = _heading(
@@ -379,7 +394,8 @@ def step_result_view(result: StepResult) -> RenderableType:
         cell(f"{len(result.failed)} failed", "bad" if result.failed else "muted"),
         cell(f"in {result.seconds:.1f}s", "muted"))
     rows = [[cell(t), cell(o, outcome_tone(o)), cell(r)] for t, (o, r) in result.outcomes.items()]
-    return Group(heading, table("TARGET", "OUTCOME", "WHY", rows=rows, empty="nothing in scope"))
+    return Group(heading, table("TARGET", "OUTCOME", "WHY", rows=rows, empty="nothing in scope",
+                                short=("OUTCOME",)))
 
 
 def _spaced(parts: list[RenderableType]) -> list[RenderableType]:

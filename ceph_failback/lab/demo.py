@@ -1,6 +1,6 @@
 """The demo, and failback rehearsals: a full failback on a local two-site lab.
 
-``python -m ceph_failback.lab rehearse`` (also ``python -m ceph_failback.lab.demo``) brings up two
+``python -m ceph_failback.lab rehearse`` (also ``python -m ceph_failback.demo``) brings up two
 real single-node Ceph clusters with rbd-mirror between them and one OpenNebula stand-in per site,
 creates VMs with persistent RBD disks holding data on site A, simulates a disaster (unplanned by
 default: site B force-promoted, the VMs recreated there and writing new data), then runs the
@@ -365,7 +365,7 @@ def rehearse(options: RehearsalOptions) -> int:
             return 1
 
         t = _say("failback" + ("" if o.pipeline else " (not pipelined)"))
-        with progress:
+        with progress, progress.logs_above():  # log lines go above the display
             report = fb.run(pipeline=o.pipeline)
         print(f"\n   failback took {time.monotonic() - t:.1f}s")
         _say("report")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pyte
+import pytest
 
 from ceph_failback.failback import EventKind, NotebookProgress, Progress
 from ceph_failback.failback.events import Emitter, Event
@@ -82,7 +83,7 @@ def test_terminal_final_screen_has_one_display_per_step_and_a_row_per_target() -
         rows = [line for line in shown if line.startswith(target + " ")]
         assert len(rows) == 1, (target, text)
     assert "boom" in next(line for line in shown if line.startswith("image:one-2"))
-    assert all(len(line) <= 100 for line in shown)
+    assert "\x1b[?25h" in stream.getvalue()  # the cursor shown again at the end
 
 
 def test_terminal_shows_copy_progress_while_a_step_runs() -> None:
@@ -213,7 +214,7 @@ def test_notebook_updates_one_output_per_cell_in_place() -> None:
                 done=["image:one-100"], skipped=["image:one-101"], failed={})
     assert len(shown.outputs) == 1, "one output for the cell"
     renders = shown.outputs[0]
-    assert len(renders) == 3  # step start, the action, the step's end: progress was throttled
+    assert len(renders) == 2  # the step's start and end: news throttled, the action too (0.2 s)
     last = well_formed(renders[-1])
     assert EVIL not in last
     text = html_text(last)
@@ -282,3 +283,82 @@ def test_log_lines_go_above_the_live_display() -> None:
     assert [line for line in shown if line.startswith("[4/6]")] and shown[-1] == \
         "after the display"
     assert len([line for line in shown if line.startswith("image:x ")]) == 1
+
+
+def test_the_running_step_stays_in_sight_on_a_short_terminal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a 20-line terminal, three finished steps of 12 images each and a running one: the
+    live display shrinks the finished steps to their title lines, so the running step's rows
+    are on screen while it runs; the last display (at close) has every row."""
+    monkeypatch.setenv("LINES", "20")
+    stream = io.StringIO()
+    p = Progress(stream, tty=True, width=100, tick=0.05).start()
+    for step in ("demote_a", "resync_a"):
+        p(Event(EventKind.STEP_STARTED, step, None, step))
+        for n in range(12):
+            p(Event(EventKind.ACTION, step, f"image:one-{n}", f"image:one-{n}: ok",
+                    {"outcome": "done"}))
+        p(Event(EventKind.STEP_FINISHED, step, None, f"{step}: 12 done",
+                {"done": [f"image:one-{n}" for n in range(12)], "skipped": [], "failed": {}}))
+    p(Event(EventKind.STEP_STARTED, "terminate_b", None, "t"))
+    p(Event(EventKind.VM_STATE, "terminate_b", "vm:site-b:7", "vm:site-b:7: ACTIVE/EPILOG"))
+    deadline = time.monotonic() + 5
+    while "EPILOG" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    live = screen(stream.getvalue(), 100, 20)
+    assert any(line.startswith("[3/6] terminate_b  running") for line in live), live
+    assert any(line.startswith("vm:site-b:7") and "EPILOG" in line for line in live), live
+    p.close()
+    final = screen(stream.getvalue(), 100, 200)
+    assert sum(line.startswith("image:one-") for line in final) >= 2 * 12 - 6  # max_rows 15
+
+
+def test_print_while_the_display_runs_goes_above_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    stream.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stdout", stream)
+    p = Progress(sys.stdout, tick=0.05)
+    p(Event(EventKind.STEP_STARTED, "demote_a", None, "t"))  # starts the display by itself
+    for n in range(3):
+        p(Event(EventKind.IMAGE_PROGRESS, "demote_a", f"image:{n}", "waiting", {"percent": 5}))
+    time.sleep(0.2)  # drawn: a display of several lines
+    print("a line printed meanwhile")
+    time.sleep(0.2)
+    p.close()
+    monkeypatch.undo()
+    shown = screen(stream.getvalue())
+    assert shown.count("a line printed meanwhile") == 1, shown
+    assert shown.index("a line printed meanwhile") < next(
+        n for n, line in enumerate(shown) if line.startswith("[1/6] demote_a"))
+
+
+def test_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "dumb")
+    stream = io.StringIO()
+    with Progress(stream, tty=True) as p:
+        for event in _events():
+            p(event)
+    assert "\x1b" not in stream.getvalue()
+    assert "[2/6] Site A: flag the images for resync" in stream.getvalue()
+
+
+def test_plain_lines_say_where_a_vm_stands_and_name_other_steps() -> None:
+    stream = io.StringIO()
+    with Progress(stream, tty=False) as p:
+        p(Event(EventKind.STEP_STARTED, "terminate_b", None, "t"))
+        for state in ("ACTIVE/EPILOG", "ACTIVE/EPILOG", "DONE"):
+            p(Event(EventKind.VM_STATE, "terminate_b", "vm:b:1", f"vm:b:1: {state}"))
+        p(Event(EventKind.STEP_STARTED, "reprotect", None, "reprotect"))
+    lines = stream.getvalue().splitlines()
+    assert lines.count("  terminate_b vm:b:1: ACTIVE/EPILOG") == 1
+    assert "  terminate_b vm:b:1: DONE" in lines
+    assert lines[-1].startswith("[+] ") and "[0/6]" not in stream.getvalue()
+
+
+def test_abandon_shows_the_cursor_without_a_lock() -> None:
+    stream = io.StringIO()
+    p = Progress(stream, tty=True, tick=0.05).start()
+    with p._lock:  # a signal handler may run while the main thread holds it
+        p.abandon()
+    assert stream.getvalue().endswith("\x1b[?25h\n")
+    p.close()
