@@ -47,6 +47,10 @@ TONES = {
     "muted": "dim",         # skipped, non-primary, DONE, no status
 }
 
+#: Rows shown per table of images or VMs (the others are counted): a plan of 10,000 images is read
+#: in its totals and its first rows; ``to_dict()``/``--json`` has every one.
+ROW_LIMIT = 200
+
 #: Width of plain-text renderings (``str()``): wide enough that tables rarely wrap in logs.
 TEXT_WIDTH = 160
 
@@ -112,7 +116,8 @@ def cell(value: object, tone: str | None = None) -> Text:
 
 
 def table(*headers: str, title: str | None = None, rows: Iterable[Sequence[RenderableType]] = (),
-          empty: str | None = None, short: Iterable[str] = ()) -> RenderableType:
+          empty: str | None = None, short: Iterable[str] = (),
+          limit: int | None = None) -> RenderableType:
     """A table in the project's style: plain, a rule under the headers, no outer frame (it
     reads the same in a terminal, a log and a notebook).
 
@@ -124,8 +129,12 @@ def table(*headers: str, title: str | None = None, rows: Iterable[Sequence[Rende
         short: headers of columns whose values are a word or two (``do``, ``yes``, ``4.2s``):
             never wrapped.
         empty: what to show instead of a table with no row.
+        limit: at most this many rows (the first ones), then a line saying how many more.
     """
     body = [list(row) for row in rows]
+    more = len(body) - limit if limit is not None and len(body) > limit else 0
+    if more:
+        body = body[:limit]
     if not body and empty is not None:
         return Group(Text(title or "", style="bold"), Text(f"  {empty}", style="dim")) if title \
             else Text(f"  {empty}", style="dim")
@@ -137,6 +146,9 @@ def table(*headers: str, title: str | None = None, rows: Iterable[Sequence[Rende
               expand=False)
     for row in body:
         t.add_row(*row)
+    if more:
+        return Group(t, cell(f"... and {more:,} more (to_dict(), or --json on the command line, "
+                             "lists every one)", "muted"))
     return t
 
 
@@ -257,14 +269,15 @@ def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
                          mirror_text(_plan_role(i.status_a), i.status_a),
                          mirror_text(_plan_role(i.status_b), i.status_b), _steps(acts)])
         parts.append(table("IMAGE", "MODE", f"{plan.site_a} (A)", f"{plan.site_b} (B)",
-                           "STEPS THAT ACT", rows=rows, short=("MODE",),
+                           "STEPS THAT ACT", rows=rows, short=("MODE",), limit=ROW_LIMIT,
                            title=f"Images ({len(plan.images)}):"))
     if plan.vms:
         rows = [[vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
                  vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
                  _steps(v.actions)] for v in plan.vms]
         parts.append(table(f"VM ON {plan.site_b}", f"VM ON {plan.site_a}", "IMAGES",
-                           "STEPS THAT ACT", rows=rows, title=f"VMs ({len(plan.vms)}):"))
+                           "STEPS THAT ACT", rows=rows, title=f"VMs ({len(plan.vms)}):",
+                           limit=ROW_LIMIT))
     rows = []
     for n, step in enumerate(STEPS, 1):
         groups: dict[tuple[bool, str], int] = {}
@@ -310,18 +323,20 @@ def status_view(status: Status, *, lock: str | None | bool = False,
     if lock is not False:
         parts.append(Text(f"Failback lock: held by {lock}" if lock else "Failback lock: free"))
     rows = []
-    for i in status.images:
+    for i in sorted(status.images, key=lambda i: i.home):  # those not home first
         phase_tone = "ok" if i.home else "bad" if (
             "split-brain" in i.phase or "missing" in i.phase or "both" in i.phase) else "busy"
         rows.append([cell(i.name), cell(i.mode or "?"), side_text(i.a), side_text(i.b),
                      cell(i.phase, phase_tone)])
     parts.append(table("IMAGE", "MODE", f"{a} (A)", f"{b} (B)", "PHASE", rows=rows, short=("MODE",),
-                       title=f"Images ({len(status.images)}):", empty="none in scope"))
+                       title=f"Images ({len(status.images)}):", empty="none in scope",
+                       limit=ROW_LIMIT))
     rows = [[vm_text(v.vm_b.id, v.vm_b.status, v.vm_b.name),
              vm_text(v.vm_a.id, v.vm_a.status, v.vm_a.name), cell(", ".join(v.images)),
-             cell("home", "ok") if v.home else cell("not yet", "busy")] for v in status.vms]
+             cell("home", "ok") if v.home else cell("not yet", "busy")]
+            for v in sorted(status.vms, key=lambda v: v.home)]
     parts.append(table(f"VM ON {b} (B)", f"VM ON {a} (A)", "IMAGES", "", rows=rows,
-                       title=f"VMs ({len(status.vms)}):", empty="none in scope"))
+                       title=f"VMs ({len(status.vms)}):", empty="none in scope", limit=ROW_LIMIT))
     if failback:
         state = "complete" if failback.get("complete") else "NOT complete"
         parts.append(Text.assemble(f"Journal {journal}: failback ",
@@ -345,11 +360,14 @@ def report_view(report: Report) -> RenderableType:
     rows = [[cell(i.name), cell(i.outcome, outcome_tone(i.outcome)), _done(i),
              cell(i.protection or "-", "bad" if i.protected is False else
                   "ok" if i.protected else "muted"),
-             cell(i.error or "", "bad")] for i in report.images]
+             cell(i.error or "", "bad")]
+            for i in sorted(report.images, key=lambda i: not (i.error or i.protected is False
+                                                              or not i.promoted))]
     parts.append(table("IMAGE", "OUTCOME", "DONE", "PROTECTION (B REPLAYS FROM A)", "ERROR",
-                       rows=rows, title=f"Images ({len(report.images)}):", empty="none"))
+                       rows=rows, title=f"Images ({len(report.images)}):", empty="none",
+                       limit=ROW_LIMIT))
     rows = []
-    for v in report.vms:
+    for v in sorted(report.vms, key=lambda v: v.resumed):  # those not running on A first
         state = cell("running on A", "ok") if v.resumed else (
             cell("failed", "bad") if v.error else
             cell("terminated on B, not resumed yet", "busy") if v.terminated else
@@ -358,7 +376,7 @@ def report_view(report: Report) -> RenderableType:
                      cell(f"{v.downtime:.1f}s" if v.downtime is not None else "-"),
                      cell(v.error or "", "bad")])
     parts.append(table(f"VM {report.site_b} -> {report.site_a}", "IMAGES", "STATE",
-                       "DOWNTIME", "ERROR", rows=rows, short=("DOWNTIME",),
+                       "DOWNTIME", "ERROR", rows=rows, short=("DOWNTIME",), limit=ROW_LIMIT,
                        title=f"VMs ({len(report.vms)}):", empty="none"))
     d = report.downtimes()
     if d:
@@ -394,8 +412,9 @@ def step_result_view(result: StepResult) -> RenderableType:
         cell(f"{len(result.failed)} failed", "bad" if result.failed else "muted"),
         cell(f"in {result.seconds:.1f}s", "muted"))
     rows = [[cell(t), cell(o, outcome_tone(o)), cell(r)] for t, (o, r) in result.outcomes.items()]
+    rows.sort(key=lambda row: str(row[1]) != "failed")  # failures first
     return Group(heading, table("TARGET", "OUTCOME", "WHY", rows=rows, empty="nothing in scope",
-                                short=("OUTCOME",)))
+                                short=("OUTCOME",), limit=ROW_LIMIT))
 
 
 def _spaced(parts: list[RenderableType]) -> list[RenderableType]:

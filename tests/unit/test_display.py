@@ -374,3 +374,29 @@ def test_site_and_pool_names_are_never_markup(site: str) -> None:
         assert f"{site} (A)" in text or f"-> {site}" in text, text
         assert "[pool]" in text
         assert escaped(site) in obj._repr_html_()
+
+
+def test_large_scopes_show_their_totals_and_first_rows_problems_first() -> None:
+    """10,000 images: the tables show ROW_LIMIT rows each (those that need a look first) and
+    count the others; the steps' totals count every one; str() stays fast."""
+    import time
+
+    from ceph_failback.failback.render import ROW_LIMIT
+
+    s = sample_status()
+    home, copying = s.images[0], s.images[1]
+    images = tuple(ImageState(f"one-{n}", home.a, home.b) for n in range(10_000)) + (
+        ImageState("one-late", copying.a, copying.b),)  # the one not home, listed last
+    big = Status("one", "site-a", "site-b", images, (), s.taken)
+    started = time.monotonic()
+    text = str(big)
+    assert time.monotonic() - started < 3
+    rows = [line for line in text.splitlines() if line.startswith("one-")]
+    assert len(rows) == ROW_LIMIT and rows[0].startswith("one-late ")
+    assert f"... and {10_001 - ROW_LIMIT:,} more" in text and "10000/10001 images home" in text
+    p = sample_plan()
+    plan = Plan("one", "site-a", "site-b", tuple(
+        ImagePlan(f"one-{n}", "journal", None, None, p.images[1].actions)
+        for n in range(10_000)), (), ())
+    text = str(plan)
+    assert "do 10000: primary on A" in text and f"... and {10_000 - ROW_LIMIT:,} more" in text
