@@ -313,6 +313,7 @@ class Progress:
             if self.tty and self._live is None:
                 self._closed = self._final = False
                 console = Console(file=self.stream, width=self.width, force_terminal=True,
+                                  force_jupyter=False,
                                   highlight=False, emoji=False)
                 self._live = Live(get_renderable=self._view, console=console,
                                   refresh_per_second=max(0.1, 1 / self.tick),

@@ -67,14 +67,16 @@ def console_for(stream: Any, *, width: int | None = None) -> Console:
     width is :data:`TEXT_WIDTH` unless given (rich would wrap at 80)."""
     tty = bool(getattr(stream, "isatty", lambda: False)())
     return Console(file=stream, width=width or (None if tty else TEXT_WIDTH), highlight=False,
-                   emoji=False, soft_wrap=False)
+                   force_jupyter=False, emoji=False, soft_wrap=False)
 
 
 def to_text(view: RenderableType, *, width: int = TEXT_WIDTH) -> str:
     """A view as plain text (no colour, no control characters), trailing spaces trimmed."""
     buf = io.StringIO()
+    # force_jupyter=False on every console: in a kernel rich would display() what it prints
+    # (an extra output in the cell) instead of writing it.
     Console(file=buf, width=width, color_system=None, force_terminal=False, no_color=True,
-            highlight=False, emoji=False, soft_wrap=False).print(view)
+            force_jupyter=False, highlight=False, emoji=False, soft_wrap=False).print(view)
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()).strip("\n")
 
 
