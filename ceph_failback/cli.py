@@ -77,7 +77,7 @@ from .errors import (
 from .failback.core import Failback
 from .failback.events import Event
 from .failback.progress import Progress
-from .failback.render import console_for, plan_view, status_view
+from .failback.render import plan_view, show, status_view
 from .failback.report import Report
 
 __all__ = [
@@ -158,8 +158,7 @@ class _Context:
     def show(self, view: Any) -> None:
         """Print a rich view (plan, status, report...): coloured on a terminal, plain text
         elsewhere (see :func:`~ceph_failback.failback.render.console_for`)."""
-        console_for(self.out).print(view)
-        self.out.flush()
+        show(view, self.out)
 
     def note(self, text: str) -> None:
         self.err.write(text + "\n")

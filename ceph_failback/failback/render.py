@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from .status import ImageSide, Status
     from .steps.base import StepResult
 
-__all__ = ["TONES", "Rendered", "to_text", "to_html", "console_for", "plan_view",
+__all__ = ["TONES", "Rendered", "show", "to_text", "to_html", "console_for", "plan_view",
            "status_view", "report_view", "step_result_view", "mirror_text", "vm_text",
            "cell", "table"]
 
@@ -68,6 +69,17 @@ def console_for(stream: Any, *, width: int | None = None) -> Console:
     tty = bool(getattr(stream, "isatty", lambda: False)())
     return Console(file=stream, width=width or (None if tty else TEXT_WIDTH), highlight=False,
                    force_jupyter=False, emoji=False, soft_wrap=False)
+
+
+def show(view: RenderableType, stream: Any, *, indent: str = "") -> None:
+    """Print a view to ``stream``: in colour on a terminal (:func:`console_for`), else as
+    :func:`to_text` (no trailing spaces in logs), each line after ``indent``."""
+    if bool(getattr(stream, "isatty", lambda: False)()):
+        console_for(stream).print(Padding(view, (0, 0, 0, len(indent))) if indent else view)
+    else:
+        stream.write("".join(f"{indent}{line}".rstrip() + "\n"
+                             for line in to_text(view).splitlines()))
+    stream.flush()
 
 
 def to_text(view: RenderableType, *, width: int = TEXT_WIDTH) -> str:

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from typing import cast
 
 from rich.console import RenderableType
-from rich.padding import Padding
 
 from ..errors import ConfigurationError, FailbackError
 from ..failback import WAIVABLE, Event, EventKind, Failback, Plan, Progress, Report, Timeouts
-from ..failback.render import console_for
+from ..failback.render import show
 from .cluster import TEST_SPEED_SETTINGS
 from .lab import Lab, MirrorKind, unique_journal
 from .oned import Delays
@@ -191,7 +190,7 @@ def _indent(text: object, by: str = "   ") -> str:
 
 def _show(view: object) -> None:
     """A plan, status or report, indented: coloured on a terminal, plain text elsewhere."""
-    console_for(sys.stdout).print(Padding(cast(RenderableType, view), (0, 0, 0, 3)))
+    show(cast(RenderableType, view), sys.stdout, indent="   ")
 
 
 class StepTimer:
