@@ -315,7 +315,8 @@ def test_killed_in_the_middle_of_multi_image_steps(world: World, tmp_path: Path)
         assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
     final = _child(world, journal)
     assert final.returncode == 0, final.stderr[-3000:]
-    assert json.loads(final.stdout.splitlines()[-1])["complete"]
+    outcome = json.loads(final.stdout.splitlines()[-1])
+    assert outcome["complete"], json.dumps(outcome, indent=1)
     assert_failed_back(world, expected, make(world, journal))
     j = Journal(journal)
     for step in ("demote_a", "resync_a", "demote_b", "promote_a"):
