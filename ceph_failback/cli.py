@@ -157,7 +157,7 @@ class _Context:
 
     def show(self, view: Any) -> None:
         """Print a rich view (plan, status, report...): coloured on a terminal, plain text
-        elsewhere (see :func:`~ceph_failback.failback.render.console_for`)."""
+        elsewhere (see :func:`~ceph_failback.failback.render.show`)."""
         show(view, self.out)
 
     def note(self, text: str) -> None:

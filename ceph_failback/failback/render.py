@@ -63,12 +63,10 @@ _HTML = ('<pre class="ceph-failback" style="white-space:pre;overflow-x:auto;line
 
 
 def console_for(stream: Any, *, width: int | None = None) -> Console:
-    """A console writing to ``stream``: colours and live redraws on a terminal, plain text
-    otherwise (pipes, files, CI logs), no colour when ``NO_COLOR`` is set. Off a terminal the
-    width is :data:`TEXT_WIDTH` unless given (rich would wrap at 80)."""
-    tty = bool(getattr(stream, "isatty", lambda: False)())
-    return Console(file=stream, width=width or (None if tty else TEXT_WIDTH), highlight=False,
-                   force_jupyter=False, emoji=False, soft_wrap=False)
+    """A console writing to the terminal ``stream`` (colours; none when ``NO_COLOR`` is set).
+    Off a terminal, :func:`show` writes :func:`to_text` instead."""
+    return Console(file=stream, width=width, highlight=False, force_jupyter=False, emoji=False,
+                   soft_wrap=False)
 
 
 def show(view: RenderableType, stream: Any, *, indent: str = "") -> None:
