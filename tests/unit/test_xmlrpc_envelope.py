@@ -1,0 +1,89 @@
+"""The XML-RPC response decoder (ceph_failback/opennebula/_envelope.py) returns exactly what
+``xmlrpc.client`` returns: on oned's real replies, on every XML-RPC type, and on faults."""
+
+from __future__ import annotations
+
+import datetime
+import xmlrpc.client
+from decimal import Decimal
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+from ceph_failback.opennebula._envelope import loads
+
+SAMPLES = Path(__file__).parent / "data" / "opennebula-samples"
+
+
+def reference(body: bytes | str) -> tuple:
+    return xmlrpc.client.loads(body)[0]
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.xml")))
+def test_oned_replies_decode_as_xmlrpc_client_decodes_them(sample: str) -> None:
+    document = (SAMPLES / sample).read_text()
+    # What oned sends: [success, the document, error code] (RequestXRPC::success_response).
+    body = xmlrpc.client.dumps(((True, document, 0),), methodresponse=True)
+    assert loads(body) == reference(body) == ([True, document, 0],)
+
+
+VALUES = [
+    0, -7, 2**31 - 1, True, False, 1.5, -0.0, "", "plain", "<&> ünïcode ]]>", "  spaced\n",
+    None, [], [1, "two", [3.0, None]], {}, {"faultless": 1, "nested": {"a": [True]}},
+    xmlrpc.client.Binary(b"\x00\xffbytes"), xmlrpc.client.DateTime(datetime.datetime(2026, 12, 4)),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_every_type_decodes_as_xmlrpc_client_decodes_it(value: object) -> None:
+    body = xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True)
+    assert loads(body) == reference(body)
+    assert type(loads(body)[0]) is type(reference(body)[0])
+
+
+@pytest.mark.parametrize("body", [
+    "<methodResponse><params><param><value>untyped</value></param></params></methodResponse>",
+    "<methodResponse><params><param><value/></param></params></methodResponse>",
+    "<methodResponse><params><param><value><string/></string></value></param></params>"
+    "</methodResponse>".replace("<string/></string>", "<string/>"),
+    "<methodResponse><params><param><value>\n <i8>9007199254740993</i8>\n</value></param>"
+    "<param><value><i4>3</i4></value></param></params></methodResponse>",
+    "<methodResponse><params><param><value><double>1e300</double></value></param></params>"
+    "</methodResponse>",
+    "<methodResponse><params><param><value><bigdecimal>1.10</bigdecimal></value></param>"
+    "</params></methodResponse>",
+    "<methodResponse><params/></methodResponse>",
+])
+def test_hand_written_envelopes(body: str) -> None:
+    assert loads(body) == reference(body)
+
+
+def test_bigdecimal_keeps_its_digits() -> None:
+    body = ("<methodResponse><params><param><value><bigdecimal>1.10</bigdecimal></value>"
+            "</param></params></methodResponse>")
+    assert loads(body) == (Decimal("1.10"),)
+
+
+def test_a_fault_raises_the_same_fault() -> None:
+    body = xmlrpc.client.dumps(xmlrpc.client.Fault(-32601, "no such method <x>"),
+                               methodresponse=True)
+    with pytest.raises(xmlrpc.client.Fault) as ours:
+        loads(body)
+    with pytest.raises(xmlrpc.client.Fault) as theirs:
+        reference(body)
+    assert (ours.value.faultCode, ours.value.faultString) == (
+        theirs.value.faultCode, theirs.value.faultString) == (-32601, "no such method <x>")
+
+
+@pytest.mark.parametrize("body, error", [
+    ("<html>Bad Gateway</html>", xmlrpc.client.ResponseError),
+    ("<methodResponse><params><param><value><boolean>2</boolean></value></param></params>"
+     "</methodResponse>", TypeError),
+    ("<methodResponse><params><param><value><int>x</int></value></param></params>"
+     "</methodResponse>", ValueError),
+    ("<methodResponse><params><param><value><string>cut", ElementTree.ParseError),
+])
+def test_malformed_answers_raise(body: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        loads(body)
