@@ -27,6 +27,7 @@ from ..errors import (
 )
 from .bindings import import_bindings, map_ceph_error
 from .daemons import BEACON_CONFIRM, DaemonHealth, judge_daemon_health
+from .promotion import read_mirror_infos
 from .rbd_journal import JournalHeader, parse_header
 from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
 
@@ -242,11 +243,21 @@ class MirrorPool:
     #: promotion-state read per image of the pool (about 2 ms each: 2 s at 1,000 images).
     per_image_limit: int = 8
 
+    #: How many images' promotion states :meth:`images` and :meth:`overview` read at once.
+    read_concurrency: int = 16
+
+    def _mirror_infos(self, ioctx: Any) -> dict[str, dict[str, Any]]:
+        """What librbd's ``mirror_image_info_list`` returns, read in parallel
+        (:mod:`~ceph_failback.ceph.promotion`)."""
+        return read_mirror_infos(ioctx, self._rados, self._rbd,
+                                 concurrency=self.read_concurrency)
+
     def images(self) -> dict[str, MirrorImageInfo]:
-        """Every mirror-enabled image of the pool with its info (one batched listing each)."""
+        """Every mirror-enabled image of the pool with its info (its promotion state read for
+        many images at once: :mod:`~ceph_failback.ceph.promotion`)."""
         with self._ioctx() as ioctx:
             infos = self._call("listing mirror image info",
-                               lambda: dict(self._rbd.RBD().mirror_image_info_list(ioctx)))
+                               lambda: self._mirror_infos(ioctx))
             names = self._call("listing images",
                                lambda: {i["id"]: i["name"] for i in self._rbd.RBD().list2(ioctx)})
         out = {}
@@ -360,8 +371,9 @@ class MirrorPool:
         """:meth:`images` and :meth:`statuses` together (of every mirrored image, or of
         ``images``) for the price of one batched info listing and one batched status listing.
 
-        The info listing is the costly one: librbd reads each image's promotion state for it
-        (about 2 ms per image), so a large pool is best listed once per question.
+        The info listing is the costly one: each image's promotion state is read for it (many
+        at once, :mod:`~ceph_failback.ceph.promotion`), so a large pool is best listed once per
+        question.
         """
         wanted = set(images) if images is not None else None
         peer_names = self.peer_names()
@@ -369,7 +381,7 @@ class MirrorPool:
             raw_list = self._call("listing mirror statuses",
                                   lambda: list(self._rbd.RBD().mirror_image_status_list(ioctx)))
             infos = self._call("listing mirror image info",
-                               lambda: dict(self._rbd.RBD().mirror_image_info_list(ioctx)))
+                               lambda: self._mirror_infos(ioctx))
             names = {raw["id"]: raw["name"] for raw in raw_list if raw.get("id") and raw.get("name")}
             if any(image_id not in names for image_id in infos):
                 names.update(self._call(

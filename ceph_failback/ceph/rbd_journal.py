@@ -107,6 +107,9 @@ class JournalClient:
     id: str
     positions: tuple[ObjectPosition, ...]
     connected: bool
+    #: The image's own client only (librbd::journal::ImageClientMeta): the class of the
+    #: image's tags, whose newest names the image's owner; ``None`` for any other client.
+    tag_class: int | None = None
 
     @property
     def position(self) -> ObjectPosition | None:
@@ -142,6 +145,18 @@ class JournalHeader:
     def newest_tag(self) -> JournalTag | None:
         """The current epoch: the tag with the highest tid (Ceph never prunes the newest)."""
         return self.tags[max(self.tags)] if self.tags else None
+
+    @property
+    def owner(self) -> str | None:
+        """Who owns the image now, as librbd decides it (``Journal::get_tag_owner``: the
+        newest tag of the image client's tag class): :data:`LOCAL_OWNER` (primary),
+        :data:`ORPHAN_OWNER` (demoted) or the mirror uuid of the peer it replays from.
+        ``None`` when the header cannot say (no image client, or no tag in its class)."""
+        master = self.master
+        if master is None or master.tag_class is None:
+            return None
+        mine = [tid for tid, tag in self.tags.items() if tag.tag_class == master.tag_class]
+        return self.tags[max(mine)].owner if mine else None
 
     def client(self, client_id: str) -> JournalClient | None:
         return self.clients.get(client_id)
@@ -193,11 +208,16 @@ def _position(d: _Decoder) -> ObjectPosition:
 def _client(raw: bytes) -> JournalClient:
     body = _Decoder(raw).block()
     client_id = body.string()
-    body.blob()  # the client's data (librbd::journal::ClientData): not needed
+    data = body.blob()  # librbd::journal::ClientData
     commit = body.block()
     positions = tuple(_position(commit) for _ in range(commit.u32()))
     state = body.u8()  # 0 connected, 1 disconnected
-    return JournalClient(client_id, positions, connected=state == 0)
+    tag_class = None
+    if client_id == MASTER_CLIENT and data:
+        meta = _Decoder(data).block()
+        if meta.u32() == 0:  # IMAGE_CLIENT_META_TYPE: tag_class, resync_requested
+            tag_class = meta.u64()
+    return JournalClient(client_id, positions, connected=state == 0, tag_class=tag_class)
 
 
 def _tag(raw: bytes) -> JournalTag:

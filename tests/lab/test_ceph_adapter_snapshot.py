@@ -11,7 +11,7 @@ from ceph_failback.ceph import MirrorPool, MirrorSnapshot, MirrorState, ReplayKi
 from ceph_failback.errors import NotReadyError
 from ceph_failback.lab import Lab
 
-from .helpers import pattern, poll
+from .helpers import assert_fast_infos_match_librbd, pattern, poll
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,26 @@ def test_mirror_snapshot_many(snapshot_lab: Lab, spools: tuple[MirrorPool, Mirro
         snaps = pa.mirror_snapshots(n)
         assert len(snaps) == before[n] + 1 and snaps[-1].id == results[n].value
     assert not results["ghost"].ok
+
+
+def test_the_parallel_mirror_info_read_answers_as_librbd(
+        snapshot_lab: Lab, spools: tuple[MirrorPool, MirrorPool], names) -> None:
+    """Issue 17's fast path against librbd's sequential listing in snapshot mode (read per
+    image through librbd, in parallel): primary, demoted, flipped and force-promoted images."""
+    lab = snapshot_lab
+    pa, pb = spools
+    images = names(4)
+    for n in images:
+        lab.create_image(n, size=4 << 20, data=pattern(n, 4096))
+    lab.wait_replicated(images, timeout=120)
+    replicating, demoted, flipped, forced = images
+    pa.demote(demoted)
+    pa.demote(flipped)
+    poll(lambda: promote_when_ready(pb, flipped), what="non-forced promote on site-b")
+    lab.unplanned_disaster([forced])
+    for pool in (pa, pb):
+        assert_fast_infos_match_librbd(pool, images)
+    infos_a, infos_b = pa.images(), pb.images()
+    assert [infos_a[n].primary for n in images] == [True, False, False, True]
+    assert [infos_b[n].primary for n in images] == [False, False, True, True]
+    assert {infos_a[n].mode for n in images} == {"snapshot"}

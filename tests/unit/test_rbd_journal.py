@@ -93,3 +93,24 @@ def test_an_encoding_for_a_newer_decoder_or_a_short_client_is_refused() -> None:
     body = struct.pack("<I", len(cid)) + cid + struct.pack("<I", 0) + commit  # no state byte
     with pytest.raises(CephError, match="truncated"):
         parse_header({"client_peer": struct.pack("<BBI", 1, 1, len(body)) + body})
+
+
+def test_the_owner_is_the_newest_tag_of_the_image_clients_class() -> None:
+    """What librbd's promotion state reads (Journal::get_tag_owner), from the same headers:
+    A demoted and replaying B (B's mirror uuid owns A's epoch), B primary."""
+    a, b = header("a"), header("b")
+    assert a.master is not None and a.master.tag_class == 0
+    assert b.master is not None and b.master.tag_class == 0
+    assert a.owner == DATA["b"]["mirror_uuid"]
+    assert b.owner == LOCAL_OWNER
+    # A peer's registration carries no tag class.
+    peer = b.client(DATA["a"]["mirror_uuid"])
+    assert peer is not None and peer.tag_class is None
+    # A tag of another class is never the owner; no image client: no owner.
+    omap = {k: bytes.fromhex(v) for k, v in DATA["b"]["omap"].items()}
+    newest = max(k for k in omap if k.startswith("tag_"))
+    raw = bytearray(omap[newest])
+    raw[6 + 8:6 + 16] = struct.pack("<Q", 7)  # the tag's class, after its tid
+    changed = parse_header({**omap, newest: bytes(raw)})
+    assert changed.owner is not None and changed.owner != LOCAL_OWNER
+    assert parse_header({k: v for k, v in omap.items() if k != "client_"}).owner is None

@@ -1,0 +1,117 @@
+"""Every mirrored image's mirror info (global id, state, mode, primary) in parallel reads.
+
+librbd's ``mirror_image_info_list`` reads each image's promotion state one image after another
+(``Mirror::image_info_list`` waits for one ``mirror::GetInfoRequest`` before the next), about
+1-2 ms per image on this project's lab: 20 s for a pool of 10,000 images. This module reads
+the same facts with many reads in flight:
+
+1. The pool's mirrored images with their global id, state and mode: the ``image_<id>`` keys of
+   the pool's ``rbd_mirroring`` object (``cls::rbd::MirrorImage``, src/cls/rbd/cls_rbd_types.cc),
+   a few paged omap reads for the whole pool.
+2. Journal mode, enabled: the image's owner is the newest tag of its journal's image client
+   class, which is what ``GetInfoRequest`` asks librbd (``Journal::get_tag_owner``): one
+   omap read of ``journal.<id>`` per image (:attr:`JournalHeader.owner
+   <ceph_failback.ceph.rbd_journal.JournalHeader.owner>`). Primary means the owner is the
+   image itself.
+3. Anything else (snapshot mode, an image being enabled or disabled, a journal that cannot
+   say): librbd's own ``mirror_image_get_info`` on the image opened by id, read-only.
+
+Reads 2 and 3 run on ``concurrency`` threads (the bindings release the GIL for each call).
+An image that disappears between the listing and its read is left out, as librbd's listing
+leaves it out. ``tests/lab/test_ceph_adapter.py`` compares the result with librbd's listing
+on images in every promotion state, in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .rbd_journal import LOCAL_OWNER, _Decoder, parse_header
+
+__all__ = ["decode_mirror_image", "read_mirror_infos"]
+
+#: librbd's MirrorImageState and MirrorImageMode values.
+ENABLED = 1
+JOURNAL, SNAPSHOT = 0, 1
+
+_IMAGE_KEY_PREFIX = "image_"
+_PAGE = 1024
+
+
+def decode_mirror_image(raw: bytes) -> tuple[str, int, int]:
+    """``cls::rbd::MirrorImage``: (global image id, state, mode). Version 1 has no mode: those
+    images are journal-based (the only mode then)."""
+    body = _Decoder(raw)
+    version = raw[0] if raw else 0
+    block = body.block()
+    global_id = block.string()
+    state = block.u8()
+    mode = block.u8() if version >= 2 else JOURNAL
+    return global_id, state, mode
+
+
+def _omap_pages(ioctx: Any, rados: Any, oid: str, prefix: str) -> Iterator[dict[str, bytes]]:
+    start = ""
+    while True:
+        with rados.ReadOpCtx() as op:
+            it, _ = ioctx.get_omap_vals(op, start, prefix, _PAGE)
+            ioctx.operate_read_op(op, oid)
+            page = {str(k): bytes(v) for k, v in it}
+        yield page
+        if len(page) < _PAGE:
+            return
+        start = max(page)
+
+
+def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int
+                      ) -> dict[str, dict[str, Any]]:
+    """Image id -> ``{"global_id", "state", "mode", "primary"}``, as librbd's
+    ``mirror_image_info_list`` returns them, for every mirrored image of ``ioctx``'s pool.
+
+    Binding errors other than a missing image or object propagate (the caller maps them).
+    """
+    entries: dict[str, tuple[str, int, int]] = {}
+    try:
+        for page in _omap_pages(ioctx, rados, "rbd_mirroring", _IMAGE_KEY_PREFIX):
+            for key, raw in page.items():
+                entries[key[len(_IMAGE_KEY_PREFIX):]] = decode_mirror_image(raw)
+    except rados.ObjectNotFound:
+        return {}  # mirroring never enabled in this pool: nothing mirrored
+
+    def by_librbd(image_id: str) -> dict[str, Any] | None:
+        try:
+            with rbd.Image(ioctx, image_id=image_id, read_only=True) as image:
+                info = dict(image.mirror_image_get_info())
+                info["mode"] = entries[image_id][2]
+                return info
+        except (rbd.ImageNotFound, rados.ObjectNotFound):
+            return None
+
+    def one(image_id: str) -> dict[str, Any] | None:
+        global_id, state, mode = entries[image_id]
+        if mode == JOURNAL and state == ENABLED:
+            try:
+                omap = next(_omap_pages(ioctx, rados, f"journal.{image_id}", ""))
+            except rados.ObjectNotFound:
+                omap = None
+            owner = None
+            if omap is not None and len(omap) < _PAGE:
+                try:
+                    owner = parse_header(omap).owner
+                except Exception:  # noqa: BLE001 - a header we cannot read: ask librbd
+                    owner = None
+            if owner is not None:
+                return {"global_id": global_id, "state": state, "mode": mode,
+                        "primary": owner == LOCAL_OWNER}
+        return by_librbd(image_id)
+
+    out: dict[str, dict[str, Any]] = {}
+    ids = list(entries)
+    with ThreadPoolExecutor(max(1, min(concurrency, len(ids) or 1)),
+                            thread_name_prefix="mirror-info") as ex:
+        for image_id, info in zip(ids, ex.map(one, ids), strict=True):
+            if info is not None:
+                out[image_id] = info
+    return out
