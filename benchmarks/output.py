@@ -184,6 +184,11 @@ def _summary(results: dict[str, Any], table: Any, rst: bool) -> str:
                   f"Scale, {sc['images']} mirrored images and VM pairs: `plan()` "
                   f"{sc['plan_seconds']:.2f} s, `status()` {sc['status_seconds']:.2f} s, peak "
                   f"RSS {sc['peak_rss_mb']:.0f} MB.", ""]
+        for site, r in (sc.get("info_reads") or {}).items():
+            lines += [f"Every mirrored image's info on {site} ({r['images']} images): librbd's "
+                      f"listing {r['librbd_listing_s']:.2f} s, the parallel read "
+                      f"{r['parallel_s']:.2f} s, same answer: "
+                      f"{'yes' if r['same_answer'] else 'NO'}.", ""]
     headers, rows = _calls_rows(results)
     if rows:
         lines += [f"Calls per image per step at N={target_n(results)} (waits poll, so their "

@@ -194,6 +194,7 @@ def _probe(lab_dir: str, one_a: str, one_b: str, session: str) -> dict[str, Any]
     tracemalloc.stop()
     images = len(plan.images)
     per_vm = _per_vm_reads(fb, plan)
+    infos = _info_reads(sites, lab.pool)
     for site in sites:
         site.ceph.close()
     return {
@@ -205,8 +206,34 @@ def _probe(lab_dir: str, one_a: str, one_b: str, session: str) -> dict[str, Any]
         "python_peak_mb": {"plan": plan_py_peak, "status": status_py_peak},
         "calls": calls, "calls_by_kind": calls_by_kind,
         "per_vm_reads": per_vm,
+        "info_reads": infos,
         "pid": os.getpid(),
     }
+
+
+def _info_reads(sites: list[Site], pool: str, repeat: int = 3) -> dict[str, Any]:
+    """Every mirrored image's info on each site, side by side: librbd's sequential
+    ``mirror_image_info_list`` against the parallel read (ceph_failback/ceph/promotion.py);
+    the best of ``repeat`` calls each, and whether both answered the same."""
+    _, rbd = import_bindings()
+
+    def best(fn: Any, *args: Any) -> tuple[float, Any]:
+        times, answer = [], None
+        for _ in range(repeat):
+            t = time.perf_counter()
+            answer = fn(*args)
+            times.append(time.perf_counter() - t)
+        return min(times), answer
+
+    out: dict[str, Any] = {}
+    for site in sites:
+        mirror = site.ceph.pool(pool)
+        with site.ceph.ioctx(pool) as ioctx:
+            librbd_s, librbd = best(lambda io: dict(rbd.RBD().mirror_image_info_list(io)), ioctx)
+            parallel_s, parallel = best(mirror._mirror_infos, ioctx)
+        out[site.name] = {"images": len(librbd), "librbd_listing_s": librbd_s,
+                          "parallel_s": parallel_s, "same_answer": librbd == parallel}
+    return out
 
 
 def _per_vm_reads(fb: Failback, plan: Any, repeat: int = 5) -> dict[str, Any]:
