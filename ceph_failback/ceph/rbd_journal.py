@@ -161,6 +161,26 @@ class JournalHeader:
     def client(self, client_id: str) -> JournalClient | None:
         return self.clients.get(client_id)
 
+    def chain(self, names: Mapping[str, str] | None = None, *, last: int = 8) -> str:
+        """The newest ``last`` tags as text, oldest first, each ``tid owner<-predecessor``:
+        ``7 orphan<-own 5/3`` is epoch 7, opened by a demotion that followed entry 3 of this
+        image's own epoch 5. ``names`` names mirror uuids (``{uuid: "B"}``); the owners
+        ``""`` and ``"<orphan>"`` read ``own`` and ``orphan``. What rbd-mirror compares to
+        decide split-brain (image_replayer/journal/PrepareReplayRequest.cc)."""
+        known = {LOCAL_OWNER: "own", ORPHAN_OWNER: "orphan", **(names or {})}
+
+        def who(owner: str) -> str:
+            return known.get(owner, owner[:8])
+
+        parts = []
+        for tid in sorted(self.tags)[-last:]:
+            tag = self.tags[tid]
+            pred = tag.predecessor
+            after = (f"{who(tag.predecessor_owner)} {pred.tag_tid}/{pred.entry_tid}"
+                     if pred is not None else "none")
+            parts.append(f"{tid} {who(tag.owner)}<-{after}")
+        return ", ".join(parts) if parts else "no tags"
+
 
 @dataclass(frozen=True)
 class ReplayEpoch:

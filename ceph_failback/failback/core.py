@@ -546,7 +546,8 @@ class Failback:
                 self.ledger.write(Step.RUN, Mark.FAILED, error=str(exc))
                 raise
             states = watch_protection(self.pool_b(), self.images, timeouts=self.timeouts,
-                                      ledger=self.ledger, site_b=self.site_b.name, pool=self.pool)
+                                      ledger=self.ledger, site_b=self.site_b.name, pool=self.pool,
+                                      pool_a=self.pool_a())
             if reprotect and (split := [n for n, s in states.items() if s == SPLIT_BRAIN_ON_B]):
                 self.reprotect(split)
             record_unprotected(self.pool_a(), self.pool_b(), self.images, self.ledger)

@@ -21,10 +21,10 @@ from ..errors import CephError
 from .ledger import Ledger, Mark, Step, image_target
 from .safety import ImageView, unprotected
 from .sites import Timeouts
-from .waits import PROTECTED, REPLAYING_FROM_A
+from .waits import PROTECTED, REPLAYING_FROM_A, SPLIT_BRAIN_ON_B
 
 __all__ = ["outside_scope", "unprotected_warning", "report_line", "record_unprotected",
-           "watch_protection", "SHOWN"]
+           "watch_protection", "split_brain_evidence", "SHOWN"]
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,23 @@ def record_unprotected(pool_a: MirrorSide, pool_b: MirrorSide, scope: Collection
     ledger.write(Step.RUN, Mark.OBSERVED, "pool", unprotected=found)
 
 
+def split_brain_evidence(pool_a: MirrorSide, pool_b: MirrorSide, name: str) -> str | None:
+    """For an image B reports split-brained after the flip: both journals' newest tags
+    (:meth:`~ceph_failback.ceph.rbd_journal.JournalHeader.chain`), what rbd-mirror compared
+    to decide it; ``None`` in snapshot mode."""
+    try:
+        a, b = pool_a.journal_header(name), pool_b.journal_header(name)
+        if a is None or b is None:
+            return None
+        names = {pool_a.mirror_uuid(name): "A", pool_b.mirror_uuid(name): "B"}
+    except CephError as exc:
+        return f"(journals unreadable: {exc})"
+    return f"B's journal: {b.chain(names)}; A's journal: {a.chain(names)}"
+
+
 def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Timeouts,
-                     ledger: Ledger, site_b: str, pool: str) -> dict[str, str]:
+                     ledger: Ledger, site_b: str, pool: str,
+                     pool_a: MirrorSide | None = None) -> dict[str, str]:
     """After the flip: wait up to ``timeouts.protect`` until site B replays each image from A
     (:data:`~.waits.PROTECTED`), and record each image's state in the journal for the report.
 
@@ -113,6 +128,13 @@ def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Ti
     for name in names:
         state = states[name]
         protected = None if state.startswith("unknown") else state == REPLAYING_FROM_A
+        extra = {}
+        if state == SPLIT_BRAIN_ON_B and pool_a is not None:
+            evidence = split_brain_evidence(pool_a, pool_b, name)
+            if evidence is not None:
+                extra["journals"] = evidence
+                log.warning("%s is split-brained on %s after the flip: %s", name, site_b,
+                            evidence)
         ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state,
-                     protected=protected)
+                     protected=protected, **extra)
     return states

@@ -25,13 +25,13 @@ def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None
 
     - One tag per epoch: owned by this site (a promotion here: ``""``), by the peer's mirror
       uuid (a promotion replayed from it, as rbd-mirror allocates its local tags), or the
-      orphan (a demotion, here or replayed).
+      orphan (a demotion, here or replayed); its predecessor is the entry before it.
     - The copy's own client at its last entry; the peer's rbd-mirror client, registered under
       the peer's mirror uuid, at the last entry the peer replayed from this copy (their common
       prefix; a copy that diverged keeps the position it committed before).
     """
     tags: dict[int, JournalTag] = {}
-    for entry in entries:
+    for index, entry in enumerate(entries):
         if entry.tag_tid in tags:
             continue
         if entry.kind == "demote":
@@ -40,12 +40,20 @@ def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None
             owner = LOCAL_OWNER
         else:
             owner = mirror_uuid(entry.site)
-        tags[entry.tag_tid] = JournalTag(entry.tag_tid, 0, owner)
+        # The epoch follows the entry before it (librbd's TagPredecessor: a demotion follows
+        # the last committed entry of the image's own epoch, a promotion the demotion).
+        previous = entries[index - 1] if index else None
+        tags[entry.tag_tid] = JournalTag(
+            entry.tag_tid, 0, owner,
+            predecessor_owner=tags[previous.tag_tid].owner if previous is not None else "",
+            predecessor=(ObjectPosition(previous.tag_tid, index - 1)
+                         if previous is not None else None))
 
     def at(index: int) -> tuple[ObjectPosition, ...]:
         return (ObjectPosition(entries[index].tag_tid, index),) if index >= 0 else ()
 
-    clients = {MASTER_CLIENT: JournalClient(MASTER_CLIENT, at(len(entries) - 1), True)}
+    clients = {MASTER_CLIENT: JournalClient(MASTER_CLIENT, at(len(entries) - 1), True,
+                                            tag_class=0)}
     if peer_entries is not None:
         common = 0
         for mine, theirs in zip(entries, peer_entries, strict=False):

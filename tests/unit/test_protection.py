@@ -63,6 +63,12 @@ def test_split_brain_on_b_after_the_flip_is_not_complete_until_reprotected(
     assert states[image] == "split-brain on B" and not report.complete, report
     assert "NOT PROTECTED" in str(report) and "NOT complete" in str(report)
     assert all(world.oned_a.vm_state(vm.vm_a) == ("ACTIVE", "RUNNING") for vm in world.vms)
+    # The record keeps what rbd-mirror decided on: both journals' newest tags.
+    (record,) = [r for r in Journal(tmp_path / "j.jsonl").find(event="protection")
+                 if r.target == f"image:{image}"]
+    assert record.data["journals"].startswith("B's journal: ") and "A's journal: " in (
+        record.data["journals"]), record.data
+    assert "orphan<-own" in record.data["journals"]  # B's demotion, after its own epoch
     before = [c for c in world.ceph.calls if c[1] == "resync"]
     result = fb.reprotect()
     assert result.done == [f"image:{image}"], result

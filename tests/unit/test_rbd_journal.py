@@ -114,3 +114,14 @@ def test_the_owner_is_the_newest_tag_of_the_image_clients_class() -> None:
     changed = parse_header({**omap, newest: bytes(raw)})
     assert changed.owner is not None and changed.owner != LOCAL_OWNER
     assert parse_header({k: v for k, v in omap.items() if k != "client_"}).owner is None
+
+
+def test_the_chain_reads_as_rbd_mirror_compares_it() -> None:
+    a, b = header("a"), header("b")
+    names = {DATA["a"]["mirror_uuid"]: "A", DATA["b"]["mirror_uuid"]: "B"}
+    # B promoted after A's demotion: B's newest epoch is its own, after A's orphan.
+    assert b.chain(names).split(", ")[-1].startswith(f"{b.newest_tag.tid} own<-orphan ")
+    # A's newest epoch is the one it replays from B.
+    assert a.chain(names).split(", ")[-1].startswith(f"{a.newest_tag.tid} B<-")
+    assert len(a.chain(names, last=2).split(", ")) == 2
+    assert parse_header({}).chain() == "no tags"
