@@ -246,11 +246,12 @@ class MirrorPool:
     #: How many images' promotion states :meth:`images` and :meth:`overview` read at once.
     read_concurrency: int = 16
 
-    def _mirror_infos(self, ioctx: Any) -> dict[str, dict[str, Any]]:
+    def _mirror_infos(self, ioctx: Any, counts: dict[str, int] | None = None
+                      ) -> dict[str, dict[str, Any]]:
         """What librbd's ``mirror_image_info_list`` returns, read in parallel
         (:mod:`~ceph_failback.ceph.promotion`)."""
         return read_mirror_infos(ioctx, self._rados, self._rbd,
-                                 concurrency=self.read_concurrency)
+                                 concurrency=self.read_concurrency, counts=counts)
 
     def images(self) -> dict[str, MirrorImageInfo]:
         """Every mirror-enabled image of the pool with its info (its promotion state read for

@@ -24,6 +24,7 @@ on images in every promotion state, in both modes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -65,13 +66,22 @@ def _omap_pages(ioctx: Any, rados: Any, oid: str, prefix: str) -> Iterator[dict[
         start = max(page)
 
 
-def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int
-                      ) -> dict[str, dict[str, Any]]:
+def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
+                      counts: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Image id -> ``{"global_id", "state", "mode", "primary"}``, as librbd's
     ``mirror_image_info_list`` returns them, for every mirrored image of ``ioctx``'s pool.
 
     Binding errors other than a missing image or object propagate (the caller maps them).
+    ``counts`` (optional) receives how many images each way decided: ``journal``, ``librbd``.
     """
+    tally = counts if counts is not None else {}
+    tally.setdefault("journal", 0)
+    tally.setdefault("librbd", 0)
+    tally_lock = threading.Lock()
+
+    def count(way: str) -> None:
+        with tally_lock:
+            tally[way] += 1
     entries: dict[str, tuple[str, int, int]] = {}
     try:
         for page in _omap_pages(ioctx, rados, "rbd_mirroring", _IMAGE_KEY_PREFIX):
@@ -103,8 +113,10 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int
                 except Exception:  # noqa: BLE001 - a header we cannot read: ask librbd
                     owner = None
             if owner is not None:
+                count("journal")
                 return {"global_id": global_id, "state": state, "mode": mode,
                         "primary": owner == LOCAL_OWNER}
+        count("librbd")
         return by_librbd(image_id)
 
     out: dict[str, dict[str, Any]] = {}

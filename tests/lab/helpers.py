@@ -31,20 +31,23 @@ def pattern(tag: str, size: int = 1 << 20) -> bytes:
     return (unit * (size // len(unit) + 1))[:size]
 
 
-def assert_fast_infos_match_librbd(pool: Any, names: list[str], *, rounds: int = 10) -> None:
+def assert_fast_infos_match_librbd(pool: Any, names: list[str], *, rounds: int = 10
+                                   ) -> dict[str, int]:
     """The parallel mirror-info read (ceph_failback/ceph/promotion.py) answers what librbd's
     own sequential listing (``mirror_image_info_list``) answers, for every image of the pool.
 
     rbd-mirror may change an image's state between two reads; an image counts only when two
     librbd listings around the fast read agree on it. ``names`` (the caller's images, in
-    settled states) must all count, and the rest of the pool is compared too.
+    settled states) must all count, and the rest of the pool is compared too. Returns how many
+    images each way of the fast read decided (``journal``, ``librbd``).
     """
     import rbd
 
     for _ in range(rounds):
         with pool.site.ioctx(pool.pool) as ioctx:
             before = dict(rbd.RBD().mirror_image_info_list(ioctx))
-            fast = pool._mirror_infos(ioctx)
+            counts: dict[str, int] = {}
+            fast = pool._mirror_infos(ioctx, counts)
             after = dict(rbd.RBD().mirror_image_info_list(ioctx))
             ids = {i["id"]: i["name"] for i in rbd.RBD().list2(ioctx)}
         stable = {i for i in before.keys() | after.keys() if before.get(i) == after.get(i)}
@@ -56,3 +59,4 @@ def assert_fast_infos_match_librbd(pool: Any, names: list[str], *, rounds: int =
              if fast.get(i) != before.get(i)}
     assert not wrong, f"fast read (left) differs from librbd (right): {wrong}"
     assert set(names) <= {ids.get(i) for i in fast}
+    return counts
