@@ -240,7 +240,7 @@ class MirrorPool:
 
     #: Up to this many named images, :meth:`infos` and ``statuses(each=True)`` read each image
     #: on its own instead of listing the whole pool: a VM's few images cost a few calls, not one
-    #: promotion-state read per image of the pool (about 2 ms each: 2 s at 1,000 images).
+    #: promotion-state read per image of the pool.
     per_image_limit: int = 8
 
     #: How many images' promotion states :meth:`images` and :meth:`overview` read at once.

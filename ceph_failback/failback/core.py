@@ -372,7 +372,7 @@ class Failback:
         warnings: list[str] = []
         pa, pb = self.pool_a(), self.pool_b()
         # Both sites' listings in the background, side by side and beside OpenNebula's (the
-        # scope): librbd reads each image's promotion state for them, ~2 ms per image.
+        # scope): each reads every image's promotion state (ceph/promotion.py).
         # Leaving the block waits for them, an error included: a librbd call must never outlive
         # plan(), as the caller may close the cluster handle next (which would hang the call).
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as ex:
