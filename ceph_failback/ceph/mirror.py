@@ -41,12 +41,16 @@ __all__ = [
     "MirrorSnapshot",
     "OperationResult",
     "DEFAULT_CONCURRENCY",
+    "READ_CONCURRENCY",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Like ``rbd_concurrent_management_ops``: how many images a batch operation works on at once.
 DEFAULT_CONCURRENCY = 10
+#: How many images' mirror state (promotion, journal header) a pool-wide read asks at once:
+#: reads only, each a single round trip.
+READ_CONCURRENCY = 16
 
 T = TypeVar("T")
 
@@ -244,7 +248,7 @@ class MirrorPool:
     per_image_limit: int = 8
 
     #: How many images' promotion states :meth:`images` and :meth:`overview` read at once.
-    read_concurrency: int = 16
+    read_concurrency: int = READ_CONCURRENCY
 
     def _mirror_infos(self, ioctx: Any, counts: dict[str, int] | None = None
                       ) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from ...ceph.mirror import READ_CONCURRENCY
 from ...ceph.rbd_journal import ReplayEpoch
 from ...ceph.seams import MirrorSide
 from ...ceph.status import MirrorImageInfo, MirrorStatus
@@ -221,7 +222,7 @@ def read_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
                                 a_uuid=a_uuid, b_uuid=b_uuid)
 
     out: dict[str, ReplayEpoch] = {}
-    for name, r in pool_a.run_many(wanted, one).items():
+    for name, r in pool_a.run_many(wanted, one, concurrency=READ_CONCURRENCY).items():
         if not r.ok:
             assert r.error is not None
             raise r.error
