@@ -250,12 +250,14 @@ class MirrorPool:
     #: How many images' promotion states :meth:`images` and :meth:`overview` read at once.
     read_concurrency: int = READ_CONCURRENCY
 
-    def _mirror_infos(self, ioctx: Any, counts: dict[str, int] | None = None
+    def _mirror_infos(self, ioctx: Any, counts: dict[str, int] | None = None,
+                      headers: dict[str, JournalHeader] | None = None
                       ) -> dict[str, dict[str, Any]]:
         """What librbd's ``mirror_image_info_list`` returns, read in parallel
         (:mod:`~ceph_failback.ceph.promotion`)."""
         return read_mirror_infos(ioctx, self._rados, self._rbd,
-                                 concurrency=self.read_concurrency, counts=counts)
+                                 concurrency=self.read_concurrency, counts=counts,
+                                 headers=headers)
 
     def images(self) -> dict[str, MirrorImageInfo]:
         """Every mirror-enabled image of the pool with its info (its promotion state read for
@@ -371,10 +373,14 @@ class MirrorPool:
         return {str(raw["name"]) for raw in raw_list
                 if raw.get("name") and (raw.get("info") or {}).get("state", enabled) == enabled}
 
-    def overview(self, images: Iterable[str] | None = None
+    def overview(self, images: Iterable[str] | None = None, *,
+                 journals: dict[str, JournalHeader] | None = None
                  ) -> tuple[dict[str, MirrorImageInfo], dict[str, MirrorStatus]]:
         """:meth:`images` and :meth:`statuses` together (of every mirrored image, or of
         ``images``) for the price of one batched info listing and one batched status listing.
+        ``journals`` (optional) receives the journal headers (:meth:`journal_header`) the
+        listing read the journal-mode images' promotion states from, by image name: read at
+        the same moment as the infos, so a caller that needs both reads them once.
 
         The info listing is the costly one: each image's promotion state is read for it (many
         at once, :mod:`~ceph_failback.ceph.promotion`), so a large pool is best listed once per
@@ -385,8 +391,9 @@ class MirrorPool:
         with self._ioctx() as ioctx:
             raw_list = self._call("listing mirror statuses",
                                   lambda: list(self._rbd.RBD().mirror_image_status_list(ioctx)))
+            by_id: dict[str, JournalHeader] = {}
             infos = self._call("listing mirror image info",
-                               lambda: self._mirror_infos(ioctx))
+                               lambda: self._mirror_infos(ioctx, headers=by_id))
             names = {raw["id"]: raw["name"] for raw in raw_list if raw.get("id") and raw.get("name")}
             if any(image_id not in names for image_id in infos):
                 names.update(self._call(
@@ -398,6 +405,8 @@ class MirrorPool:
             if name is None or (wanted is not None and name not in wanted):
                 continue  # removed between the listings, in the trash, or not asked for
             out_infos[name] = _image_info(name, info, image_id)
+            if journals is not None and image_id in by_id:
+                journals[name] = by_id[image_id]
         out_statuses = {}
         for raw in raw_list:
             name = raw.get("name")

@@ -146,12 +146,16 @@ class PoolSet:
                 out[key] = dataclasses.replace(st, image=key)
         return out
 
-    def overview(self, images: Iterable[str] | None = None
+    def overview(self, images: Iterable[str] | None = None, *,
+                 journals: dict[str, JournalHeader] | None = None
                  ) -> tuple[dict[str, MirrorImageInfo], dict[str, MirrorStatus]]:
         infos: dict[str, MirrorImageInfo] = {}
         statuses: dict[str, MirrorStatus] = {}
         for pool, side, names in self._each(images):
-            i, s = side.overview(names)
+            read: dict[str, JournalHeader] = {}
+            i, s = side.overview(names, journals=read)
+            if journals is not None:
+                journals.update((image_key(pool, name), h) for name, h in read.items())
             for name, info in i.items():
                 infos[image_key(pool, name)] = dataclasses.replace(info,
                                                                    name=image_key(pool, name))

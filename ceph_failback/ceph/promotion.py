@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .rbd_journal import LOCAL_OWNER, _Decoder, parse_header
+from .rbd_journal import LOCAL_OWNER, JournalHeader, _Decoder, parse_header
 
 __all__ = ["decode_mirror_image", "read_mirror_infos"]
 
@@ -67,12 +67,16 @@ def _omap_pages(ioctx: Any, rados: Any, oid: str, prefix: str) -> Iterator[dict[
 
 
 def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
-                      counts: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
+                      counts: dict[str, int] | None = None,
+                      headers: dict[str, JournalHeader] | None = None
+                      ) -> dict[str, dict[str, Any]]:
     """Image id -> ``{"global_id", "state", "mode", "primary"}``, as librbd's
     ``mirror_image_info_list`` returns them, for every mirrored image of ``ioctx``'s pool.
 
     Binding errors other than a missing image or object propagate (the caller maps them).
-    ``counts`` (optional) receives how many images each way decided: ``journal``, ``librbd``.
+    ``counts`` (optional) receives how many images each way decided: ``journal``, ``librbd``;
+    ``headers`` (optional) receives image id -> the journal header each journal-decided
+    image's owner was read from, for a caller that needs the headers too.
     """
     tally = counts if counts is not None else {}
     tally.setdefault("journal", 0)
@@ -106,14 +110,17 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
                 omap = next(_omap_pages(ioctx, rados, f"journal.{image_id}", ""))
             except rados.ObjectNotFound:
                 omap = None
-            owner = None
+            owner = header = None
             if omap is not None and len(omap) < _PAGE:
                 try:
-                    owner = parse_header(omap).owner
+                    header = parse_header(omap)
+                    owner = header.owner
                 except Exception:  # noqa: BLE001 - a header we cannot read: ask librbd
                     owner = None
             if owner is not None:
                 count("journal")
+                if headers is not None and header is not None:
+                    headers[image_id] = header  # one key per thread: no lock needed
                 return {"global_id": global_id, "state": state, "mode": mode,
                         "primary": owner == LOCAL_OWNER}
         count("librbd")

@@ -27,6 +27,7 @@ from ..ceph.pools import (
     parts_of,
     unserved_pools,
 )
+from ..ceph.rbd_journal import JournalHeader
 from ..ceph.seams import MirrorSide, PoolLockSide
 from ..errors import (
     CephError,
@@ -376,7 +377,10 @@ class Failback:
         # Leaving the block waits for them, an error included: a librbd call must never outlive
         # plan(), as the caller may close the cluster handle next (which would hang the call).
         with ThreadPoolExecutor(3, thread_name_prefix="plan") as ex:
-            overview_a, overview_b = ex.submit(pa.overview), ex.submit(pb.overview)
+            read_a: dict[str, JournalHeader] = {}  # the journal headers the listings read:
+            read_b: dict[str, JournalHeader] = {}  # step 2's proof below reads them too
+            overview_a = ex.submit(pa.overview, journals=read_a)
+            overview_b = ex.submit(pb.overview, journals=read_b)
             health = ex.submit(unserved_pools, pa, beacon_grace=self.timeouts.daemon_beacon_grace)
             for site, side in ((self.site_a, pa), (self.site_b, pb)):
                 for name, part in parts_of(side).items():
@@ -410,7 +414,8 @@ class Failback:
                                         waivable=True))
             try:
                 epochs = resync_a.undecided_epochs(self.pool_a(), self.pool_b(), scope.images,
-                                                   infos_a, infos_b, stat_a, self.ledger.image)
+                                                   infos_a, infos_b, stat_a, self.ledger.image,
+                                                   read_a=read_a, read_b=read_b)
             except CephError as exc:
                 epochs = {}
                 blockers.append(Blocker(

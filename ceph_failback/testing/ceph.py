@@ -28,6 +28,7 @@ freezes them until :meth:`MemoryCeph.tick`. Snapshot-based mirroring is not mode
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_mod
 import itertools
 import json
@@ -54,6 +55,7 @@ from ..errors import (
     PoolNotFoundError,
 )
 from .journals import header
+from .journals import mirror_uuid_of as _uuid
 
 __all__ = ["MemoryCeph", "MemoryCephSite", "MemoryMirrorPool"]
 
@@ -395,11 +397,6 @@ class MemoryCeph:
                                           **report(peer)}]}
 
 
-def _uuid(site: str, pool: str) -> str:
-    """The mirror uuid of ``pool`` on ``site`` (each pool of a cluster has its own)."""
-    return f"mirror-uuid-{pool}@{site}"
-
-
 class MemoryCephSite:
     """One site of a :class:`MemoryCeph` (a :class:`~ceph_failback.ceph.seams.CephBackend`)."""
 
@@ -506,28 +503,33 @@ class MemoryMirrorPool:
     def status(self, image: str) -> MirrorStatus:
         """One image's status."""
         self._tick()
-        raw = self.world.raw_status(self.site_name, image)
-        return parse_mirror_status(raw, site=self.site_name, pool=self.pool,
-                                   peer_names={_uuid(s, self.pool): s
-                                               for s in self.world.site_names})
+        return parse_mirror_status(self.world.raw_status(self.site_name, image),
+                                   site=self.site_name, pool=self.pool, peer_names=self._names())
+
+    def _names(self) -> dict[str, str]:
+        return {_uuid(s, self.pool): s for s in self.world.site_names}
 
     def statuses(self, images: Iterable[str] | None = None, *,
                  each: bool = False) -> dict[str, MirrorStatus]:
         """The statuses of ``images`` (or all), missing ones left out."""
         return self.overview(images)[1]
 
-    def overview(self, images: Iterable[str] | None = None
+    def overview(self, images: Iterable[str] | None = None, *,
+                 journals: dict[str, JournalHeader] | None = None
                  ) -> tuple[dict[str, MirrorImageInfo], dict[str, MirrorStatus]]:
-        """Infos and statuses together."""
+        """Infos and statuses together (and the journal headers, as the real listing)."""
         self._tick()
         with self.world.lock:
             listed = self._listed()
             wanted = list(listed) if images is None else [n for n in images if n in listed]
             infos = {n: self._info(n, listed[n]) for n in wanted}
-            names = {_uuid(s, self.pool): s for s in self.world.site_names}
             statuses = {n: parse_mirror_status(self.world.raw_status(self.site_name, n),
                                                site=self.site_name, pool=self.pool,
-                                               peer_names=names) for n in wanted}
+                                               peer_names=self._names()) for n in wanted}
+        for n in wanted if journals is not None else []:  # after the listing, one by one
+            with contextlib.suppress(CephError):  # unread: a caller reads it again (and fails)
+                if (header := self.journal_header(n)) is not None:
+                    journals[n] = header  # type: ignore[index]
         return infos, statuses
 
     def watchers(self, image: str) -> list[dict[str, Any]]:

@@ -16,7 +16,12 @@ from ..ceph.rbd_journal import (
     ObjectPosition,
 )
 
-__all__ = ["header"]
+__all__ = ["header", "mirror_uuid_of"]
+
+
+def mirror_uuid_of(site: str, pool: str) -> str:
+    """The model's mirror uuid of ``pool`` on ``site`` (each pool of a cluster has its own)."""
+    return f"mirror-uuid-{pool}@{site}"
 
 
 def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None,

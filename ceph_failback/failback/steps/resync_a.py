@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from ...ceph.mirror import READ_CONCURRENCY
-from ...ceph.rbd_journal import ReplayEpoch
+from ...ceph.rbd_journal import JournalHeader, ReplayEpoch
 from ...ceph.seams import MirrorSide
 from ...ceph.status import MirrorImageInfo, MirrorStatus
 from ...errors import FailbackError, ImageNotFoundError, WaitFailedError
@@ -198,10 +198,13 @@ def run(ctx: StepContext, names: Sequence[str], *, wait: bool = True,
 
 def read_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
                 infos_a: dict[str, MirrorImageInfo], infos_b: dict[str, MirrorImageInfo],
-                ) -> dict[str, ReplayEpoch]:
+                *, read_a: Mapping[str, JournalHeader] | None = None,
+                read_b: Mapping[str, JournalHeader] | None = None) -> dict[str, ReplayEpoch]:
     """Journal mode: both copies' journal headers, read now, for the images listed on both
     sites in journal mode (:class:`~ceph_failback.ceph.rbd_journal.ReplayEpoch`); a failed read
-    raises (a failed read is no proof, and no reason to resync either)."""
+    raises (a failed read is no proof, and no reason to resync either). ``read_a`` and
+    ``read_b``: headers the caller read with the infos (``overview(journals=...)``), used
+    instead of reading them again."""
     wanted = [n for n in names if (a := infos_a.get(n)) is not None
               and (b := infos_b.get(n)) is not None and "snapshot" not in (a.mode, b.mode)]
     if not wanted:
@@ -217,9 +220,9 @@ def read_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
 
     def one(name: str) -> ReplayEpoch:
         a_uuid, b_uuid = uuids[name]
-        return ReplayEpoch.read(pool_a.journal_header(name, infos_a[name].image_id),
-                                pool_b.journal_header(name, infos_b[name].image_id),
-                                a_uuid=a_uuid, b_uuid=b_uuid)
+        a = (read_a or {}).get(name) or pool_a.journal_header(name, infos_a[name].image_id)
+        b = (read_b or {}).get(name) or pool_b.journal_header(name, infos_b[name].image_id)
+        return ReplayEpoch.read(a, b, a_uuid=a_uuid, b_uuid=b_uuid)
 
     out: dict[str, ReplayEpoch] = {}
     for name, r in pool_a.run_many(wanted, one, concurrency=READ_CONCURRENCY).items():
@@ -233,14 +236,18 @@ def read_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
 def undecided_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: Sequence[str],
                      infos_a: dict[str, MirrorImageInfo], infos_b: dict[str, MirrorImageInfo],
                      statuses_a: Mapping[str, MirrorStatus],
-                     history: Callable[[str], ImageHistory]) -> dict[str, ReplayEpoch]:
+                     history: Callable[[str], ImageHistory], *,
+                     read_a: Mapping[str, JournalHeader] | None = None,
+                     read_b: Mapping[str, JournalHeader] | None = None
+                     ) -> dict[str, ReplayEpoch]:
     """:func:`read_epochs` of the images only the journals can decide (B primary, A not, no
     split-brain, nothing recorded): the DR-test case. The plan and the step both read them, so
     the plan shows what the step will do."""
     candidates = [n for n in names if (b := infos_b.get(n)) is not None and b.primary
                   and (a := infos_a.get(n)) is not None and not a.primary
                   and not needs_resync(statuses_a.get(n)) and nothing_recorded(history(n))]
-    return read_epochs(pool_a, pool_b, candidates, infos_a, infos_b)
+    return read_epochs(pool_a, pool_b, candidates, infos_a, infos_b, read_a=read_a,
+                       read_b=read_b)
 
 
 def settle(ctx: StepContext, names: Sequence[str]) -> dict[str, str | None]:
