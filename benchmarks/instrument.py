@@ -80,9 +80,9 @@ class StandInClock:
                 self.actions.append((requested, vm_id, name))
             return result
 
-        def enter_state(vm: Any, state: Any, lcm: Any) -> None:
+        def enter_state(vm: Any, state: Any, lcm: Any, error: str = "") -> None:
             before = vm.state_str()
-            enter(vm, state, lcm)
+            enter(vm, state, lcm, error)
             after = vm.state_str()
             if after != before:
                 with self._lock:
