@@ -167,6 +167,14 @@ class _Counted:
             return attr
         return self._counter.wrap("librbd", f"{self._prefix}.{name}", attr)
 
+    # ``with`` looks these up on the type, never through __getattr__.
+    def __enter__(self) -> _Counted:
+        self._target.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._target.__exit__(*exc)
+
 
 class _CountedRbd:
     """The ``rbd`` module as MirrorPool sees it, with ``RBD()`` and ``Image()`` counted."""

@@ -255,9 +255,13 @@ class MirrorPool:
                       ) -> dict[str, dict[str, Any]]:
         """What librbd's ``mirror_image_info_list`` returns, read in parallel
         (:mod:`~ceph_failback.ceph.promotion`)."""
-        return read_mirror_infos(ioctx, self._rados, self._rbd,
-                                 concurrency=self.read_concurrency, counts=counts,
-                                 headers=headers)
+        try:
+            return read_mirror_infos(ioctx, self._rados, self._rbd,
+                                     concurrency=self.read_concurrency, counts=counts,
+                                     headers=headers)
+        except ValueError as exc:
+            raise CephError(f"cannot decode the pool's mirrored image list (rbd_mirroring): "
+                            f"{exc}", **self._where()) from exc
 
     def images(self) -> dict[str, MirrorImageInfo]:
         """Every mirror-enabled image of the pool with its info (its promotion state read for

@@ -152,9 +152,9 @@ class PoolSet:
         infos: dict[str, MirrorImageInfo] = {}
         statuses: dict[str, MirrorStatus] = {}
         for pool, side, names in self._each(images):
-            read: dict[str, JournalHeader] = {}
+            read: dict[str, JournalHeader] | None = {} if journals is not None else None
             i, s = side.overview(names, journals=read)
-            if journals is not None:
+            if journals is not None and read is not None:
                 journals.update((image_key(pool, name), h) for name, h in read.items())
             for name, info in i.items():
                 infos[image_key(pool, name)] = dataclasses.replace(info,

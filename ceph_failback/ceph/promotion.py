@@ -13,13 +13,14 @@ the same facts with many reads in flight:
    omap read of ``journal.<id>`` per image (:attr:`JournalHeader.owner
    <ceph_failback.ceph.rbd_journal.JournalHeader.owner>`). Primary means the owner is the
    image itself.
-3. Anything else (snapshot mode, an image being enabled or disabled, a journal that cannot
-   say): librbd's own ``mirror_image_get_info`` on the image opened by id, read-only.
+3. Anything else (snapshot mode, a journal that cannot be read or cannot say): librbd's own
+   ``mirror_image_get_info`` on the image opened by id, read-only.
 
 Reads 2 and 3 run on ``concurrency`` threads (the bindings release the GIL for each call).
-An image that disappears between the listing and its read is left out, as librbd's listing
-leaves it out. ``tests/lab/test_ceph_adapter.py`` compares the result with librbd's listing
-on images in every promotion state, in both modes.
+Images whose mirroring is not enabled are left out, as librbd's listing leaves them out.
+``tests/lab/test_ceph_adapter*.py`` compare the result with librbd's listing on images
+primary, replaying, demoted, flipped and force-promoted, in both modes, and on whatever else
+the pool holds then; ``tests/unit/test_promotion.py`` covers the decoding and the fallbacks.
 """
 
 from __future__ import annotations
@@ -71,9 +72,15 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
                       headers: dict[str, JournalHeader] | None = None
                       ) -> dict[str, dict[str, Any]]:
     """Image id -> ``{"global_id", "state", "mode", "primary"}``, as librbd's
-    ``mirror_image_info_list`` returns them, for every mirrored image of ``ioctx``'s pool.
+    ``mirror_image_info_list`` returns them, for every mirror-enabled image of ``ioctx``'s pool.
 
-    Binding errors other than a missing image or object propagate (the caller maps them).
+    As librbd's listing (``Mirror::image_info_list``), images whose mirroring is not enabled
+    (being enabled, or being disabled: an image moved to the trash by a resync) are left out,
+    and so is an image that disappears before its read. A journal that cannot be read or
+    decided sends its image to librbd's own read. Other binding errors propagate (the caller
+    maps them), the reads not yet started cancelled; an ``rbd_mirroring`` entry that does not
+    decode raises :class:`ValueError`.
+
     ``counts`` (optional) receives how many images each way decided: ``journal``, ``librbd``;
     ``headers`` (optional) receives image id -> the journal header each journal-decided
     image's owner was read from, for a caller that needs the headers too.
@@ -86,51 +93,59 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
     def count(way: str) -> None:
         with tally_lock:
             tally[way] += 1
+
     entries: dict[str, tuple[str, int, int]] = {}
     try:
         for page in _omap_pages(ioctx, rados, "rbd_mirroring", _IMAGE_KEY_PREFIX):
             for key, raw in page.items():
-                entries[key[len(_IMAGE_KEY_PREFIX):]] = decode_mirror_image(raw)
+                entry = decode_mirror_image(raw)
+                if entry[1] == ENABLED:
+                    entries[key[len(_IMAGE_KEY_PREFIX):]] = entry
     except rados.ObjectNotFound:
         return {}  # mirroring never enabled in this pool: nothing mirrored
 
     def by_librbd(image_id: str) -> dict[str, Any] | None:
+        count("librbd")
         try:
             with rbd.Image(ioctx, image_id=image_id, read_only=True) as image:
                 info = dict(image.mirror_image_get_info())
-                info["mode"] = entries[image_id][2]
-                return info
         except (rbd.ImageNotFound, rados.ObjectNotFound):
             return None
+        if info.get("state") != ENABLED:  # disabled or being disabled since the listing
+            return None
+        info["mode"] = entries[image_id][2]
+        return info
 
     def one(image_id: str) -> dict[str, Any] | None:
         global_id, state, mode = entries[image_id]
-        if mode == JOURNAL and state == ENABLED:
-            try:
-                omap = next(_omap_pages(ioctx, rados, f"journal.{image_id}", ""))
-            except rados.ObjectNotFound:
-                omap = None
-            owner = header = None
-            if omap is not None and len(omap) < _PAGE:
-                try:
-                    header = parse_header(omap)
-                    owner = header.owner
-                except Exception:  # noqa: BLE001 - a header we cannot read: ask librbd
-                    owner = None
-            if owner is not None:
-                count("journal")
-                if headers is not None and header is not None:
-                    headers[image_id] = header  # one key per thread: no lock needed
-                return {"global_id": global_id, "state": state, "mode": mode,
-                        "primary": owner == LOCAL_OWNER}
-        count("librbd")
-        return by_librbd(image_id)
+        if mode != JOURNAL:
+            return by_librbd(image_id)
+        try:
+            omap = next(_omap_pages(ioctx, rados, f"journal.{image_id}", ""))
+            header = parse_header(omap) if len(omap) < _PAGE else None
+        except Exception:  # noqa: BLE001 - missing, unreadable or undecodable: ask librbd
+            header = None
+        owner = header.owner if header is not None else None
+        if owner is None:
+            return by_librbd(image_id)
+        count("journal")
+        if headers is not None:
+            headers[image_id] = header  # type: ignore[assignment]  # one key per thread
+        return {"global_id": global_id, "state": state, "mode": mode,
+                "primary": owner == LOCAL_OWNER}
 
     out: dict[str, dict[str, Any]] = {}
     ids = list(entries)
     with ThreadPoolExecutor(max(1, min(concurrency, len(ids) or 1)),
                             thread_name_prefix="mirror-info") as ex:
-        for image_id, info in zip(ids, ex.map(one, ids), strict=True):
-            if info is not None:
-                out[image_id] = info
+        futures = [ex.submit(one, image_id) for image_id in ids]
+        try:
+            for image_id, future in zip(ids, futures, strict=True):
+                info = future.result()
+                if info is not None:
+                    out[image_id] = info
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     return out

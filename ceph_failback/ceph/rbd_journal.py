@@ -234,9 +234,12 @@ def _client(raw: bytes) -> JournalClient:
     state = body.u8()  # 0 connected, 1 disconnected
     tag_class = None
     if client_id == MASTER_CLIENT and data:
-        meta = _Decoder(data).block()
-        if meta.u32() == 0:  # IMAGE_CLIENT_META_TYPE: tag_class, resync_requested
-            tag_class = meta.u64()
+        try:
+            meta = _Decoder(data).block()
+            if meta.u32() == 0:  # IMAGE_CLIENT_META_TYPE: tag_class, resync_requested
+                tag_class = meta.u64()
+        except (ValueError, struct.error):
+            tag_class = None  # only the owner needs it: it then says nothing
     return JournalClient(client_id, positions, connected=state == 0, tag_class=tag_class)
 
 

@@ -9,8 +9,11 @@ ElementTree (expat, with its tree built in C) parses the envelope and the few va
 from the tree.
 
 :func:`loads` returns what ``xmlrpc.client``'s unmarshaller returns (a tuple of the params, or
-:class:`xmlrpc.client.Fault` raised for a ``<fault>``), for every XML-RPC type;
-tests/unit/test_opennebula_site.py compares both on oned's real replies and on every type.
+:class:`xmlrpc.client.Fault` raised for a ``<fault>``) for the XML-RPC specification's types
+and ``xmlrpc.client``'s own extensions (``i8``, ``nil``, ``bigdecimal``...), not for the
+``ex:``-prefixed forms of Apache's extensions, which oned (xmlrpc-c) never sends;
+tests/unit/test_xmlrpc_envelope.py compares both on oned's documents (the shared samples) and
+on every type.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def loads(body: bytes | str) -> tuple[Any, ...]:
         raise xmlrpc.client.Fault(**detail)
     params = root.find("params")
     if params is None:
-        return ()
+        raise xmlrpc.client.ResponseError("an XML-RPC response without params")
     return tuple(_value(_child(param, "value")) for param in params.findall("param"))
 
 

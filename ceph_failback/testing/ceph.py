@@ -526,10 +526,9 @@ class MemoryMirrorPool:
             statuses = {n: parse_mirror_status(self.world.raw_status(self.site_name, n),
                                                site=self.site_name, pool=self.pool,
                                                peer_names=self._names()) for n in wanted}
-        for n in wanted if journals is not None else []:  # after the listing, one by one
-            with contextlib.suppress(CephError):  # unread: a caller reads it again (and fails)
-                if (header := self.journal_header(n)) is not None:
-                    journals[n] = header  # type: ignore[index]
+            for n in wanted if journals is not None else []:  # with the listing, no tick
+                with contextlib.suppress(CephError):  # unread: a caller reads it again
+                    journals[n] = self.world.journal_header(self.site_name, n)  # type: ignore
         return infos, statuses
 
     def watchers(self, image: str) -> list[dict[str, Any]]:

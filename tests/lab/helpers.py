@@ -55,6 +55,8 @@ def assert_fast_infos_match_librbd(pool: Any, names: list[str], *, rounds: int =
             break
     else:
         raise AssertionError(f"the images {names} never held still for two librbd listings")
+    extra = fast.keys() - before.keys() - after.keys()
+    assert not extra, f"the fast read lists images librbd does not: {extra}"
     wrong = {ids.get(i, i): (fast.get(i), before.get(i)) for i in stable
              if fast.get(i) != before.get(i)}
     assert not wrong, f"fast read (left) differs from librbd (right): {wrong}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from benchmarks.instrument import StandInClock
+from benchmarks.instrument import CallCounter, StandInClock, _Counted
 from ceph_failback.lab.oned import Delays, OnedStandIn
 
 
@@ -21,3 +21,23 @@ def test_the_clock_wraps_the_stand_ins_state_changes_and_actions() -> None:
     assert shape(inspect.signature(oned._enter)) == shape(original_enter)
     assert shape(inspect.signature(oned.vm_action)) == shape(original_action)
     assert clock.oned is oned
+
+
+def test_a_counted_image_is_a_context_manager_like_the_bindings() -> None:
+    """``with rbd.Image(...) as image`` (ceph/promotion.py) must work on a counted image."""
+    events: list[str] = []
+
+    class Image:
+        def __enter__(self) -> Image:
+            events.append("enter")
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            events.append("exit")
+
+        def mirror_image_get_info(self) -> dict[str, object]:
+            return {"primary": True}
+
+    with _Counted(Image(), CallCounter(), "Image") as image:
+        assert image.mirror_image_get_info() == {"primary": True}
+    assert events == ["enter", "exit"]

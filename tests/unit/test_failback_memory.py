@@ -77,6 +77,9 @@ def test_dr_test_proof_comes_from_the_journals_not_the_lagging_status(
     with MemoryWorld(status_period=1000) as world:
         world.add_vm("db")
         world.disaster("planned", new_data=NEW)
+        # Time passes before the plan: A's rbd-mirror commits B's epoch (the model moves on
+        # each call; the plan reads the journals with the listings, one call per site).
+        world.ceph.tick(3)
         fb = world.failback(tmp_path / "j.jsonl")
         plan = fb.plan()
         image = world.images()[0]
@@ -721,14 +724,14 @@ def dr_test_failback(world: MemoryWorld, tmp_path: Path) -> Failback:
 def test_an_unreadable_journal_blocks_the_plan_and_resyncs_nothing(
         world: MemoryWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ceph_failback.errors import CephPermissionError
-    from ceph_failback.testing.ceph import MemoryMirrorPool
+    from ceph_failback.testing.ceph import MemoryCeph
 
     fb = dr_test_failback(world, tmp_path)
 
-    def denied(self: MemoryMirrorPool, image: str, image_id: str | None = None) -> Any:
-        raise CephPermissionError("omap read denied", site=self.site_name, image=image)
+    def denied(self: MemoryCeph, site: str, image: str) -> Any:
+        raise CephPermissionError("omap read denied", site=site, image=image)
 
-    monkeypatch.setattr(MemoryMirrorPool, "journal_header", denied)
+    monkeypatch.setattr(MemoryCeph, "journal_header", denied)
     plan = fb.plan()
     (blocker,) = [b for b in plan.blockers if b.kind == "journal-unreadable"]
     assert "site-" in blocker.target and "omap read denied" in blocker.message

@@ -78,6 +78,7 @@ def test_a_fault_raises_the_same_fault() -> None:
 
 @pytest.mark.parametrize("body, error", [
     ("<html>Bad Gateway</html>", xmlrpc.client.ResponseError),
+    ("<methodResponse></methodResponse>", xmlrpc.client.ResponseError),
     ("<methodResponse><params><param><value><boolean>2</boolean></value></param></params>"
      "</methodResponse>", TypeError),
     ("<methodResponse><params><param><value><int>x</int></value></param></params>"
