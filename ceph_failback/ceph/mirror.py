@@ -27,7 +27,7 @@ from ..errors import (
 )
 from .bindings import import_bindings, map_ceph_error
 from .daemons import BEACON_CONFIRM, DaemonHealth, judge_daemon_health
-from .promotion import read_mirror_infos
+from .promotion import omap_pages, read_mirror_infos
 from .rbd_journal import JournalHeader, parse_header
 from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
 
@@ -447,17 +447,7 @@ class MirrorPool:
         rados = self._rados
         with self._ioctx() as ioctx:
             def read() -> dict[str, bytes]:
-                out: dict[str, bytes] = {}
-                start = ""
-                while True:
-                    with rados.ReadOpCtx() as op:
-                        it, _ = ioctx.get_omap_vals(op, start, "", 512)
-                        ioctx.operate_read_op(op, oid)
-                        batch = dict(it)
-                    out.update(batch)
-                    if len(batch) < 512:
-                        return out
-                    start = max(batch)
+                return {k: v for page in omap_pages(ioctx, rados, oid, "") for k, v in page.items()}
 
             try:
                 omap = self._call("reading the image's journal header", read, image)

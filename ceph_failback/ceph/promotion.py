@@ -32,7 +32,7 @@ from typing import Any
 
 from .rbd_journal import LOCAL_OWNER, JournalHeader, _Decoder, parse_header
 
-__all__ = ["decode_mirror_image", "read_mirror_infos"]
+__all__ = ["decode_mirror_image", "omap_pages", "read_mirror_infos"]
 
 #: librbd's MirrorImageState and MirrorImageMode values.
 ENABLED = 1
@@ -54,7 +54,9 @@ def decode_mirror_image(raw: bytes) -> tuple[str, int, int]:
     return global_id, state, mode
 
 
-def _omap_pages(ioctx: Any, rados: Any, oid: str, prefix: str) -> Iterator[dict[str, bytes]]:
+def omap_pages(ioctx: Any, rados: Any, oid: str, prefix: str) -> Iterator[dict[str, bytes]]:
+    """The object's omap keys starting with ``prefix`` and their values, a page at a time
+    (a missing object raises ``rados.ObjectNotFound``)."""
     start = ""
     while True:
         with rados.ReadOpCtx() as op:
@@ -96,7 +98,7 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
 
     entries: dict[str, tuple[str, int, int]] = {}
     try:
-        for page in _omap_pages(ioctx, rados, "rbd_mirroring", _IMAGE_KEY_PREFIX):
+        for page in omap_pages(ioctx, rados, "rbd_mirroring", _IMAGE_KEY_PREFIX):
             for key, raw in page.items():
                 entry = decode_mirror_image(raw)
                 if entry[1] == ENABLED:
@@ -121,7 +123,7 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
         if mode != JOURNAL:
             return by_librbd(image_id)
         try:
-            omap = next(_omap_pages(ioctx, rados, f"journal.{image_id}", ""))
+            omap = next(omap_pages(ioctx, rados, f"journal.{image_id}", ""))
             header = parse_header(omap) if len(omap) < _PAGE else None
         except Exception:  # noqa: BLE001 - missing, unreadable or undecodable: ask librbd
             header = None
