@@ -12,8 +12,9 @@ The script, in the documented order:
 2. site A: ``rbd mirror image resync POOL/IMAGE`` for each image;
 3. site B: ``onevm terminate ID`` for each VM; then, image by image, ``rbd mirror image status
    POOL/IMAGE --format json`` on A every ``poll`` seconds until the image is mirrored: state
-   ``up+replaying``, nothing behind (``entries_behind_primary`` 0, equal replay positions) and a
-   ``last_update`` newer than its VM's terminate (the procedure says to look at state and
+   ``up+replaying``, nothing behind (journal mode: ``entries_behind_primary`` 0, equal replay
+   positions; snapshot mode: ``replay_state`` idle, equal local and remote snapshot timestamps)
+   and a ``last_update`` newer than its VM's terminate (the procedure says to look at state and
    last_update);
 4. site B: ``rbd mirror pool demote POOL``;
 5. site A: ``rbd mirror pool promote POOL`` (never ``--force``), run again every ``poll`` seconds
@@ -95,8 +96,14 @@ class _Operator:
             replay = json.loads(detail) if detail else {}
         except ValueError:
             return False
-        caught_up = (replay.get("entries_behind_primary") == 0
-                     and replay.get("primary_position") == replay.get("non_primary_position"))
+        if self.lab.mode == "snapshot":
+            # Snapshot mode: idle, with the newest remote mirror snapshot copied.
+            caught_up = (replay.get("replay_state") == "idle"
+                         and replay.get("local_snapshot_timestamp")
+                         == replay.get("remote_snapshot_timestamp"))
+        else:
+            caught_up = (replay.get("entries_behind_primary") == 0
+                         and replay.get("primary_position") == replay.get("non_primary_position"))
         return caught_up and _cli_time(status.get("last_update")) > int(since)
 
 

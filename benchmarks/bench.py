@@ -3,11 +3,13 @@
 ``python -m benchmarks.bench`` (``nox -s bench``) runs, on this machine's two-site Ceph lab with
 the oned stand-ins:
 
-1. for each N (1, 10, 50 by default), both contenders, alternating which goes first, each on a
-   fresh lab with the same scenario (N VMs with one persistent image each, holding data; an
-   unplanned disaster; new writes on B): the baseline (:mod:`benchmarks.baseline`, the documented
-   procedure scripted with the ``rbd`` CLI and ``onevm``) and ``Failback.run()`` with its
-   defaults. After the ``Failback`` run, the floor is measured on the same lab
+1. for each rbd-mirror speed (the lab's test-speed intervals, then Ceph's defaults), each
+   mirroring mode (journal, snapshot) and each N (1, 10, 50 by default): both contenders,
+   alternating which goes first, each on a fresh lab with the same scenario (N VMs with one
+   persistent image each, holding data; an unplanned disaster; new writes on B): the baseline
+   (:mod:`benchmarks.baseline`, the documented procedure scripted with the ``rbd`` CLI and
+   ``onevm``) and ``Failback.run()`` with its defaults. After the ``Failback`` run at lab speed
+   in journal mode, the floor is measured on the same lab
    (:func:`benchmarks.scenario.measure_floor`);
 2. a DR test (planned disaster: A demoted before the failover) failed back by ``Failback.run()``:
    how many images it resyncs (the target is none);
@@ -39,6 +41,8 @@ from ceph_failback.ceph.connection import import_bindings
 from ceph_failback.failback import Failback
 from ceph_failback.failback.journal import Journal
 from ceph_failback.lab import Lab, unique_journal
+from ceph_failback.lab.cluster import TEST_SPEED_SETTINGS
+from ceph_failback.lab.lab import MirrorKind
 from ceph_failback.lab.world import World
 
 from . import output
@@ -95,12 +99,15 @@ def _phases(journal: Journal, world: World, site_a: str, site_b: str) -> dict[st
     return out
 
 
-def contender_run(contender: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One contender on a fresh lab; returns its figures."""
+def contender_run(contender: str, n: int, args: argparse.Namespace, *,
+                  mode: MirrorKind = "journal", speed: str = "lab") -> dict[str, Any]:
+    """One contender on a fresh lab in mirroring ``mode`` with rbd-mirror's ``speed``
+    (``lab``: the lab's test-speed intervals; ``default``: Ceph's defaults); returns its
+    figures. The floor is measured at lab speed in journal mode only."""
     sizes = Sizes(args.image_mib << 20, args.data_a_mib << 20, args.data_b_mib << 20)
-    record: dict[str, Any] = {"contender": contender, "n": n}
+    record: dict[str, Any] = {"contender": contender, "n": n, "mode": mode, "speed": speed}
     t = time.monotonic()
-    lab = Lab(ips=args.ips).up()
+    lab = Lab(ips=args.ips, mode=mode, test_speed=speed == "lab").up()
     record["lab_up_seconds"] = time.monotonic() - t
     try:
         t = time.monotonic()
@@ -144,7 +151,8 @@ def contender_run(contender: str, n: int, args: argparse.Namespace) -> dict[str,
                 "calls_detail": counter.detail(),
             })
             record["data_ok"] = all(lab.checksum("a", i) == c for i, c in expected.items())
-            if contender == "failback" and args.floor_images > 0:
+            if (contender == "failback" and args.floor_images > 0 and mode == "journal"
+                    and speed == "lab"):
                 t = time.monotonic()
                 record["floor"] = measure_floor(lab, args.floor_images, sizes=sizes)
                 record["floor_seconds"] = time.monotonic() - t
@@ -203,6 +211,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", default="1,10,50",
                         help="VM counts, comma-separated (default 1,10,50)")
+    parser.add_argument("--modes", default="journal,snapshot",
+                        help="mirroring modes of the downtime runs, comma-separated (default "
+                             "journal,snapshot)")
+    parser.add_argument("--speeds", default="lab,default",
+                        help="rbd-mirror intervals of the downtime runs: lab (the lab's "
+                             "test-speed settings), default (Ceph's defaults); comma-separated "
+                             "(default lab,default)")
     parser.add_argument("--large", type=int, default=0,
                         help="also run this larger N (e.g. 100); off by default")
     parser.add_argument("--ips", default="127.0.0.6,127.0.0.7",
@@ -229,6 +244,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.ns = [int(x) for x in str(args.n).split(",") if x.strip()]
+    args.modes = [x.strip() for x in str(args.modes).split(",") if x.strip()]
+    args.speeds = [x.strip() for x in str(args.speeds).split(",") if x.strip()]
+    for m in args.modes:
+        if m not in ("journal", "snapshot"):
+            parser.error(f"--modes: {m!r} is not journal or snapshot")
+    for sp in args.speeds:
+        if sp not in ("lab", "default"):
+            parser.error(f"--speeds: {sp!r} is not lab or default")
     if args.large:
         args.ns.append(args.large)
     ips = [x.strip() for x in str(args.ips).split(",")]
@@ -257,17 +280,23 @@ def main(argv: list[str] | None = None) -> int:
                          "image_mib": args.image_mib, "data_a_mib": args.data_a_mib,
                          "data_b_mib": args.data_b_mib, "floor_images": args.floor_images,
                          "stand_in_delays": "Delays() defaults: 0.2 s per transition",
-                         "rbd_mirror": "the lab's test-speed settings (TEST_SPEED_SETTINGS)"},
+                         "modes": args.modes, "speeds": args.speeds,
+                         "rbd_mirror": {"lab": "the lab's test-speed settings "
+                                               f"({TEST_SPEED_SETTINGS})",
+                                        "default": "Ceph's defaults"},
+                         "dr_test_and_scale": "journal mode, lab speed"},
         },
         "runs": [],
     }
     args.results.mkdir(parents=True, exist_ok=True)
     try:
-        for index, n in enumerate(args.ns):
+        combos = [(sp, m, n) for sp in args.speeds for m in args.modes for n in args.ns]
+        for index, (speed, mode, n) in enumerate(combos):
             order = ("baseline", "failback") if index % 2 == 0 else ("failback", "baseline")
             for contender in order:
-                _say(f"N={n}: {contender} (fresh lab on {args.ips[0]}/{args.ips[1]})")
-                run = contender_run(contender, n, args)
+                _say(f"N={n}, {mode} mode, {speed} speed: {contender} (fresh lab on "
+                     f"{args.ips[0]}/{args.ips[1]})")
+                run = contender_run(contender, n, args, mode=mode, speed=speed)
                 results["runs"].append(run)
                 _say(f"  wall {run['wall_seconds']:.1f}s, downtime median "
                      f"{run['downtime']['median']:.2f}s max {run['downtime']['max']:.2f}s, "

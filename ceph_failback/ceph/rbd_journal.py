@@ -188,26 +188,34 @@ class ReplayEpoch:
     B's current epoch, A's current epoch, and the client A's rbd-mirror registered in B's
     journal (under A's pool mirror uuid). ``b_uuid`` is B's pool mirror uuid: the owner A's
     journal gives the epochs it replays from B. The judgement is
-    :func:`~ceph_failback.failback.safety.journal_replay_proof`."""
+    :func:`~ceph_failback.failback.safety.journal_replay_proof`.
+
+    The same shape, read the other way round (``source="A", replica="B"``: B replaying A's
+    image, after the flip), is the journals' proof of protection; ``source`` and ``replica``
+    only name the two sites in what is shown."""
 
     b_epoch: JournalTag | None
     a_epoch: JournalTag | None
     a_client: JournalClient | None
     b_uuid: str
     b_tags: Mapping[int, JournalTag] = field(default_factory=dict)
+    source: str = "B"
+    replica: str = "A"
 
     @classmethod
     def read(cls, a: JournalHeader | None, b: JournalHeader | None, *, a_uuid: str,
-             b_uuid: str) -> ReplayEpoch:
-        """From both headers (``None``: that copy has no journal)."""
+             b_uuid: str, source: str = "B", replica: str = "A") -> ReplayEpoch:
+        """From both headers (``None``: that copy has no journal); ``a`` is the replica's,
+        ``b`` the source's."""
         return cls(b.newest_tag if b else None, a.newest_tag if a else None,
-                   b.client(a_uuid) if b else None, b_uuid, dict(b.tags) if b else {})
+                   b.client(a_uuid) if b else None, b_uuid, dict(b.tags) if b else {},
+                   source, replica)
 
     def __str__(self) -> str:
         def owner(tag: JournalTag | None, me: str) -> str:
             if tag is None:
                 return "no journal"
-            names = {LOCAL_OWNER: me, ORPHAN_OWNER: "orphan", self.b_uuid: "B"}
+            names = {LOCAL_OWNER: me, ORPHAN_OWNER: "orphan", self.b_uuid: self.source}
             return f"{tag.tid} ({names.get(tag.owner, tag.owner)}'s)"
 
         client = self.a_client
@@ -215,8 +223,9 @@ class ReplayEpoch:
         committed = f"{pos.tag_tid}/{pos.entry_tid}" if pos else "nothing"
         if client is not None and not client.connected:
             committed += " (disconnected)"
-        return (f"B's epoch {owner(self.b_epoch, 'B')}, A committed {committed}, "
-                f"A's epoch {owner(self.a_epoch, 'A')}")
+        s, r = self.source, self.replica
+        return (f"{s}'s epoch {owner(self.b_epoch, s)}, {r} committed {committed}, "
+                f"{r}'s epoch {owner(self.a_epoch, r)}")
 
 
 def _position(d: _Decoder) -> ObjectPosition:

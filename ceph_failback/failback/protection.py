@@ -15,13 +15,15 @@ import logging
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from ..ceph.rbd_journal import ReplayEpoch
 from ..ceph.seams import MirrorSide
-from ..ceph.status import MirrorImageInfo, MirrorStatus
+from ..ceph.status import MirrorImageInfo
 from ..errors import CephError
+from .epochs import read_epochs
 from .ledger import Ledger, Mark, Step, image_target
 from .safety import ImageView, unprotected
 from .sites import Timeouts
-from .waits import PROTECTED, REPLAYING_FROM_A, SPLIT_BRAIN_ON_B
+from .waits import PROTECTED, REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, Protection
 
 __all__ = ["outside_scope", "unprotected_warning", "report_line", "record_unprotected",
            "watch_protection", "split_brain_evidence", "SHOWN"]
@@ -93,21 +95,45 @@ def split_brain_evidence(pool_a: MirrorSide, pool_b: MirrorSide, name: str) -> s
     return f"B's journal: {b.chain(names)}; A's journal: {a.chain(names)}"
 
 
+def _reverse_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: list[str],
+                    infos: tuple[dict[str, MirrorImageInfo], dict[str, MirrorImageInfo]]
+                    ) -> dict[str, ReplayEpoch]:
+    """Journal mode: both journals read the other way round from step 2's proof (B replaying
+    A); nothing where they cannot be read now (B's status may still prove it)."""
+    try:
+        return read_epochs(pool_b, pool_a, names, infos[1], infos[0], source="A",
+                           replica="B")
+    except CephError as exc:
+        log.debug("journals unreadable after the flip (the status decides alone): %s", exc)
+        return {}
+
+
 def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Timeouts,
                      ledger: Ledger, site_b: str, pool: str,
                      pool_a: MirrorSide | None = None) -> dict[str, str]:
     """After the flip: wait up to ``timeouts.protect`` until site B replays each image from A
-    (:data:`~.waits.PROTECTED`), and record each image's state in the journal for the report.
+    (:data:`~.waits.PROTECTED`, rule :func:`~.safety.protection_proof`: with ``pool_a``, in
+    journal mode, the journals prove it as soon as B has replayed A's promotion; B's status
+    otherwise), and record each image's state in the journal for the report.
 
     Returns image -> state: ``replaying from A``, ``split-brain on B`` (resync B from A:
     :meth:`~ceph_failback.failback.Failback.reprotect`), ``not replaying from A after Ns (what
     B last showed)``, or ``unknown (...)`` when B's status cannot be read (the failback itself
     is done; this only goes unsaid)."""
     states: dict[str, str] = {}
-    last: dict[str, MirrorStatus] = {}
+    last: dict[str, Protection] = {}
+    infos: tuple[dict[str, MirrorImageInfo], dict[str, MirrorImageInfo]] | None = None
+    if pool_a is not None:
+        try:  # image ids do not change after the flip (nothing is resynced here)
+            infos = (pool_a.infos(list(names)), pool_b.infos(list(names)))
+        except CephError as exc:
+            log.debug("cannot list the images after the flip (the status decides): %s", exc)
 
-    def observe(pending: list[str]) -> dict[str, MirrorStatus]:
-        read = pool_b.statuses(pending)
+    def observe(pending: list[str]) -> dict[str, Protection]:
+        statuses = pool_b.statuses(pending)
+        epochs = (_reverse_epochs(pool_a, pool_b, list(statuses), infos)
+                  if pool_a is not None and infos is not None else {})
+        read = {n: Protection(st, epochs.get(n)) for n, st in statuses.items()}
         last.update(read)
         return read
 
@@ -122,7 +148,7 @@ def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Ti
         if name in states:
             continue
         acc = decided.get(name)
-        seen = last[name].local.summary() if name in last else "no status"
+        seen = str(last[name]) if name in last else "no status"
         states[name] = acc.reason if acc is not None else (
             f"not replaying from A after {timeouts.protect:g}s ({seen})")
     for name in names:
@@ -135,6 +161,8 @@ def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Ti
                 extra["journals"] = evidence
                 log.warning("%s is split-brained on %s after the flip: %s", name, site_b,
                             evidence)
+        if protected and name in last and (proof := last[name].proof()) is not None:
+            extra["proof"] = proof
         ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state,
                      protected=protected, **extra)
     return states

@@ -54,6 +54,7 @@ __all__ = [
     "not_primary_on_a",
     "unprotected",
     "replays_from_a",
+    "protection_proof",
     "reprotect_proof",
 ]
 
@@ -259,8 +260,9 @@ def journal_replay_proof(epoch: ReplayEpoch | None) -> str | None:
         return None
     if a is None or a.owner != epoch.b_uuid:
         return None
-    return (f"replaying from B inside B's current epoch (B's journal: A committed entry "
-            f"{client.position.entry_tid} of epoch {committed}, B's newest {b.tid})")
+    s, r = epoch.source, epoch.replica
+    return (f"replaying from {s} inside {s}'s current epoch ({s}'s journal: {r} committed entry "
+            f"{client.position.entry_tid} of epoch {committed}, {s}'s newest {b.tid})")
 
 
 def replay_proof(status: MirrorStatus | None, epoch: ReplayEpoch | None = None) -> str | None:
@@ -517,10 +519,38 @@ def unprotected(view: ImageView) -> str | None:
 
 
 def replays_from_a(status: MirrorStatus) -> bool:
-    """After the flip, B's copy is protected: B's rbd-mirror is up and replays it from A (the
-    state rbd-mirror publishes at once on a change, not its periodic positions). Read by the
-    run's protection check, by reprotect's decision and by the state it records."""
+    """After the flip, B's rbd-mirror is up and reports replaying the image from A. Read by
+    :func:`protection_proof`, by reprotect's decision and by the state it records."""
     return status.local.up and status.local.is_replaying()
+
+
+def protection_proof(status: MirrorStatus | None, epoch: ReplayEpoch | None = None
+                     ) -> str | None:
+    """Rule ``protected``: what proves, after the flip, that site B replays the image from A
+    again; ``None`` if nothing does now. A split-brain on B is never protected.
+
+    Journal mode: the journals, read the other way round from step 2's proof
+    (:func:`journal_replay_proof` with A as the source, ``epoch`` read so): B's rbd-mirror
+    client in A's journal has committed an entry of A's current epoch, and B's own newest epoch
+    is one it replays from A. A non-forced promote writes an entry in A's new epoch at once
+    (librbd/journal/PromoteRequest.cc, ``append_event``: the promotion event), so B commits
+    one as soon as it replays, within ``rbd_mirror_journal_commit_age`` (5 s by default).
+
+    Otherwise: B's rbd-mirror reports it up and replaying (:func:`replays_from_a`). That report
+    is meant to be written at once, but it can be lost: Ceph's journal replayer signals that
+    its replay started before it can describe it (image_replayer/journal/Replayer.cc,
+    ``get_replay_status`` answers EAGAIN until its status formatter exists), and the status
+    then waits for rbd-mirror's 30 s status cycle (MirrorStatusUpdater). The lab saw one image
+    in three stay "stopped, local image is primary" on B for 28 s after A's promote."""
+    if status is not None and status.is_split_brain():
+        return None
+    if epoch is not None and (epoch.a_epoch is not None or epoch.b_epoch is not None):
+        proof = journal_replay_proof(epoch)
+        if proof is not None:
+            return proof
+    if status is not None and replays_from_a(status):
+        return "site B's rbd-mirror reports replaying from A"
+    return None
 
 
 def reprotect_proof(view: ImageView, history: ImageHistory, names: Names) -> Refusal | None:

@@ -19,18 +19,14 @@ from .safety import (
     REPLAYING_FROM_A,
     SPLIT_BRAIN_ON_B,
     needs_resync,
+    protection_proof,
     replay_proof,
-    replays_from_a,
 )
 
 __all__ = ["Replay", "Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
-           "CAUGHT_UP", "CATCH_UP_ENTRIES", "nearly_caught_up",
+           "CAUGHT_UP", "CATCH_UP_ENTRIES", "nearly_caught_up", "Protection",
            "WRITER_RELEASED", "DEMOTION_COPIED", "PROTECTED", "REPLAYING_FROM_A",
            "SPLIT_BRAIN_ON_B"]
-
-
-def _summary(status: MirrorStatus) -> str:
-    return status.local.summary()
 
 
 @dataclass(frozen=True)
@@ -208,11 +204,29 @@ DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
     describe=lambda o: (f"newest mirror snapshot {o.snapshot.state}" if o.snapshot else "none"))
 
 
+@dataclass(frozen=True)
+class Protection:
+    """After the flip, one image: B's status and, journal mode, both copies' journals read the
+    other way round from step 2's (:class:`~ceph_failback.ceph.rbd_journal.ReplayEpoch` with
+    A as the source; ``None``: snapshot mode, or not readable), at the same poll."""
+
+    status: MirrorStatus
+    epoch: ReplayEpoch | None = None
+
+    def proof(self) -> str | None:
+        """:func:`~.safety.protection_proof`."""
+        return protection_proof(self.status, self.epoch)
+
+    def __str__(self) -> str:
+        summary = self.status.local.summary()
+        return f"{summary}; journals: {self.epoch}" if self.epoch is not None else summary
+
+
 #: After the flip: until site B replays each image from A (limit ``protect``). Split-brain on B
 #: ends it at once for that image (``reprotect`` resyncs B); undecided at the limit is an answer
 #: (the report says the image is not protected), not an error.
-PROTECTED: Waiter[MirrorStatus] = Waiter(
+PROTECTED: Waiter[Protection] = Waiter(
     "protected", "site B to replay from A",
-    (Acceptor(Verdict.DONE, lambda s: s.is_split_brain(), SPLIT_BRAIN_ON_B),
-     Acceptor(Verdict.DONE, replays_from_a, REPLAYING_FROM_A)),
-    limit="protect", describe=_summary, must_finish=False)
+    (Acceptor(Verdict.DONE, lambda o: o.status.is_split_brain(), SPLIT_BRAIN_ON_B),
+     Acceptor(Verdict.DONE, lambda o: o.proof() is not None, REPLAYING_FROM_A)),
+    limit="protect", describe=str, must_finish=False)

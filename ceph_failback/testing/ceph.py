@@ -20,6 +20,9 @@ says: src/librbd/mirror/PromoteRequest.cc, src/librbd/Journal.cc, src/tools/rbd_
   ``replaying, {...}`` only every ``status_period`` ticks (rbd-mirror's ~30 s cycle), so right
   after a flip a copy can report ``replaying`` with a position in an old epoch. A stopped daemon
   makes every status of its site ``down``.
+* A replayer's start report can be lost (``lost_start_reports``): the copy replays, its status
+  keeps the old state until the periodic update, as the lab showed (image_replayer/journal/
+  Replayer.cc answers ``get_replay_status`` with EAGAIN until its status formatter exists).
 
 Time is ticks. By default every call on a :class:`MemoryMirrorPool` first advances the daemons by
 one tick, so the orchestrator's own polling drives replication forward; ``auto_tick=False``
@@ -31,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import errno as errno_mod
 import itertools
-import json
 import threading
 import time
 import uuid
@@ -54,7 +56,7 @@ from ..errors import (
     NotReadyError,
     PoolNotFoundError,
 )
-from .journals import header
+from .journals import header, site_report
 from .journals import mirror_uuid_of as _uuid
 
 __all__ = ["MemoryCeph", "MemoryCephSite", "MemoryMirrorPool"]
@@ -83,6 +85,7 @@ class _Copy:
     # What this site's daemon last published: (state, head of the description, positions).
     published: tuple[MirrorState, str, dict[str, Any] | None] | None = None
     published_at: float = 0.0
+    started: bool = False  # this site's replayer of the copy runs (whatever it published)
 
 
 @dataclass
@@ -128,6 +131,7 @@ class MemoryCeph:
         self.calls: list[tuple[str, str, str]] = []  # (site, operation, image) of every change
         self._tags = itertools.count(2)
         self._fsids = {s: uuid.uuid4().hex for s in sites}
+        self.lost_start_reports: set[tuple[str, str]] = set()  # (site, image): module doc
 
     def site(self, name: str) -> MemoryCephSite:
         """The Ceph side of a failback :class:`~ceph_failback.failback.Site`."""
@@ -311,11 +315,12 @@ class MemoryCeph:
             return
         mine, theirs = copy.entries, peer.entries
         if len(mine) < len(theirs) and theirs[:len(mine)] == mine:
-            if copy.published is None or copy.published[0] is not MirrorState.REPLAYING:
+            if not copy.started:
                 # The replayer starts: it reports "replaying" with the positions it starts
                 # from, and replays from the next tick on (where it got to shows only on the
                 # next periodic update). Until then the copy is still what it was: an orphan
                 # of its own demotion accepts a non-forced promote with its old data.
+                copy.started = True
                 self._publish(site, image)
                 return
             upto = len(theirs) if self.replay_rate is None else len(mine) + self.replay_rate
@@ -356,8 +361,11 @@ class MemoryCeph:
         if copy is None or copy.recreating or not self.daemon_up[site]:
             return
         state, head, positions = self._state(site, image)
+        copy.started = state is MirrorState.REPLAYING  # a replayer runs while it replays
         old = copy.published
-        if force or old is None or (old[0], old[1]) != (state, head):
+        lost = (not force and state is MirrorState.REPLAYING and (site, image.name)
+                in self.lost_start_reports and (old is None or old[0] is not state))
+        if not lost and (force or old is None or (old[0], old[1]) != (state, head)):
             copy.published = (state, head, positions)
             copy.published_at = time.time()
 
@@ -378,15 +386,8 @@ class MemoryCeph:
 
             def report(s: str) -> dict[str, Any]:
                 c = image.copies.get(s)
-                if c is None or c.published is None:
-                    return {"state": int(MirrorState.UNKNOWN), "description": "status not found",
-                            "up": False}
-                state, head, positions = c.published
-                description = f"{head}, {json.dumps(positions)}" if positions else head
-                return {"state": int(state), "description": description,
-                        "last_update": datetime.fromtimestamp(c.published_at, UTC).replace(
-                            tzinfo=None),
-                        "up": self.daemon_up[s]}
+                return site_report(c.published if c else None, c.published_at if c else 0.0,
+                                   self.daemon_up[s])
 
             peer = self.peer_of(site)
             return {"name": name,

@@ -1,9 +1,12 @@
 """The image journal headers of the in-memory Ceph model (:mod:`.ceph`), as
-:mod:`~ceph_failback.ceph.rbd_journal` decodes the real ones."""
+:mod:`~ceph_failback.ceph.rbd_journal` decodes the real ones, and its statuses as librbd
+answers them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from ..ceph.rbd_journal import (
@@ -15,8 +18,9 @@ from ..ceph.rbd_journal import (
     JournalTag,
     ObjectPosition,
 )
+from ..ceph.status import MirrorState
 
-__all__ = ["header", "mirror_uuid_of"]
+__all__ = ["header", "mirror_uuid_of", "site_report"]
 
 
 def mirror_uuid_of(site: str, pool: str) -> str:
@@ -68,3 +72,16 @@ def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None
         peer_id = mirror_uuid(peer_site)
         clients[peer_id] = JournalClient(peer_id, at(common - 1), True)
     return JournalHeader(clients, tags)
+
+
+def site_report(published: tuple[MirrorState, str, dict[str, Any] | None] | None,
+                published_at: float, up: bool) -> dict[str, Any]:
+    """One site's part of librbd's status dict, from what its daemon last published (state,
+    head of the description, replay positions) and when (``None``: nothing published)."""
+    if published is None:
+        return {"state": int(MirrorState.UNKNOWN), "description": "status not found", "up": False}
+    state, head, positions = published
+    description = f"{head}, {json.dumps(positions)}" if positions else head
+    return {"state": int(state), "description": description,
+            "last_update": datetime.fromtimestamp(published_at, UTC).replace(tzinfo=None),
+            "up": up}

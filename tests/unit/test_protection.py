@@ -286,3 +286,25 @@ def test_the_reprotect_command_shows_first_and_resyncs_only_with_yes(
 
     doc = json.loads(out)
     assert doc["reprotected"] == ["image:one-100"] and doc["complete"] is True
+
+
+def test_the_journals_prove_protection_when_b_loses_its_replaying_report(
+        tmp_path: Path) -> None:
+    # Ceph's journal replayer can lose the report that it started (the lab: one image in three
+    # said "stopped, local image is primary" on B for 28 s after A's promote): the journals
+    # prove B replays A's promotion long before rbd-mirror's next periodic status.
+    with MemoryWorld(status_period=10**6) as w:
+        w.add_vm("db", disks=2)
+        w.disaster("unplanned", new_data=NEW)
+        lost = w.images()[0]
+        w.ceph.lost_start_reports.add(("site-b", lost))
+        fb = w.failback(tmp_path / "j.jsonl", timeouts=dataclasses.replace(FAST, protect=2.0))
+        report = fb.run()
+        assert report.complete, report
+        assert {i.name: i.protected for i in report.images} == {i: True for i in w.images()}
+        assert not w.ceph.raw_status("site-b", lost)["description"].startswith("replaying")
+        records = {r.target: r.data for r in Journal(tmp_path / "j.jsonl").find(
+            step="run", event="protection")}
+        assert records[f"image:{lost}"]["proof"].startswith(
+            "replaying from A inside A's current epoch"), records
+        assert records[f"image:{w.images()[1]}"]["proof"].startswith("replaying from A inside")

@@ -196,6 +196,23 @@ def test_journal_replay_proof_refuses(case: str, ep: ReplayEpoch) -> None:
     assert safety.journal_replay_proof(ep) is None, case
 
 
+def test_protection_proof_reads_the_journals_first_and_the_status_otherwise() -> None:
+    # After the flip the journals are read the other way round: A is the source, B the replica.
+    after_flip = replace(PROVEN_EPOCH, source="A", replica="B")
+    stale = status("local image is primary", state=6)  # B's start report lost: stopped
+    proof = safety.protection_proof(stale, after_flip)
+    assert proof is not None and proof.startswith("replaying from A inside A's current epoch")
+    assert safety.protection_proof(stale, replace(after_flip, a_client=None)) is None
+    assert safety.protection_proof(stale, replace(epoch(4), source="A", replica="B")) is None
+    assert safety.protection_proof(stale) is None
+    # B's report of replaying proves it too (snapshot mode, or the journals not there yet).
+    assert safety.protection_proof(IN_EPOCH) is not None
+    assert safety.protection_proof(IN_EPOCH, replace(after_flip, a_client=None)) is not None
+    # A split-brain on B is never protected, whatever else is read.
+    assert safety.protection_proof(SPLIT, after_flip) is None
+    assert safety.protection_proof(None) is None
+
+
 def test_takeover_and_unsafe_disks() -> None:
     assert safety.takeover_unready([(view(False, True), H)]) == [IMG]
     assert safety.takeover_unready([(view(False, True), PROVEN)]) == []
