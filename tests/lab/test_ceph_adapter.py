@@ -406,6 +406,46 @@ def test_the_journals_prove_a_replays_b_s_epoch_after_a_flip(lab: Lab, names) ->
             pb.journal_header(f"{name}-missing")
 
 
+def test_the_journals_prove_protection_after_the_flip_back(lab: Lab, names) -> None:
+    """After the failback's flip (B demoted, A promoted without force), the journals prove that
+    B replays A's current epoch (rule ``protected``, step 2's proof read the other way round)
+    as soon as B's rbd-mirror has committed A's promotion event in A's journal: no wait on
+    B's status, whose "replaying" Ceph can leave unwritten until its 30 s cycle."""
+    from ceph_failback.ceph.rbd_journal import ReplayEpoch
+    from ceph_failback.failback.safety import journal_replay_proof, protection_proof
+
+    with replicated_as_failback_client(lab, names) as (name, pa, pb):
+        a_uuid, b_uuid = pa.mirror_uuid(), pb.mirror_uuid()
+
+        def epoch(replica: MirrorPool, source: str) -> ReplayEpoch:
+            # B replaying A: B's header as the replica's, A's as the source's.
+            src = pa if replica is pb else pb
+            return ReplayEpoch.read(
+                replica.journal_header(name, replica.infos([name])[name].image_id),
+                src.journal_header(name, src.infos([name])[name].image_id),
+                a_uuid=b_uuid if replica is pb else a_uuid,
+                b_uuid=a_uuid if replica is pb else b_uuid,
+                source=source, replica="B" if replica is pb else "A")
+
+        pa.demote(name)
+        poll(lambda: _try_promote(pb, name), what="promote on site-b")
+        lab.write("b", name, pattern(f"{name}-on-b", 4096))
+        poll(lambda: journal_replay_proof(epoch(pa, "B")), what="A to replay B's epoch",
+             timeout=90)
+        pb.demote(name)
+        # B demoted, A not promoted yet: nothing proves B replays A.
+        assert protection_proof(None, epoch(pb, "A")) is None
+        poll(lambda: _try_promote(pa, name), what="promote back on site-a", timeout=90)
+        started = time.monotonic()
+        proof = poll(lambda: protection_proof(None, epoch(pb, "A")),
+                     what="the journals to prove B replays A's epoch", timeout=60)
+        took = time.monotonic() - started
+        assert proof.startswith("replaying from A inside A's current epoch"), proof
+        status = pb.statuses([name])[name]
+        print(f"protection proven by the journals {took:.1f}s after A's promote; B's status "
+              f"then: {status.local.summary()}")
+
+
 def test_the_parallel_mirror_info_read_answers_as_librbd(
     lab: Lab, pools: tuple[MirrorPool, MirrorPool], names
 ) -> None:
