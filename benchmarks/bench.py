@@ -3,8 +3,8 @@
 ``python -m benchmarks.bench`` (``nox -s bench``) runs, on this machine's two-site Ceph lab with
 the oned stand-ins:
 
-1. for each rbd-mirror speed (the lab's test-speed intervals, then Ceph's defaults), each
-   mirroring mode (journal, snapshot) and each N (1, 10, 50 by default): both contenders,
+1. for each kind (journal mode at the lab's test-speed rbd-mirror intervals, then journal and
+   snapshot mode at Ceph's default intervals) and each N (1, 10, 50 by default): both contenders,
    alternating which goes first, each on a fresh lab with the same scenario (N VMs with one
    persistent image each, holding data; an unplanned disaster; new writes on B): the baseline
    (:mod:`benchmarks.baseline`, the documented procedure scripted with the ``rbd`` CLI and
@@ -211,13 +211,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", default="1,10,50",
                         help="VM counts, comma-separated (default 1,10,50)")
-    parser.add_argument("--modes", default="journal,snapshot",
-                        help="mirroring modes of the downtime runs, comma-separated (default "
-                             "journal,snapshot)")
-    parser.add_argument("--speeds", default="lab,default",
-                        help="rbd-mirror intervals of the downtime runs: lab (the lab's "
-                             "test-speed settings), default (Ceph's defaults); comma-separated "
-                             "(default lab,default)")
+    parser.add_argument("--kinds", default="journal@lab,journal@default,snapshot@default",
+                        help="the downtime runs' mirroring modes and rbd-mirror intervals, "
+                             "MODE@SPEED comma-separated: MODE journal or snapshot, SPEED lab "
+                             "(the lab's test-speed settings) or default (Ceph's defaults); "
+                             "default journal@lab,journal@default,snapshot@default")
     parser.add_argument("--large", type=int, default=0,
                         help="also run this larger N (e.g. 100); off by default")
     parser.add_argument("--ips", default="127.0.0.6,127.0.0.7",
@@ -244,14 +242,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.ns = [int(x) for x in str(args.n).split(",") if x.strip()]
-    args.modes = [x.strip() for x in str(args.modes).split(",") if x.strip()]
-    args.speeds = [x.strip() for x in str(args.speeds).split(",") if x.strip()]
-    for m in args.modes:
-        if m not in ("journal", "snapshot"):
-            parser.error(f"--modes: {m!r} is not journal or snapshot")
-    for sp in args.speeds:
-        if sp not in ("lab", "default"):
-            parser.error(f"--speeds: {sp!r} is not lab or default")
+    args.kinds = []
+    for kind in (x.strip() for x in str(args.kinds).split(",") if x.strip()):
+        mode, _, speed = kind.partition("@")
+        if mode not in ("journal", "snapshot") or speed not in ("lab", "default"):
+            parser.error(f"--kinds: {kind!r} is not MODE@SPEED (journal or snapshot @ lab or "
+                         "default)")
+        args.kinds.append((mode, speed))
     if args.large:
         args.ns.append(args.large)
     ips = [x.strip() for x in str(args.ips).split(",")]
@@ -280,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                          "image_mib": args.image_mib, "data_a_mib": args.data_a_mib,
                          "data_b_mib": args.data_b_mib, "floor_images": args.floor_images,
                          "stand_in_delays": "Delays() defaults: 0.2 s per transition",
-                         "modes": args.modes, "speeds": args.speeds,
+                         "kinds": [f"{m}@{sp}" for m, sp in args.kinds],
                          "rbd_mirror": {"lab": "the lab's test-speed settings "
                                                f"({TEST_SPEED_SETTINGS})",
                                         "default": "Ceph's defaults"},
@@ -290,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.results.mkdir(parents=True, exist_ok=True)
     try:
-        combos = [(sp, m, n) for sp in args.speeds for m in args.modes for n in args.ns]
-        for index, (speed, mode, n) in enumerate(combos):
+        combos = [(mode, speed, n) for mode, speed in args.kinds for n in args.ns]
+        for index, (mode, speed, n) in enumerate(combos):
             order = ("baseline", "failback") if index % 2 == 0 else ("failback", "baseline")
             for contender in order:
                 _say(f"N={n}, {mode} mode, {speed} speed: {contender} (fresh lab on "
