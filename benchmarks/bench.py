@@ -242,8 +242,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.ns = [int(x) for x in str(args.n).split(",") if x.strip()]
-    args.kinds = []
-    for kind in (x.strip() for x in str(args.kinds).split(",") if x.strip()):
+    raw, args.kinds = str(args.kinds), []
+    for kind in (x.strip() for x in raw.split(",") if x.strip()):
         mode, _, speed = kind.partition("@")
         if mode not in ("journal", "snapshot") or speed not in ("lab", "default"):
             parser.error(f"--kinds: {kind!r} is not MODE@SPEED (journal or snapshot @ lab or "

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 from benchmarks.instrument import CallCounter, StandInClock, _Counted
 from ceph_failback.lab.oned import Delays, OnedStandIn
 
@@ -41,3 +43,14 @@ def test_a_counted_image_is_a_context_manager_like_the_bindings() -> None:
     with _Counted(Image(), CallCounter(), "Image") as image:
         assert image.mirror_image_get_info() == {"primary": True}
     assert events == ["enter", "exit"]
+
+
+def test_the_benchmark_runs_each_kind_of_mirroring_asked_for() -> None:
+    from benchmarks.bench import parse_args
+
+    args = parse_args([])
+    assert args.kinds == [("journal", "lab"), ("journal", "default"), ("snapshot", "default")]
+    assert args.ns == [1, 10, 50]
+    assert parse_args(["--kinds", "snapshot@lab"]).kinds == [("snapshot", "lab")]
+    with pytest.raises(SystemExit):
+        parse_args(["--kinds", "snapshot"])
