@@ -98,9 +98,9 @@ class _Operator:
             return False
         if self.lab.mode == "snapshot":
             # Snapshot mode: idle, with the newest remote mirror snapshot copied.
-            caught_up = (replay.get("replay_state") == "idle"
-                         and replay.get("local_snapshot_timestamp")
-                         == replay.get("remote_snapshot_timestamp"))
+            local = replay.get("local_snapshot_timestamp")
+            caught_up = (replay.get("replay_state") == "idle" and local is not None
+                         and local == replay.get("remote_snapshot_timestamp"))
         else:
             caught_up = (replay.get("entries_behind_primary") == 0
                          and replay.get("primary_position") == replay.get("non_primary_position"))

@@ -248,7 +248,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if mode not in ("journal", "snapshot") or speed not in ("lab", "default"):
             parser.error(f"--kinds: {kind!r} is not MODE@SPEED (journal or snapshot @ lab or "
                          "default)")
-        args.kinds.append((mode, speed))
+        if (mode, speed) not in args.kinds:
+            args.kinds.append((mode, speed))
+    if args.ns and not args.kinds:
+        parser.error("--kinds: none given")
     if args.large:
         args.ns.append(args.large)
     ips = [x.strip() for x in str(args.ips).split(",")]

@@ -519,8 +519,8 @@ def unprotected(view: ImageView) -> str | None:
 
 
 def replays_from_a(status: MirrorStatus) -> bool:
-    """After the flip, B's rbd-mirror is up and reports replaying the image from A. Read by
-    :func:`protection_proof`, by reprotect's decision and by the state it records."""
+    """After the flip, B's rbd-mirror is up and reports replaying the image from A (one of
+    :func:`protection_proof`'s two proofs)."""
     return status.local.up and status.local.is_replaying()
 
 
@@ -531,8 +531,9 @@ def protection_proof(status: MirrorStatus | None, epoch: ReplayEpoch | None = No
 
     Journal mode: the journals, read the other way round from step 2's proof
     (:func:`journal_replay_proof` with A as the source, ``epoch`` read so): B's rbd-mirror
-    client in A's journal has committed an entry of A's current epoch, and B's own newest epoch
-    is one it replays from A. A non-forced promote writes an entry in A's new epoch at once
+    client in A's journal has committed an entry of A's current epoch (or of an earlier epoch
+    of A's own from which only lock epochs lead to it), and B's own newest epoch is one it
+    replays from A. A non-forced promote writes an entry in A's new epoch at once
     (librbd/journal/PromoteRequest.cc, ``append_event``: the promotion event), so B commits
     one as soon as it replays, within ``rbd_mirror_journal_commit_age`` (5 s by default).
 

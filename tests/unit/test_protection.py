@@ -308,3 +308,8 @@ def test_the_journals_prove_protection_when_b_loses_its_replaying_report(
         assert records[f"image:{lost}"]["proof"].startswith(
             "replaying from A inside A's current epoch"), records
         assert records[f"image:{w.images()[1]}"]["proof"].startswith("replaying from A inside")
+        # reprotect right after, B's status still stale: the journals keep it protected.
+        result = fb.reprotect()
+        assert result.done == [] and len(result.skipped) == 2, result
+        assert fb.report().complete, fb.report()
+        assert not [c for c in w.ceph.calls if c[:2] == ("site-b", "resync")]

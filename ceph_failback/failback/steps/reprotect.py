@@ -17,14 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ...errors import FailbackError
+from ...ceph.rbd_journal import ReplayEpoch
+from ...errors import CephError, FailbackError
+from ..epochs import read_epochs
 from ..ledger import ImageHistory, Mark, Step, image_target
 from ..safety import (
     REPLAYING_FROM_A,
     SPLIT_BRAIN_ON_B,
     ImageView,
     Names,
-    replays_from_a,
+    protection_proof,
     reprotect_proof,
 )
 from ..waits import RESYNCED, Resynced
@@ -33,49 +35,60 @@ from .base import Choice, Decision, Recorder, StepContext, StepResult
 STEP = Step.REPROTECT
 
 
-def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
-    """The decision for one image (``view`` with A's and B's infos and B's status)."""
+def decide(view: ImageView, history: ImageHistory, names: Names,
+           epoch: ReplayEpoch | None = None) -> Decision:
+    """The decision for one image (``view`` with A's and B's infos and B's status; ``epoch``:
+    journal mode, both journals read as B replaying A, for
+    :func:`~ceph_failback.failback.safety.protection_proof`)."""
     refusal = reprotect_proof(view, history, names)
     if refusal is not None:
         return Decision.refuse(refusal)
     status = view.status_b
+    if status is not None and status.is_split_brain():
+        return Decision.do(f"split-brain on {names.site_b}: resync it from {names.site_a}")
+    if protection_proof(status, epoch) is not None:
+        return Decision.skip(f"{names.site_b} replays it from {names.site_a}")
     if status is None:
         return Decision.skip(f"no mirror status on {names.site_b}: nothing to decide")
-    if status.is_split_brain():
-        return Decision.do(f"split-brain on {names.site_b}: resync it from {names.site_a}")
-    if replays_from_a(status):
-        return Decision.skip(f"{names.site_b} replays it from {names.site_a}")
     return Decision.skip(f"not split-brained on {names.site_b} ({status.local.summary()}): "
                          f"nothing to resync; if it stays so, check {names.site_b}'s rbd-mirror")
 
 
-def views_of(ctx: StepContext, names: Sequence[str]) -> dict[str, ImageView]:
-    """Each image's view: A's and B's infos and B's status, read now."""
+def views_of(ctx: StepContext, names: Sequence[str]
+             ) -> tuple[dict[str, ImageView], dict[str, ReplayEpoch]]:
+    """Each image's view (A's and B's infos and B's status) and, journal mode, both journals
+    read as B replaying A (none where they cannot be read: B's status decides), read now."""
     infos_a = ctx.pool_a().infos(names)
     infos_b, statuses_b = ctx.pool_b().overview(names)
+    try:
+        epochs = read_epochs(ctx.pool_b(), ctx.pool_a(), names, infos_b, infos_a, source="A",
+                             replica="B")
+    except CephError:
+        epochs = {}
     return {name: ImageView(name, infos_a.get(name), infos_b.get(name), None,
-                            statuses_b.get(name)) for name in names}
+                            statuses_b.get(name)) for name in names}, epochs
 
 
 def preview(ctx: StepContext, names: Sequence[str]) -> dict[str, Decision]:
     """What :func:`run` would do now, per image (changes nothing)."""
-    return {name: decide(view, ctx.ledger.image(name), ctx.names)
-            for name, view in views_of(ctx, names).items()}
+    views, epochs = views_of(ctx, names)
+    return {name: decide(view, ctx.ledger.image(name), ctx.names, epochs.get(name))
+            for name, view in views.items()}
 
 
-def _state(view: ImageView) -> tuple[str, bool] | None:
+def _state(view: ImageView, epoch: ReplayEpoch | None) -> tuple[str, bool] | None:
     """The protection state to record for an image left alone (``None``: nothing to say).
 
     A split seen here is recorded in other words than the run's check's
     (:data:`~ceph_failback.failback.safety.SPLIT_BRAIN_ON_B`), which the rule reads as "seen
     by this failback's check": a split found by a refused reprotect must not become one."""
     status = view.status_b
+    if status is not None and status.is_split_brain():
+        return f"{SPLIT_BRAIN_ON_B}, not resynced (reprotect refused it)", False
+    if protection_proof(status, epoch) is not None:
+        return REPLAYING_FROM_A, True
     if status is None:
         return None
-    if status.is_split_brain():
-        return f"{SPLIT_BRAIN_ON_B}, not resynced (reprotect refused it)", False
-    if replays_from_a(status):
-        return REPLAYING_FROM_A, True
     return f"not replaying from A ({status.local.summary()})", False
 
 
@@ -84,10 +97,10 @@ def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
     rec = Recorder(STEP, ctx)
     pb = ctx.pool_b()
     todo: list[str] = []
-    views = views_of(ctx, names)
+    views, epochs = views_of(ctx, names)
     for name, view in views.items():
         history = ctx.ledger.image(name)
-        decision = decide(view, history, ctx.names)
+        decision = decide(view, history, ctx.names, epochs.get(name))
         if decision.choice is Choice.DO:
             todo.append(name)
             continue
@@ -95,7 +108,7 @@ def run(ctx: StepContext, names: Sequence[str]) -> StepResult:
             rec.refuse(image_target(name), decision, image=name)
         else:
             rec.skip(image_target(name), decision.reason)
-        state = _state(view)
+        state = _state(view, epochs.get(name))
         if state is not None and history.promoted_at is not None:
             ctx.ledger.write(Step.RUN, Mark.PROTECTION, image_target(name), state=state[0],
                              protected=state[1])
