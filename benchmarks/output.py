@@ -130,12 +130,20 @@ HEADERS = ["mode", "rbd-mirror intervals", "N", "contender", "wall time", "downt
            "resynced (bytes)", "floor median", "A has B's writes"]
 
 
+def calls_kind(results: dict[str, Any]) -> tuple[str, str]:
+    """The (mode, speed) whose calls are tabled: journal at lab speed if it ran, else the first
+    kind that ran."""
+    kinds = [_kind(r) for r in results.get("runs", [])]
+    return ("journal", "lab") if ("journal", "lab") in kinds or not kinds else kinds[0]
+
+
 def _calls_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    n = target_n(results)
+    mode, speed = calls_kind(results)
+    n = target_n(results, mode, speed)
     kinds = ("librbd", "rados", "xmlrpc", "cli")
     rows = []
     for contender in ("failback", "baseline"):
-        r = _run(results, contender, n) if n is not None else None
+        r = _run(results, contender, n, mode, speed) if n is not None else None
         if not r:
             continue
         per = r["calls_per_image"]
@@ -167,7 +175,9 @@ def text_table(results: dict[str, Any]) -> str:
                      f"status() {sc['status_seconds']:.2f}s, peak RSS {sc['peak_rss_mb']:.0f} MB")
     headers, rows = _calls_rows(results)
     if rows:
-        lines.append(f"\nCalls per image per step (N={target_n(results)}):")
+        mode, speed = calls_kind(results)
+        lines.append(f"\nCalls per image per step (N={target_n(results, mode, speed)}, {mode} "
+                     f"mode, {speed} speed):")
         lines += fmt(headers, rows)
     lines.append("\nTargets:")
     for t in results.get("targets", []):
@@ -226,8 +236,9 @@ def _summary(results: dict[str, Any], table: Any, rst: bool) -> str:
                       f"{'yes' if r['same_answer'] else 'NO'}.", ""]
     headers, rows = _calls_rows(results)
     if rows:
-        lines += [f"Calls per image per step at N={target_n(results)} (waits poll, so their "
-                  "counts follow the time waited):", ""]
+        mode, speed = calls_kind(results)
+        lines += [f"Calls per image per step at N={target_n(results, mode, speed)}, {mode} mode, "
+                  f"{speed} speed (waits poll, so their counts follow the time waited):", ""]
         lines += table(headers, rows)
     return "\n".join(lines)
 
