@@ -205,21 +205,14 @@ DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
 
 
 @dataclass(frozen=True)
-class Protection:
+class Protection(Replay):
     """After the flip, one image: B's status and, journal mode, both copies' journals read the
     other way round from step 2's (:class:`~ceph_failback.ceph.rbd_journal.ReplayEpoch` with
     A as the source; ``None``: snapshot mode, or not readable), at the same poll."""
 
-    status: MirrorStatus
-    epoch: ReplayEpoch | None = None
-
     def proof(self) -> str | None:
         """:func:`~.safety.protection_proof`."""
         return protection_proof(self.status, self.epoch)
-
-    def __str__(self) -> str:
-        summary = self.status.local.summary()
-        return f"{summary}; journals: {self.epoch}" if self.epoch is not None else summary
 
 
 #: After the flip: until site B replays each image from A (limit ``protect``). Split-brain on B
