@@ -15,11 +15,10 @@ import logging
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from ..ceph.rbd_journal import ReplayEpoch
 from ..ceph.seams import MirrorSide
 from ..ceph.status import MirrorImageInfo
 from ..errors import CephError
-from .epochs import read_epochs
+from .epochs import read_protection_epochs
 from .ledger import Ledger, Mark, Step, image_target
 from .safety import ImageView, unprotected
 from .sites import Timeouts
@@ -95,19 +94,6 @@ def split_brain_evidence(pool_a: MirrorSide, pool_b: MirrorSide, name: str) -> s
     return f"B's journal: {b.chain(names)}; A's journal: {a.chain(names)}"
 
 
-def _reverse_epochs(pool_a: MirrorSide, pool_b: MirrorSide, names: list[str],
-                    infos: tuple[dict[str, MirrorImageInfo], dict[str, MirrorImageInfo]]
-                    ) -> dict[str, ReplayEpoch]:
-    """Journal mode: both journals read the other way round from step 2's proof (B replaying
-    A); nothing where they cannot be read now (B's status may still prove it)."""
-    try:
-        return read_epochs(pool_b, pool_a, names, infos[1], infos[0], source="A",
-                           replica="B")
-    except CephError as exc:
-        log.debug("journals unreadable after the flip (the status decides alone): %s", exc)
-        return {}
-
-
 def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Timeouts,
                      ledger: Ledger, site_b: str, pool: str,
                      pool_a: MirrorSide | None = None) -> dict[str, str]:
@@ -131,7 +117,7 @@ def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Ti
 
     def observe(pending: list[str]) -> dict[str, Protection]:
         statuses = pool_b.statuses(pending)
-        epochs = (_reverse_epochs(pool_a, pool_b, list(statuses), infos)
+        epochs = (read_protection_epochs(pool_a, pool_b, list(statuses), *infos)
                   if pool_a is not None and infos is not None else {})
         read = {n: Protection(st, epochs.get(n)) for n, st in statuses.items()}
         last.update(read)

@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 
 from ...ceph.rbd_journal import ReplayEpoch
-from ...errors import CephError, FailbackError
-from ..epochs import read_epochs
+from ...errors import FailbackError
+from ..epochs import read_protection_epochs
 from ..ledger import ImageHistory, Mark, Step, image_target
 from ..safety import (
     REPLAYING_FROM_A,
@@ -60,11 +60,7 @@ def views_of(ctx: StepContext, names: Sequence[str]
     read as B replaying A (none where they cannot be read: B's status decides), read now."""
     infos_a = ctx.pool_a().infos(names)
     infos_b, statuses_b = ctx.pool_b().overview(names)
-    try:
-        epochs = read_epochs(ctx.pool_b(), ctx.pool_a(), names, infos_b, infos_a, source="A",
-                             replica="B")
-    except CephError:
-        epochs = {}
+    epochs = read_protection_epochs(ctx.pool_a(), ctx.pool_b(), names, infos_a, infos_b)
     return {name: ImageView(name, infos_a.get(name), infos_b.get(name), None,
                             statuses_b.get(name)) for name in names}, epochs
 
