@@ -40,23 +40,16 @@ def _pattern(tag: str, size: int) -> bytes:
     return (line * (size // len(line) + 1))[:size]
 
 
-def build_world(lab: Lab, n: int, kind: Disaster, sizes: Sizes, *,
-                speed: str = "lab") -> tuple[World, dict[str, str]]:
+def build_world(lab: Lab, n: int, kind: Disaster, sizes: Sizes) -> tuple[World, dict[str, str]]:
     """``n`` VMs with one image each, mirrored, then the disaster with new writes on B.
 
     Setup runs with instant stand-in transitions; the benchmark delays (Delays()) are set before
-    returning. The images are first mirrored at the lab's test speed; with ``speed="default"``
-    both rbd-mirror daemons are then restarted with Ceph's default intervals
-    (:meth:`~ceph_failback.lab.Lab.set_test_speed`) before the disaster, so that the disaster
-    and everything after it run at Ceph's defaults. Returns the started world and each image's
-    checksum on B (B's last writes)."""
+    returning. Returns the started world and each image's checksum on B (B's last writes)."""
     world = World(lab, delays=Delays.uniform(0.0)).start()
     try:
         for i in range(n):
             world.add_vm(f"vm{i}", size=sizes.image, data=_pattern(f"vm{i}-on-a", sizes.data_a))
         world.wait_replicated(timeout=300)
-        if speed == "default":
-            lab.set_test_speed(False)
         world.disaster(kind, new_data=_pattern("written-on-b", sizes.data_b))
         expected = world.expected_checksums()
         for oned in (world.oned_a, world.oned_b):

@@ -403,14 +403,6 @@ admin_socket = {d}/run/$name.asok
             "-c", str(self.conf_path),
         ])
 
-    def set_test_speed(self, fast: bool) -> None:
-        """Rewrite the configuration with (``fast``) or without :data:`TEST_SPEED_SETTINGS` and
-        restart rbd-mirror, which reads them at start."""
-        self.test_speed = fast
-        self._write_conf()
-        self.stop_rbd_mirror()
-        self.start_rbd_mirror()
-
     def stop_rbd_mirror(self, sig: int = signal.SIGTERM) -> None:
         """Stop (or with ``SIGKILL``, kill) this site's rbd-mirror daemon."""
         self._stop("rbd-mirror", sig)

@@ -558,25 +558,6 @@ class Lab:
 
     # -- daemons -------------------------------------------------------------------------------
 
-    def set_test_speed(self, fast: bool, timeout: float = 90.0) -> None:
-        """Switch both sites' rbd-mirror to the test-speed intervals (``fast``) or to Ceph's
-        defaults: each site's configuration is rewritten and its rbd-mirror restarted, then this
-        waits until each new daemon reports the pool. The benchmark mirrors its images at test
-        speed and then fails back at Ceph's defaults."""
-        if fast == self.test_speed:
-            return
-        before = {s.name: {d["gid"] for d in self.mirror_daemons(s)} for s in self.sites}
-        self.test_speed = fast
-        for site in self.sites:
-            site.set_test_speed(fast)
-        self._save()
-
-        def restarted() -> bool:
-            return all(any(d["pool_ok"] and d["gid"] not in before[s.name]
-                           for d in self.mirror_daemons(s)) for s in self.sites)
-
-        self._poll("the restarted rbd-mirror daemons to report the pool", restarted, timeout)
-
     def stop_rbd_mirror(self, which: str, *, kill: bool = False) -> None:
         """Stop one site's rbd-mirror daemon (``kill``: at once, with SIGKILL)."""
         self.site(which).stop_rbd_mirror(signal.SIGKILL if kill else signal.SIGTERM)

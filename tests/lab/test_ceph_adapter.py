@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,27 +215,6 @@ def test_rbd_mirror_stop_and_start(lab: Lab, pools: tuple[MirrorPool, MirrorPool
         lab.start_rbd_mirror("a")
     poll(lambda: any(d.healthy for d in pa.daemon_health()), timeout=60,
          what="site-a's daemon back")
-
-
-def test_the_lab_switches_rbd_mirror_to_ceph_s_default_intervals_and_back(lab: Lab) -> None:
-    """The benchmark mirrors at test speed, then fails back at Ceph's defaults: the restarted
-    daemons run with the intervals asked for (read from their admin sockets)."""
-    import subprocess
-
-    def interval(site: str) -> str:
-        asok = lab.site(site).directory / "run" / f"{lab.site(site).mirror_client}.asok"
-        out = subprocess.run(["ceph", "--admin-daemon", str(asok), "config", "get",  # noqa: S603,S607
-                              "rbd_mirror_image_state_check_interval"], capture_output=True,
-                             text=True, check=True, timeout=30).stdout
-        return str(json.loads(out)["rbd_mirror_image_state_check_interval"])
-
-    assert lab.test_speed and interval("a") == interval("b") == "3"
-    try:
-        lab.set_test_speed(False)
-        assert not lab.test_speed and interval("a") == interval("b") == "30"
-    finally:
-        lab.set_test_speed(True)
-    assert interval("a") == interval("b") == "3"
 
 
 # -- bad input --------------------------------------------------------------------------------
