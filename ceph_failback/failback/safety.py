@@ -12,13 +12,12 @@ promise what a step will then refuse. docs/safety.rst links each rule here.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 
-from ..ceph.rbd_journal import LOCAL_OWNER, ReplayEpoch
+from ..ceph.rbd_journal import LOCAL_OWNER, JournalHeader, ReplayEpoch
 from ..ceph.status import MirrorImageInfo, MirrorStatus, ReplayKind
-from ..errors import FailbackError, ImageNotFoundError, SafetyError
 from ..opennebula.records import VM
 from .ledger import REPLAYING_FROM_A, SPLIT_BRAIN_ON_B, ImageHistory, VMHistory
+from .observed import ImageView, Names, Refusal
 
 __all__ = [
     "FORCE_PROMOTE",
@@ -39,6 +38,7 @@ __all__ = [
     "needs_resync",
     "promote_proof",
     "promotable",
+    "peer_unregistered",
     "takeover_unready",
     "unsafe_disks",
     "other_pool_disks",
@@ -61,78 +61,6 @@ __all__ = [
 #: Never force-promote: a forced promote makes both copies primary (split-brain). The
 #: orchestrator passes this to every promote, and the journal records it.
 FORCE_PROMOTE = False
-
-
-@dataclass(frozen=True)
-class Names:
-    """The names a rule's message uses: the two sites, the pool (several: joined by ``+``), the
-    journal's path, and the failback's pools."""
-
-    site_a: str
-    site_b: str
-    pool: str
-    journal: str = ""
-    pools: tuple[str, ...] = ()
-
-    @property
-    def pool_list(self) -> tuple[str, ...]:
-        """The failback's pools."""
-        return self.pools or (self.pool,)
-
-
-@dataclass(frozen=True)
-class ImageView:
-    """One image as both sites show it now. ``None`` where a site does not list it (missing,
-    or not mirror-enabled) or where the status, or the journals (``epoch``), were not read."""
-
-    name: str
-    info_a: MirrorImageInfo | None
-    info_b: MirrorImageInfo | None
-    status_a: MirrorStatus | None = None
-    status_b: MirrorStatus | None = None
-    epoch: ReplayEpoch | None = None
-
-    @property
-    def primary_a(self) -> bool:
-        """Primary on A (``False`` when not listed)."""
-        return bool(self.info_a is not None and self.info_a.primary)
-
-    @property
-    def primary_b(self) -> bool:
-        """Primary on B (``False`` when not listed)."""
-        return bool(self.info_b is not None and self.info_b.primary)
-
-    @property
-    def mode(self) -> str | None:
-        """The image's mirroring mode (``journal``/``snapshot``), from either site."""
-        known = self.info_a or self.info_b
-        return known.mode if known is not None else None
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A rule's objection.
-
-    Attributes:
-        kind: the rule (and the plan's blocker kind): ``image-missing``, ``stale-promote``...
-        message: what is wrong, naming the site.
-        site: the site the message is about.
-        hint: what to do next.
-        missing: the image does not exist (or is not mirrored) there: the step's error is an
-            :class:`ImageNotFoundError` rather than a :class:`SafetyError`.
-    """
-
-    kind: str
-    message: str
-    site: str
-    hint: str | None = None
-    missing: bool = False
-
-    def error(self, *, pool: str, image: str | None = None,
-              vm: int | None = None) -> FailbackError:
-        """The exception a step records for the refused target."""
-        cls = ImageNotFoundError if self.missing else SafetyError
-        return cls(self.message, site=self.site, pool=pool, image=image, vm=vm, hint=self.hint)
 
 
 # -- the image's presence and role -------------------------------------------------------------
@@ -312,6 +240,38 @@ def promotable(view: ImageView, names: Names) -> Refusal | None:
     if needs_resync(view.status_a):
         return Refusal("split-brain-on-a", "split-brain on A", site=names.site_a,
                        hint="resync A from B (step 2)")
+    return None
+
+
+def peer_unregistered(header_a: JournalHeader | None, b_uuid: str, names: Names) -> str | None:
+    """Rule ``peer-registered`` (journal mode): promote A only once site B's rbd-mirror is
+    registered as a client in A's journal, in a position from which it can still see A's
+    current epoch (B's demotion, replayed on A). Returns why not, or ``None``.
+
+    B links its demoted copy to A's promotion through A's tags (rbd-mirror's
+    image_replayer/journal/PrepareReplayRequest.cc: B's demotion epoch must match an orphan
+    epoch of A's, followed by A's promotion), and it sees only the tags from its own commit
+    position on (the ``tag_list`` method of src/cls/journal/cls_journal.cc). A client
+    registered after the promote starts at A's newest position (the lab shows it at A's
+    promotion entry), so B never sees the demotion and reports "split-brain detected" for
+    good: a full resync of B (:meth:`~ceph_failback.failback.Failback.reprotect`). B's
+    rbd-mirror registers in A's journal when it next prepares the image (every
+    ``rbd_mirror_image_state_check_interval``, 30 s by default) after A's copy was created,
+    which a resync does anew; the lab's CI caught promotes that came first. No journal
+    (snapshot mode) or a header that cannot be read: nothing to wait for here."""
+    if header_a is None:
+        return None
+    client = header_a.client(b_uuid)
+    if client is None:
+        return (f"{names.site_b}'s rbd-mirror is not registered in {names.site_a}'s journal "
+                f"of the image yet: promoted now, {names.site_b} would never link its copy to "
+                "A's promotion (split-brain)")
+    newest = header_a.newest_tag
+    if client.positions and newest is not None:
+        first = min(p.tag_tid for p in client.positions)
+        if first > newest.tid:
+            return (f"{names.site_b}'s rbd-mirror client in {names.site_a}'s journal is past "
+                    f"its current epoch {newest.tid} (at epoch {first})")
     return None
 
 

@@ -12,21 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ceph.mirror import MirrorSnapshot
-from ..ceph.rbd_journal import ReplayEpoch
+from ..ceph.rbd_journal import JournalHeader, ReplayEpoch
 from ..ceph.status import MirrorStatus
 from ..waiting import Acceptor, Verdict, Waiter
 from .safety import (
     REPLAYING_FROM_A,
     SPLIT_BRAIN_ON_B,
+    Names,
     needs_resync,
+    peer_unregistered,
     protection_proof,
     replay_proof,
 )
 
 __all__ = ["Replay", "Resynced", "Mirrored", "Snapshotted", "REPLAY_PROOF", "RESYNCED", "MIRRORED",
            "CAUGHT_UP", "CATCH_UP_ENTRIES", "nearly_caught_up", "Protection",
-           "WRITER_RELEASED", "DEMOTION_COPIED", "PROTECTED", "REPLAYING_FROM_A",
-           "SPLIT_BRAIN_ON_B"]
+           "WRITER_RELEASED", "DEMOTION_COPIED", "Registered", "PEER_REGISTERED", "PROTECTED",
+           "REPLAYING_FROM_A", "SPLIT_BRAIN_ON_B"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,31 @@ DEMOTION_COPIED: Waiter[Snapshotted] = Waiter(
     (Acceptor(Verdict.DONE, Snapshotted.copied, "demotion copied"),),
     limit="promote",
     describe=lambda o: (f"newest mirror snapshot {o.snapshot.state}" if o.snapshot else "none"))
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Journal mode, step 5: A's journal header, read now, and whose client must be in it
+    (B's pool mirror uuid)."""
+
+    header: JournalHeader | None
+    b_uuid: str
+    names: Names
+
+    def why_not(self) -> str | None:
+        """:func:`~.safety.peer_unregistered`."""
+        return peer_unregistered(self.header, self.b_uuid, self.names)
+
+    def __str__(self) -> str:
+        return self.why_not() or "registered"
+
+
+#: Step 5, journal mode: until B's rbd-mirror is registered in A's journal (limit
+#: ``promote``), so that B can follow A's promotion.
+PEER_REGISTERED: Waiter[Registered] = Waiter(
+    "peer-registered", "site B's rbd-mirror to register in A's journal",
+    (Acceptor(Verdict.DONE, lambda o: o.why_not() is None, "registered"),),
+    limit="promote", describe=str)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..ceph.connection import CephConfig, CephSite, import_bindings
+from ..ceph.promotion import omap_pages
+from ..ceph.rbd_journal import parse_header
 from ..errors import CephError, ConfigurationError, LabError
 from .cluster import LabCluster
 
@@ -452,14 +454,34 @@ class Lab:
     def wait_replicated(self, names: Iterable[str], *, source: str = "a",
                         timeout: float = 120.0) -> None:
         """Wait until every image is replaying on the other site with the source's content
-        (checksums equal)."""
+        (checksums equal) and, in journal mode, the source's rbd-mirror is registered in the
+        other site's journal of it: until it is, a flip (source demoted, the other promoted)
+        leaves the source split-brained for good (rule ``peer-registered``,
+        :func:`~ceph_failback.failback.safety.peer_unregistered`), as on a real site where an
+        image is flipped within ``rbd_mirror_image_state_check_interval`` of its creation."""
         target = "b" if self.site(source) is self.site_a else "a"
         pending = list(names)
+        rados, rbd = import_bindings()
+        source_uuid: dict[str, str] = {}
+
+        def registered(name: str) -> bool:
+            pool, image = self.where(name)
+            if pool not in source_uuid:
+                with self.site(source).admin().ioctx(pool) as ioctx:
+                    source_uuid[pool] = str(rbd.RBD().mirror_uuid_get(ioctx))
+            with self._image(target, name, read_only=True) as handle:
+                oid = f"journal.{handle.id()}"
+            with self.site(target).admin().ioctx(pool) as ioctx:
+                omap = {k: v for page in omap_pages(ioctx, rados, oid, "client_")
+                        for k, v in page.items()}
+            return parse_header(omap).client(source_uuid[pool]) is not None
 
         def check() -> bool:
             for name in list(pending):
                 st = self.raw_status(target, name)
                 if not (st.get("up") and "replaying" in _state_name(st)):
+                    continue
+                if self.mode == "journal" and not registered(name):
                     continue
                 if self.checksum(target, name) == self.checksum(source, name):
                     pending.remove(name)

@@ -20,6 +20,13 @@ says: src/librbd/mirror/PromoteRequest.cc, src/librbd/Journal.cc, src/tools/rbd_
   ``replaying, {...}`` only every ``status_period`` ticks (rbd-mirror's ~30 s cycle), so right
   after a flip a copy can report ``replaying`` with a position in an old epoch. A stopped daemon
   makes every status of its site ``down``.
+* The peer's rbd-mirror registers its client in a copy's journal when it next prepares the
+  image (``registration_ticks`` after a resync recreated the copy), at the journal's newest
+  entry. A copy whose last entry is a demotion links to the peer's promotion only if its
+  client in the peer's journal was registered at or before that demotion: registered after
+  the promotion, it cannot see the demotion (cls_journal's ``tag_list`` lists a client only
+  the tags from its commit position on), which rbd-mirror reports as ``split-brain detected``
+  for good, as the lab showed (a promote before the registration).
 * A replayer's start report can be lost (``lost_start_reports``): the copy replays, its status
   keeps the old state until the periodic update, as the lab showed (image_replayer/journal/
   Replayer.cc answers ``get_replay_status`` with EAGAIN until its status formatter exists).
@@ -31,30 +38,23 @@ freezes them until :meth:`MemoryCeph.tick`. Snapshot-based mirroring is not mode
 
 from __future__ import annotations
 
-import contextlib
 import errno as errno_mod
 import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from ..ceph.lock import Holder
-from ..ceph.mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
 from ..ceph.rbd_journal import JournalHeader
-from ..ceph.seams import JournalCopySide, PoolLockSide
-from ..ceph.status import MirrorImageInfo, MirrorState, MirrorStatus, parse_mirror_status
+from ..ceph.status import MirrorState
 from ..errors import (
     CephError,
     CephOperationError,
     ImageNotFoundError,
-    MirroringNotEnabledError,
     NotReadyError,
-    PoolNotFoundError,
 )
 from .journals import header, site_report
 from .journals import mirror_uuid_of as _uuid
@@ -86,6 +86,10 @@ class _Copy:
     published: tuple[MirrorState, str, dict[str, Any] | None] | None = None
     published_at: float = 0.0
     started: bool = False  # this site's replayer of the copy runs (whatever it published)
+    # In this copy's journal: the entry at which the peer's rbd-mirror registered its client
+    # (``None``: not yet), and the peer daemon's ticks until it does (module doc).
+    peer_client_at: int | None = 0
+    register_wait: int = 0
 
 
 @dataclass
@@ -107,17 +111,20 @@ class MemoryCeph:
         replay_rate: at most this many journal entries a replaying copy replays per tick
             (``None``: all it lacks; rbd-mirror replays at a finite speed, so a busy image's
             copy lags).
+        registration_ticks: ticks of the peer's daemon before it registers its client in a
+            copy's journal recreated by a resync (rbd-mirror does it at its next image check).
     """
 
     def __init__(self, sites: tuple[str, str] = ("site-a", "site-b"), pool: str = "one", *,
                  status_period: int = 3, resync_ticks: int = 2, auto_tick: bool = True,
-                 replay_rate: int | None = None) -> None:
+                 replay_rate: int | None = None, registration_ticks: int = 0) -> None:
         self.site_names = sites
         self.pool = pool
         self.status_period = status_period
         self.resync_ticks = resync_ticks
         self.auto_tick = auto_tick
         self.replay_rate = replay_rate
+        self.registration_ticks = registration_ticks
         self.ticks = 0
         self.lock = threading.RLock()
         self.images: dict[str, _Image] = {}
@@ -296,6 +303,14 @@ class MemoryCeph:
     def _work(self, site: str, image: _Image) -> None:
         copy = image.copies.get(site)
         peer = image.copies.get(self.peer_of(site))
+        if copy is not None and peer is not None and not peer.recreating and (
+                peer.peer_client_at is None):
+            # This site's daemon prepares the image (primary here or not) and registers its
+            # client in the peer's journal, at the journal's newest entry.
+            if peer.register_wait > 0:
+                peer.register_wait -= 1
+            else:
+                peer.peer_client_at = len(peer.entries) - 1
         if copy is None or peer is None or copy.primary:
             return
         if copy.recreating:
@@ -303,6 +318,7 @@ class MemoryCeph:
             if copy.recreating == 0:
                 copy.entries = list(peer.entries)  # the full copy of the peer's image
                 copy.image_id = uuid.uuid4().hex[:12]
+                copy.peer_client_at, copy.register_wait = None, self.registration_ticks
                 copy.bootstrapping = True
             return
         if copy.resync_requested and peer.primary:
@@ -314,7 +330,7 @@ class MemoryCeph:
             copy.bootstrapping = False
             return
         mine, theirs = copy.entries, peer.entries
-        if len(mine) < len(theirs) and theirs[:len(mine)] == mine:
+        if len(mine) < len(theirs) and self._follows(copy, peer):
             if not copy.started:
                 # The replayer starts: it reports "replaying" with the positions it starts
                 # from, and replays from the next tick on (where it got to shows only on the
@@ -341,7 +357,7 @@ class MemoryCeph:
             # rbd-mirror skips the replay from a non-primary remote (BootstrapRequest/
             # PrepareRemoteImageRequest: "remote image is not primary"), no split-brain.
             return MirrorState.UNKNOWN, "remote image is not primary", None
-        if not (len(mine) <= len(theirs) and theirs[:len(mine)] == mine):
+        if not self._follows(copy, peer):
             return MirrorState.ERROR, "split-brain detected", None
         if not peer.primary and len(mine) == len(theirs):
             return MirrorState.UNKNOWN, "remote image demoted", None
@@ -353,6 +369,20 @@ class MemoryCeph:
             "entries_behind_primary": len(theirs) - len(mine),
         }
         return MirrorState.REPLAYING, "replaying", positions
+
+    @staticmethod
+    def _follows(copy: _Copy, peer: _Copy) -> bool:
+        """The copy can replay the peer's journal: its own is a prefix of the peer's, and a
+        demotion it ends with (its own or the peer's, replayed) is among the tags its client
+        in the peer's journal sees (module doc). A client not registered yet would be
+        registered now, at the peer's newest entry."""
+        mine, theirs = copy.entries, peer.entries
+        if not (len(mine) <= len(theirs) and theirs[:len(mine)] == mine):
+            return False
+        if len(mine) == len(theirs) or mine[-1].kind != _DEMOTE:
+            return True
+        at = peer.peer_client_at if peer.peer_client_at is not None else len(theirs) - 1
+        return theirs[at].tag_tid <= mine[-1].tag_tid
 
     def _publish(self, site: str, image: _Image, *, force: bool = False) -> None:
         """What the site's daemon writes as the image's status: a new state at once, new replay
@@ -376,7 +406,8 @@ class MemoryCeph:
             peer_site = self.peer_of(site)
             peer = self.images[name].copies.get(peer_site)
             return header(copy.entries, site, peer.entries if peer is not None else None,
-                          peer_site, lambda s: _uuid(s, self.pool))
+                          peer_site, lambda s: _uuid(s, self.pool),
+                          peer_client_at=copy.peer_client_at)
 
     def raw_status(self, site: str, name: str) -> dict[str, Any]:
         """librbd's status dict of a site's copy (what ``mirror_image_get_status`` answers)."""
@@ -398,201 +429,4 @@ class MemoryCeph:
                                           **report(peer)}]}
 
 
-class MemoryCephSite:
-    """One site of a :class:`MemoryCeph` (a :class:`~ceph_failback.ceph.seams.CephBackend`)."""
-
-    def __init__(self, world: MemoryCeph, name: str) -> None:
-        self.world = world
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"MemoryCephSite({self.name!r})"
-
-    def fsid(self) -> str:
-        """The cluster's id."""
-        return self.world._fsids[self.name]
-
-    def describe(self) -> str:
-        """For messages."""
-        return f"in-memory cluster {self.name!r}"
-
-    def mirror_pool(self, pool: str, *, concurrency: int = 10) -> MemoryMirrorPool:
-        """The pool's mirror adapter."""
-        if pool != self.world.pool:
-            raise PoolNotFoundError("pool does not exist", site=self.name, pool=pool,
-                                    errno=errno_mod.ENOENT)
-        return MemoryMirrorPool(self.world, self.name, concurrency=concurrency)
-
-    def pool_lock(self, pool: str, *, purpose: str = "failback") -> PoolLockSide:
-        """The pool's failback lock."""
-        from .lock import MemoryPoolLock
-
-        return MemoryPoolLock(self.world, self.name, pool, purpose)
-
-    def journal_copy(self, pool: str, name: str) -> JournalCopySide:
-        """The copy of a journal in the pool (an object beside the lock)."""
-        from .lock import MemoryJournalCopy
-
-        return MemoryJournalCopy(self.world, self.name, pool, name)
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-class MemoryMirrorPool:
-    """The pool on one site of a :class:`MemoryCeph` (a
-    :class:`~ceph_failback.ceph.seams.MirrorSide`)."""
-
-    def __init__(self, world: MemoryCeph, site: str, *, concurrency: int = 10) -> None:
-        self.world = world
-        self.site_name = site
-        self.pool = world.pool
-        self.concurrency = concurrency
-
-    def __repr__(self) -> str:
-        return f"MemoryMirrorPool(site={self.site_name!r}, pool={self.pool!r})"
-
-    def _tick(self) -> None:
-        if self.world.auto_tick:
-            self.world.tick()
-
-    def require_mirroring(self) -> list[Peer]:
-        """The one peer (:class:`MirroringNotEnabledError` when the pool's mirroring is off)."""
-        if not self.world.mirroring[self.site_name]:
-            raise MirroringNotEnabledError("mirroring is not enabled on this pool",
-                                           site=self.site_name, pool=self.pool)
-        peer = self.world.peer_of(self.site_name)
-        return [Peer(f"peer-{peer}", peer, _uuid(peer, self.pool), "rx-tx",
-                     "client.rbd-mirror-peer")]
-
-    def daemon_health(self, *, beacon_grace: float = 60.0) -> list[DaemonHealth]:
-        """The site's one rbd-mirror daemon."""
-        if not self.world.daemon_readable[self.site_name]:
-            raise CephError("service status unreadable", site=self.site_name)
-        up = self.world.daemon_up[self.site_name]
-        return [DaemonHealth("4100", "4100", True, datetime.now(UTC), up, {}, up, self.pool)]
-
-    def mirror_uuid(self, image: str | None = None) -> str:
-        """This pool's mirror uuid."""
-        return _uuid(self.site_name, self.pool)
-
-    def _listed(self) -> dict[str, _Copy]:
-        return {name: copy for name, image in self.world.images.items()
-                if (copy := image.copies.get(self.site_name)) is not None and not copy.recreating}
-
-    def mirrored_names(self) -> set[str]:
-        """Mirror-enabled images listed on this site."""
-        self._tick()
-        with self.world.lock:
-            return set(self._listed())
-
-    def images(self) -> dict[str, MirrorImageInfo]:
-        """Every mirrored image's info."""
-        self._tick()
-        with self.world.lock:
-            return {name: self._info(name, copy) for name, copy in self._listed().items()}
-
-    def _info(self, name: str, copy: _Copy) -> MirrorImageInfo:
-        return MirrorImageInfo(name, self.world.images[name].global_id, True, copy.primary,
-                               "journal", copy.image_id)
-
-    def infos(self, images: Iterable[str] | None = None) -> dict[str, MirrorImageInfo]:
-        """The infos of ``images`` (missing ones left out)."""
-        listed = self.images()
-        return listed if images is None else {n: listed[n] for n in images if n in listed}
-
-    def status(self, image: str) -> MirrorStatus:
-        """One image's status."""
-        self._tick()
-        return parse_mirror_status(self.world.raw_status(self.site_name, image),
-                                   site=self.site_name, pool=self.pool, peer_names=self._names())
-
-    def _names(self) -> dict[str, str]:
-        return {_uuid(s, self.pool): s for s in self.world.site_names}
-
-    def statuses(self, images: Iterable[str] | None = None, *,
-                 each: bool = False) -> dict[str, MirrorStatus]:
-        """The statuses of ``images`` (or all), missing ones left out."""
-        return self.overview(images)[1]
-
-    def overview(self, images: Iterable[str] | None = None, *,
-                 journals: dict[str, JournalHeader] | None = None
-                 ) -> tuple[dict[str, MirrorImageInfo], dict[str, MirrorStatus]]:
-        """Infos and statuses together (and the journal headers, as the real listing)."""
-        self._tick()
-        with self.world.lock:
-            listed = self._listed()
-            wanted = list(listed) if images is None else [n for n in images if n in listed]
-            infos = {n: self._info(n, listed[n]) for n in wanted}
-            statuses = {n: parse_mirror_status(self.world.raw_status(self.site_name, n),
-                                               site=self.site_name, pool=self.pool,
-                                               peer_names=self._names()) for n in wanted}
-            for n in wanted if journals is not None else []:  # with the listing, no tick
-                with contextlib.suppress(CephError):  # unread: a caller reads it again
-                    journals[n] = self.world.journal_header(self.site_name, n)  # type: ignore
-        return infos, statuses
-
-    def watchers(self, image: str) -> list[dict[str, Any]]:
-        """The writer's watch, if one holds the image."""
-        with self.world.lock:
-            self.world._copy(self.site_name, image)
-            client = self.world.writers.get((self.site_name, image))
-            return [{"addr": f"10.0.0.1:0/{client}", "id": 1, "cookie": 1}] if client else []
-
-    def lock_owners(self, image: str) -> list[dict[str, Any]]:
-        """The writer holding the exclusive lock, if any."""
-        with self.world.lock:
-            self.world._copy(self.site_name, image)
-            client = self.world.writers.get((self.site_name, image))
-            return [{"owner": f"10.0.0.1:0/{client}", "mode": 1}] if client else []
-
-    def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
-        """None: journal-based mirroring."""
-        return []
-
-    def journal_header(self, image: str, image_id: str | None = None) -> JournalHeader | None:
-        """The image's journal header (:meth:`MemoryCeph.journal_header`)."""
-        self._tick()
-        return self.world.journal_header(self.site_name, image)
-
-    def demote(self, image: str) -> None:
-        """Demote on this site."""
-        self._tick()
-        self.world.demote(self.site_name, image)
-
-    def promote(self, image: str, *, force: bool = False) -> None:
-        """Promote on this site."""
-        self._tick()
-        self.world.promote(self.site_name, image, force=force)
-
-    def resync(self, image: str) -> None:
-        """Flag for resync on this site."""
-        self._tick()
-        self.world.resync(self.site_name, image)
-
-    def create_mirror_snapshot(self, image: str) -> int:
-        """Refused: journal-based mirroring."""
-        raise CephOperationError("not a snapshot-mirrored image", errno=errno_mod.EINVAL,
-                                 site=self.site_name, pool=self.pool, image=image)
-
-    def run_many(self, images: Iterable[str], operation: Callable[[str], Any], *,
-                 concurrency: int | None = None) -> dict[str, OperationResult]:
-        """``operation`` on each image, a result each (as :meth:`MirrorPool.run_many`)."""
-        names = list(dict.fromkeys(images))
-
-        def one(name: str) -> OperationResult:
-            try:
-                return OperationResult(name, True, None, operation(name))
-            except CephError as exc:
-                return OperationResult(name, False, exc)
-
-        with ThreadPoolExecutor(max(1, min(concurrency or self.concurrency, len(names) or 1))) as ex:
-            return {r.image: r for r in ex.map(one, names)}
-
-    def demote_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
-        """:meth:`demote` each image."""
-        return self.run_many(images, self.demote, **kw)
-
-    def resync_many(self, images: Iterable[str], **kw: Any) -> dict[str, OperationResult]:
-        """:meth:`resync` each image."""
-        return self.run_many(images, self.resync, **kw)
+from .mirror_pool import MemoryCephSite, MemoryMirrorPool  # noqa: E402 (they use MemoryCeph)

@@ -29,7 +29,8 @@ def mirror_uuid_of(site: str, pool: str) -> str:
 
 
 def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None,
-           peer_site: str, mirror_uuid: Callable[[str], str]) -> JournalHeader:
+           peer_site: str, mirror_uuid: Callable[[str], str], *,
+           peer_client_at: int | None = 0) -> JournalHeader:
     """The header of one site's copy, current at every read as the real one is.
 
     - One tag per epoch: owned by this site (a promotion here: ``""``), by the peer's mirror
@@ -37,7 +38,9 @@ def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None
       orphan (a demotion, here or replayed); its predecessor is the entry before it.
     - The copy's own client at its last entry; the peer's rbd-mirror client, registered under
       the peer's mirror uuid, at the last entry the peer replayed from this copy (their common
-      prefix; a copy that diverged keeps the position it committed before).
+      prefix; a copy that diverged keeps the position it committed before), or at the entry
+      where it registered (``peer_client_at``) if that is newer; absent until it registers
+      (``None``).
     """
     tags: dict[int, JournalTag] = {}
     for index, entry in enumerate(entries):
@@ -63,14 +66,14 @@ def header(entries: Sequence[Any], site: str, peer_entries: Sequence[Any] | None
 
     clients = {MASTER_CLIENT: JournalClient(MASTER_CLIENT, at(len(entries) - 1), True,
                                             tag_class=0)}
-    if peer_entries is not None:
+    if peer_entries is not None and peer_client_at is not None:
         common = 0
         for mine, theirs in zip(entries, peer_entries, strict=False):
             if mine != theirs:
                 break
             common += 1
         peer_id = mirror_uuid(peer_site)
-        clients[peer_id] = JournalClient(peer_id, at(common - 1), True)
+        clients[peer_id] = JournalClient(peer_id, at(max(common - 1, peer_client_at)), True)
     return JournalHeader(clients, tags)
 
 

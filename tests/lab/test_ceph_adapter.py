@@ -376,8 +376,12 @@ def test_the_journals_prove_a_replays_b_s_epoch_after_a_flip(lab: Lab, names) ->
         pa.demote(name)
         poll(lambda: _try_promote(pb, name), what="promote on site-b")
         started = time.monotonic()
-        proven = poll(lambda: e if journal_replay_proof(e := epoch()) else None,
-                      what="the journals to prove A replays B's epoch", timeout=90)
+        try:
+            proven = poll(lambda: e if journal_replay_proof(e := epoch()) else None,
+                          what="the journals to prove A replays B's epoch", timeout=90)
+        except AssertionError as exc:  # say what A's rbd-mirror shows and what the journals hold
+            raise AssertionError(f"{exc}; A's status: {lab.raw_status('a', name)}; "
+                                 f"journals: {epoch()}") from None
         took = time.monotonic() - started
         assert proven.a_client is not None and proven.a_client.position is not None
         assert proven.b_epoch is not None and proven.a_client.position.tag_tid == proven.b_epoch.tid

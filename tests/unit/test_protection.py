@@ -313,3 +313,35 @@ def test_the_journals_prove_protection_when_b_loses_its_replaying_report(
         assert result.done == [] and len(result.skipped) == 2, result
         assert fb.report().complete, fb.report()
         assert not [c for c in w.ceph.calls if c[:2] == ("site-b", "resync")]
+
+
+def test_a_is_promoted_only_once_b_s_rbd_mirror_is_registered_in_a_s_journal(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    """Rule ``peer-registered``. A's copies are recreated by the resync; B's rbd-mirror
+    registers in their journals only at its next image check (late here). Promoted before,
+    A would leave B split-brained for good (what the lab's CI showed: B's client, registered
+    after the promote, sees only A's newest epoch); step 5 waits, and B replays from A."""
+    world.ceph.registration_ticks = 150
+    fb = world.failback(tmp_path / "j.jsonl")
+    report = fb.run()
+    assert report.complete, report
+    assert {i.name: i.protection for i in report.images} == {
+        i: "replaying from A" for i in world.images()}
+    b_uuid = world.ceph.site("site-b").mirror_pool("one").mirror_uuid()
+    for image in world.images():
+        header = world.ceph.journal_header("site-a", image)
+        assert header.client(b_uuid) is not None
+
+
+def test_promoting_a_before_b_s_rbd_mirror_registered_splits_b_in_the_model_as_in_the_lab(
+        world: MemoryWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's side of the lab's finding: without step 5's wait, the same run leaves B
+    split-brained (so the test above can fail)."""
+    from ceph_failback.failback.steps import promote_a
+
+    world.ceph.registration_ticks = 150
+    monkeypatch.setattr(promote_a, "wait_peer_registered", lambda ctx, name: None)
+    report = world.failback(tmp_path / "j.jsonl").run()
+    assert {i.name: i.protection for i in report.images} == {
+        i: "split-brain on B" for i in world.images()}
+    assert not report.complete

@@ -427,3 +427,25 @@ def test_an_interrupted_resync_whose_copy_was_recreated_is_waited_for() -> None:
     assert resync_a.decide(view(False, True, SPLIT), same, NAMES).choice is Choice.SETTLE
     old_journal = replace(interrupted, resync_from_image_id=None)
     assert resync_a.decide(view(False, True, SPLIT), old_journal, NAMES).choice is Choice.SETTLE
+
+
+def test_peer_unregistered_needs_b_s_client_in_a_s_journal() -> None:
+    from ceph_failback.ceph.rbd_journal import JournalClient, JournalHeader, JournalTag, ObjectPosition
+    from ceph_failback.failback.safety import Names, peer_unregistered
+
+    names = Names("site-a", "site-b", "one")
+    tags = {1: JournalTag(1, 0, "uuid-b"), 2: JournalTag(2, 0, "<orphan>")}
+    master = JournalClient("", (ObjectPosition(2, 5),), True, tag_class=0)
+    assert peer_unregistered(None, "uuid-b", names) is None  # no journal: snapshot mode
+    alone = JournalHeader({"": master}, tags)
+    why = peer_unregistered(alone, "uuid-b", names)
+    assert why is not None and "site-b's rbd-mirror is not registered in site-a's journal" in why
+    b = JournalClient("uuid-b", (ObjectPosition(1, 0),), True)
+    assert peer_unregistered(JournalHeader({"": master, "uuid-b": b}, tags), "uuid-b",
+                             names) is None
+    fresh = JournalClient("uuid-b", (), True)  # registered, nothing committed: sees every tag
+    assert peer_unregistered(JournalHeader({"": master, "uuid-b": fresh}, tags), "uuid-b",
+                             names) is None
+    ahead = JournalClient("uuid-b", (ObjectPosition(3, 0),), True)
+    assert "past its current epoch 2" in str(
+        peer_unregistered(JournalHeader({"": master, "uuid-b": ahead}, tags), "uuid-b", names))

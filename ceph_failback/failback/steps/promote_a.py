@@ -24,7 +24,7 @@ from ..safety import (
     promotable,
     promote_proof,
 )
-from ..waits import DEMOTION_COPIED, Snapshotted
+from ..waits import DEMOTION_COPIED, PEER_REGISTERED, Registered, Snapshotted
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.PROMOTE_A
@@ -82,6 +82,8 @@ def _one(ctx: StepContext, rec: Recorder, name: str) -> None:
         raise decision.refusal.error(pool=ctx.pool, image=name)
     if view.mode == "snapshot":
         wait_demotion_copied(ctx, name)
+    else:
+        wait_peer_registered(ctx, name)
     rec.intent(t)
     attempts = [0]
 
@@ -121,4 +123,21 @@ def wait_demotion_copied(ctx: StepContext, name: str) -> None:
     DEMOTION_COPIED.run([name], observe, timeouts=ctx.timeouts,
                         interval=min(0.5, ctx.timeouts.poll),
                         what=f"B's demotion snapshot of {name} to be copied to A",
+                        where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name})
+
+
+def wait_peer_registered(ctx: StepContext, name: str) -> None:
+    """Journal mode: wait until B's rbd-mirror is registered in A's journal of the image
+    (rule :func:`~ceph_failback.failback.safety.peer_unregistered`): promoted before, A would
+    leave B split-brained. At most one rbd-mirror image check on B
+    (``rbd_mirror_image_state_check_interval``) when it is not yet."""
+    pa, pb = ctx.pool_a(), ctx.pool_b()
+    b_uuid = pb.mirror_uuid(name)
+
+    def observe(_: list[str]) -> dict[str, Registered]:
+        return {name: Registered(pa.journal_header(name), b_uuid, ctx.names)}
+
+    PEER_REGISTERED.run([name], observe, timeouts=ctx.timeouts,
+                        interval=min(0.5, ctx.timeouts.poll),
+                        what=f"site B's rbd-mirror to register in A's journal of {name}",
                         where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name})
