@@ -107,6 +107,9 @@ class Mirrored:
     expected: int | None = None
     source: str = ""
     snapshot_mode: bool = False
+    #: Journal mode, before the VM stops: why B's rbd-mirror cannot yet follow A's promotion
+    #: (:func:`~.safety.peer_unregistered`); ``None``: it can, or not read.
+    unregistered: str | None = None
 
     @property
     def snapshot(self) -> MirrorSnapshot | None:
@@ -135,7 +138,8 @@ class Mirrored:
             top = self.snapshot
             return (f"newest mirror snapshot {top.state} "
                     f"{'complete' if top.complete else 'copying'}") if top else "none"
-        return self.status.local.summary() if self.status else "no status"
+        summary = self.status.local.summary() if self.status else "no status"
+        return f"{summary}; {self.unregistered}" if self.unregistered else summary
 
 
 #: Journal mode, before a VM stops on B: "nearly caught up" is at most this many entries
@@ -146,9 +150,13 @@ CATCH_UP_ENTRIES = 1000
 
 def nearly_caught_up(o: Mirrored) -> bool:
     """Before the VM stops on B: snapshot mode, the snapshot taken on B then is completely
-    copied; journal mode, A replays from B (up) at most :data:`CATCH_UP_ENTRIES` behind."""
+    copied; journal mode, A replays from B (up) at most :data:`CATCH_UP_ENTRIES` behind, and
+    B's rbd-mirror is registered in A's journal (else step 5 would wait for it with the VM
+    down: up to ``rbd_mirror_image_state_check_interval`` after a resync recreated A's copy)."""
     if o.snapshot_mode:
         return o.copied()
+    if o.unregistered is not None:
+        return False
     s = o.status
     if s is None or not s.local.up or not s.local.is_replaying():
         return False

@@ -315,14 +315,17 @@ def test_the_journals_prove_protection_when_b_loses_its_replaying_report(
         assert not [c for c in w.ceph.calls if c[:2] == ("site-b", "resync")]
 
 
+@pytest.mark.parametrize("catch_up", [FAST.catch_up, 0])
 def test_a_is_promoted_only_once_b_s_rbd_mirror_is_registered_in_a_s_journal(
-        world: MemoryWorld, tmp_path: Path) -> None:
+        world: MemoryWorld, tmp_path: Path, catch_up: float) -> None:
     """Rule ``peer-registered``. A's copies are recreated by the resync; B's rbd-mirror
     registers in their journals only at its next image check (late here). Promoted before,
     A would leave B split-brained for good (what the lab's CI showed: B's client, registered
-    after the promote, sees only A's newest epoch); step 5 waits, and B replays from A."""
+    after the promote, sees only A's newest epoch); the run waits (before the VM stops, and
+    without that wait, ``catch_up=0``, in step 5), and B replays from A."""
     world.ceph.registration_ticks = 150
-    fb = world.failback(tmp_path / "j.jsonl")
+    fb = world.failback(tmp_path / "j.jsonl",
+                        timeouts=dataclasses.replace(FAST, catch_up=catch_up))
     report = fb.run()
     assert report.complete, report
     assert {i.name: i.protection for i in report.images} == {
@@ -335,13 +338,32 @@ def test_a_is_promoted_only_once_b_s_rbd_mirror_is_registered_in_a_s_journal(
 
 def test_promoting_a_before_b_s_rbd_mirror_registered_splits_b_in_the_model_as_in_the_lab(
         world: MemoryWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model's side of the lab's finding: without step 5's wait, the same run leaves B
+    """The model's side of the lab's finding: without either wait, the same run leaves B
     split-brained (so the test above can fail)."""
     from ceph_failback.failback.steps import promote_a
 
     world.ceph.registration_ticks = 150
     monkeypatch.setattr(promote_a, "wait_peer_registered", lambda ctx, name: None)
-    report = world.failback(tmp_path / "j.jsonl").run()
+    report = world.failback(tmp_path / "j.jsonl",
+                            timeouts=dataclasses.replace(FAST, catch_up=0)).run()
     assert {i.name: i.protection for i in report.images} == {
         i: "split-brain on B" for i in world.images()}
     assert not report.complete
+
+
+def test_the_vm_on_b_stops_only_once_b_s_rbd_mirror_is_registered_in_a_s_journal(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    """The registration is awaited before the VM stops (with the catch-up), so step 5 does not
+    wait for it with the VM down."""
+    world.ceph.registration_ticks = 150
+    b_uuid = world.ceph.site("site-b").mirror_pool("one").mirror_uuid()
+    at_stop: list[bool] = []
+
+    def listener(ev: Event) -> None:
+        if ev.kind is EventKind.ACTION and ev.step == "terminate_b" and not at_stop:
+            at_stop.append(all(world.ceph.journal_header("site-a", i).client(b_uuid)
+                               is not None for i in world.images()))
+
+    report = world.failback(tmp_path / "j.jsonl", listeners=[listener]).run()
+    assert report.complete, report
+    assert at_stop == [True]

@@ -9,9 +9,11 @@ snapshot. Then the non-forced promote is retried while librbd says the demotion 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
-from ...errors import NotReadyError, SafetyError
+from ...ceph.rbd_journal import JournalHeader
+from ...errors import CephError, NotReadyError, SafetyError
 from ...waiting import Judgement, wait_until
 from ...waiting import Verdict as WaitVerdict
 from ..ledger import ImageHistory, Step, image_target
@@ -28,6 +30,7 @@ from ..waits import DEMOTION_COPIED, PEER_REGISTERED, Registered, Snapshotted
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.PROMOTE_A
+log = logging.getLogger(__name__)
 
 
 def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
@@ -131,13 +134,24 @@ def wait_peer_registered(ctx: StepContext, name: str) -> None:
     (rule :func:`~ceph_failback.failback.safety.peer_unregistered`): promoted before, A would
     leave B split-brained. At most one rbd-mirror image check on B
     (``rbd_mirror_image_state_check_interval``) when it is not yet."""
-    pa, pb = ctx.pool_a(), ctx.pool_b()
+    pb = ctx.pool_b()
     b_uuid = pb.mirror_uuid(name)
 
     def observe(_: list[str]) -> dict[str, Registered]:
-        return {name: Registered(pa.journal_header(name), b_uuid, ctx.names)}
+        return {name: Registered(journal_of_a(ctx, name), b_uuid, ctx.names)}
 
     PEER_REGISTERED.run([name], observe, timeouts=ctx.timeouts,
                         interval=min(0.5, ctx.timeouts.poll),
                         what=f"site B's rbd-mirror to register in A's journal of {name}",
                         where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name})
+
+
+def journal_of_a(ctx: StepContext, name: str) -> JournalHeader | None:
+    """A's journal header of the image, or ``None`` (with a warning) if it cannot be read: the
+    registration then goes unchecked rather than keep the failback from promoting."""
+    try:
+        return ctx.pool_a().journal_header(name)
+    except CephError as exc:
+        log.warning("cannot read %s's journal of %s (B's registration unchecked): %s",
+                    ctx.site_a.name, name, exc)
+        return None

@@ -20,6 +20,7 @@ from ..safety import (
     Refusal,
     host_copy_on_b,
     other_pool_disks,
+    peer_unregistered,
     saved_memory_on_b,
     takeover_unready,
     unknown_on_b,
@@ -28,6 +29,7 @@ from ..safety import (
 )
 from ..waits import CAUGHT_UP, MIRRORED, Mirrored
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
+from .promote_a import journal_of_a
 
 STEP = Step.TERMINATE_B
 
@@ -125,9 +127,12 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
     wait_mirrored(ctx, pair)
 
 
-def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None
+def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None,
+              registration: bool = False
               ) -> tuple[Callable[[list[str]], dict[str, Mirrored]], set[str]]:
-    """How A shows the images of ``pair`` (journal mode: A's status; snapshot mode: A's mirror
+    """How A shows the images of ``pair`` (journal mode: A's status, and with
+    ``registration`` whether B's rbd-mirror is registered in A's journal, rule
+    :func:`~ceph_failback.failback.safety.peer_unregistered`; snapshot mode: A's mirror
     snapshots against one taken on B now, for each image still primary on B), and which
     images are in snapshot mode (or not listed on B: nothing to copy)."""
     pa, pb = ctx.pool_a(), ctx.pool_b()
@@ -136,12 +141,22 @@ def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None
     snaps = {name: pb.create_mirror_snapshot(name) for name in snap_mode
              if (info := infos.get(name)) is not None and info.primary}
     b_uuid = {name: pb.mirror_uuid(name) for name in snap_mode}  # per pool
+    registered: set[str] = set()
+
+    def _unregistered(name: str) -> str | None:
+        if name in registered:
+            return None
+        why = peer_unregistered(journal_of_a(ctx, name), pb.mirror_uuid(name), ctx.names)
+        if why is None:
+            registered.add(name)
+        return why
 
     def observe(pending: list[str]) -> dict[str, Mirrored]:
         ctx.require_daemon_a("mirroring")
         journal = [n for n in pending if n not in snap_mode]
         statuses = pa.statuses(journal, each=True) if journal else {}
-        seen = {n: Mirrored(status=statuses.get(n), proven=n in (proven or ()))
+        seen = {n: Mirrored(status=statuses.get(n), proven=n in (proven or ()),
+                            unregistered=_unregistered(n) if registration else None)
                 for n in journal}
         for n in pending:
             if n in snap_mode:
@@ -163,7 +178,8 @@ def wait_caught_up(ctx: StepContext, pair: Pair) -> None:
         return
     t = vm_target(ctx.site_b.name, pair.vm_b.id)
     seen: dict[str, str] = {}
-    CAUGHT_UP.run(pair.images, _observer(ctx, pair)[0], timeouts=ctx.timeouts,
+    CAUGHT_UP.run(pair.images, _observer(ctx, pair, registration=True)[0],
+                  timeouts=ctx.timeouts,
                   on_done=lambda name, o, _: seen.__setitem__(name, str(o)),
                   what=f"{ctx.site_a.name} to catch up with the images of {t} before it stops",
                   where={"site": ctx.site_a.name, "pool": ctx.pool, "vm": pair.vm_b.id},
