@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from ceph_failback.ceph import CephConfig, CephSite, MirrorPool, MirrorState
+from ceph_failback.ceph.rbd_journal import ReplayEpoch
 from ceph_failback.errors import (
     CephConnectionError,
     CephPermissionError,
@@ -19,6 +20,7 @@ from ceph_failback.errors import (
     NotReadyError,
     PoolNotFoundError,
 )
+from ceph_failback.failback.safety import journal_replay_proof
 from ceph_failback.lab import Lab
 
 from .helpers import assert_fast_infos_match_librbd, pattern, poll
@@ -485,3 +487,59 @@ def test_the_parallel_mirror_info_read_answers_as_librbd(
     assert [infos_b[n].primary for n in (replicating, demoted, flipped, forced)] == [
         False, False, True, True]
     assert {infos_a[n].mode for n in (replicating, demoted, flipped, forced)} == {"journal"}
+
+
+def test_a_flip_before_the_old_primary_s_rbd_mirror_registered_splits_it_for_good(
+        lab: Lab, names) -> None:
+    """Rule ``peer-registered`` on real Ceph (the cause of two lab tests that failed
+    "sometimes" in CI: images flipped within seconds of their creation). Site A's rbd-mirror
+    registers its client in B's journal only when it next prepares the image. Registered after
+    B's promotion, it starts at B's newest position, sees only B's new epoch, and A reports
+    split-brain for good; registered before, A follows B. The rule tells the two apart before
+    the promote (sites A and B swap roles in its names: B is promoted here). A's rbd-mirror is
+    stopped from before the late image exists until after the flip."""
+    from ceph_failback.failback.safety import Names, peer_unregistered
+
+    late, early = names(2)
+    rules = Names("site-b", "site-a", lab.pool)
+    lab.create_image(early, data=pattern(early, 4096))
+    lab.wait_replicated([early])  # with A registered in B's journal
+    with lab.connect("a") as a, lab.connect("b") as b:
+        pa, pb = a.pool(lab.pool), b.pool(lab.pool)
+        a_uuid, b_uuid = pa.mirror_uuid(), pb.mirror_uuid()
+        lab.stop_rbd_mirror("a")
+        try:
+            lab.create_image(late, data=pattern(late, 4096))
+
+            def on_b() -> bool:
+                st = lab.raw_status("b", late)
+                return bool(st.get("up") and "replaying" in str(st.get("description"))
+                            and lab.checksum("b", late) == lab.checksum("a", late))
+
+            poll(on_b, what="B to replicate the image with A's rbd-mirror stopped", timeout=120)
+            why = {n: peer_unregistered(pb.journal_header(n), a_uuid, rules)
+                   for n in (late, early)}
+            assert why[early] is None and why[late] is not None, why
+            assert "site-a's rbd-mirror is not registered in site-b's journal" in why[late]
+            for name in (late, early):
+                pa.demote(name)
+                poll(lambda n=name: _try_promote(pb, n), what=f"promote {name} on site-b")
+        finally:
+            lab.start_rbd_mirror("a")
+
+        def outcome(name: str) -> str | None:
+            if "split-brain" in str(lab.raw_status("a", name).get("description")):
+                return "split"
+            epoch = ReplayEpoch.read(pa.journal_header(name), pb.journal_header(name),
+                                     a_uuid=a_uuid, b_uuid=b_uuid)
+            return "follows" if journal_replay_proof(epoch) else None
+
+        assert poll(lambda: outcome(early), what="A to follow B", timeout=90) == "follows"
+        assert poll(lambda: outcome(late), what="A's outcome", timeout=90) == "split"
+        # The cause, in B's journal: A's client starts in B's new epoch (its promotion).
+        header = pb.journal_header(late)
+        assert header is not None and header.newest_tag is not None
+        client = header.client(a_uuid)
+        assert client is not None and client.position is not None
+        assert client.position.tag_tid == header.newest_tag.tid, (client, header.chain())
+        pa.resync(late)  # leave the shared lab with no split-brained copy
