@@ -83,15 +83,22 @@ def record_unprotected(pool_a: MirrorSide, pool_b: MirrorSide, scope: Collection
 def split_brain_evidence(pool_a: MirrorSide, pool_b: MirrorSide, name: str) -> str | None:
     """For an image B reports split-brained after the flip: both journals' newest tags
     (:meth:`~ceph_failback.ceph.rbd_journal.JournalHeader.chain`), what rbd-mirror compared
-    to decide it; ``None`` in snapshot mode."""
+    to decide it, and where B's client in A's journal stands (rbd-mirror sees A's tags only
+    from there on: rule :func:`~.safety.peer_unregistered`); ``None`` in snapshot mode."""
     try:
         a, b = pool_a.journal_header(name), pool_b.journal_header(name)
         if a is None or b is None:
             return None
-        names = {pool_a.mirror_uuid(name): "A", pool_b.mirror_uuid(name): "B"}
+        b_uuid = pool_b.mirror_uuid(name)
+        names = {pool_a.mirror_uuid(name): "A", b_uuid: "B"}
     except CephError as exc:
         return f"(journals unreadable: {exc})"
-    return f"B's journal: {b.chain(names)}; A's journal: {a.chain(names)}"
+    client = a.client(b_uuid)
+    pos = client.position if client is not None else None
+    where = ("not registered" if client is None else
+             f"at {pos.tag_tid}/{pos.entry_tid}" if pos is not None else "at no position")
+    return (f"B's journal: {b.chain(names)}; A's journal: {a.chain(names)}; "
+            f"B's client in A's journal: {where}")
 
 
 def watch_protection(pool_b: MirrorSide, names: Collection[str], *, timeouts: Timeouts,

@@ -26,7 +26,8 @@ says: src/librbd/mirror/PromoteRequest.cc, src/librbd/Journal.cc, src/tools/rbd_
   client in the peer's journal was registered at or before that demotion: registered after
   the promotion, it cannot see the demotion (cls_journal's ``tag_list`` lists a client only
   the tags from its commit position on), which rbd-mirror reports as ``split-brain detected``
-  for good, as the lab showed (a promote before the registration).
+  for good, as the lab showed (a promote before the registration). Until the daemon prepares
+  the image (and registers), the copy's status stays what it last was.
 * A replayer's start report can be lost (``lost_start_reports``): the copy replays, its status
   keeps the old state until the periodic update, as the lab showed (image_replayer/journal/
   Replayer.cc answers ``get_replay_status`` with EAGAIN until its status formatter exists).
@@ -357,6 +358,10 @@ class MemoryCeph:
             # rbd-mirror skips the replay from a non-primary remote (BootstrapRequest/
             # PrepareRemoteImageRequest: "remote image is not primary"), no split-brain.
             return MirrorState.UNKNOWN, "remote image is not primary", None
+        if (peer.peer_client_at is None and len(mine) < len(theirs) and mine[-1].kind == _DEMOTE
+                and theirs[:len(mine)] == mine):
+            # The replayer has not prepared the image since: what it last wrote stands.
+            return copy.published or (MirrorState.UNKNOWN, "starting replay", None)
         if not self._follows(copy, peer):
             return MirrorState.ERROR, "split-brain detected", None
         if not peer.primary and len(mine) == len(theirs):

@@ -349,6 +349,12 @@ def test_promoting_a_before_b_s_rbd_mirror_registered_splits_b_in_the_model_as_i
     assert {i.name: i.protection for i in report.images} == {
         i: "split-brain on B" for i in world.images()}
     assert not report.complete
+    # The record says why: B's client in A's journal starts in A's newest epoch.
+    for record in Journal(tmp_path / "j.jsonl").find(event="protection"):
+        header = world.ceph.journal_header("site-a", record.target.removeprefix("image:"))
+        newest = header.newest_tag
+        assert newest is not None
+        assert f"B's client in A's journal: at {newest.tid}/" in record.data["journals"], record
 
 
 def test_the_vm_on_b_stops_only_once_b_s_rbd_mirror_is_registered_in_a_s_journal(
