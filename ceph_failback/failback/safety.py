@@ -245,8 +245,7 @@ def promotable(view: ImageView, names: Names) -> Refusal | None:
 
 def peer_unregistered(header_a: JournalHeader | None, b_uuid: str, names: Names) -> str | None:
     """Rule ``peer-registered`` (journal mode): promote A only once site B's rbd-mirror is
-    registered as a client in A's journal, in a position from which it can still see A's
-    current epoch (B's demotion, replayed on A). Returns why not, or ``None``.
+    registered as a client in A's journal, and connected. Returns why not, or ``None``.
 
     B links its demoted copy to A's promotion through A's tags (rbd-mirror's
     image_replayer/journal/PrepareReplayRequest.cc: B's demotion epoch must match an orphan
@@ -257,21 +256,21 @@ def peer_unregistered(header_a: JournalHeader | None, b_uuid: str, names: Names)
     good: a full resync of B (:meth:`~ceph_failback.failback.Failback.reprotect`). B's
     rbd-mirror registers in A's journal when it next prepares the image (every
     ``rbd_mirror_image_state_check_interval``, 30 s by default) after A's copy was created,
-    which a resync does anew; the lab's CI caught promotes that came first. No journal
-    (snapshot mode) or a header that cannot be read: nothing to wait for here."""
+    which a resync does anew; the lab's CI caught promotes that came first. A client
+    registered before the promote starts at the registered clients' oldest position, at or
+    before A's newest epoch then, so it sees the demotion whatever its position. A disconnected
+    client (one that fell too far behind, ``rbd_journal_max_concurrent_object_sets``) replays
+    nothing until B's copy is resynced. No journal (snapshot mode): nothing to check."""
     if header_a is None:
         return None
     client = header_a.client(b_uuid)
     if client is None:
         return (f"{names.site_b}'s rbd-mirror is not registered in {names.site_a}'s journal "
-                f"of the image yet: promoted now, {names.site_b} would never link its copy to "
-                "A's promotion (split-brain)")
-    newest = header_a.newest_tag
-    if client.positions and newest is not None:
-        first = min(p.tag_tid for p in client.positions)
-        if first > newest.tid:
-            return (f"{names.site_b}'s rbd-mirror client in {names.site_a}'s journal is past "
-                    f"its current epoch {newest.tid} (at epoch {first})")
+                f"of the image yet (promoted before it registers, {names.site_a} leaves "
+                f"{names.site_b}'s copy split-brained)")
+    if not client.connected:
+        return (f"{names.site_b}'s rbd-mirror client in {names.site_a}'s journal is "
+                "disconnected (it fell too far behind)")
     return None
 
 

@@ -81,7 +81,8 @@ class Timeouts:
         resync: until a resynced image replays from B (a full copy: size-dependent).
         mirror: after a VM stopped on B, until its images are mirrored to A.
         promote: retrying a non-forced promote on A until librbd accepts it (journal mode:
-            at least ``mirror``, as A's catch-up after the VM stopped happens in this wait).
+            at least ``mirror``, as A's catch-up after the VM stopped happens in this wait;
+            before it, until B's rbd-mirror is registered in A's journal).
         terminate: until a VM on B is DONE.
         resume: until a VM on A is RUNNING.
         poll: seconds between polls.
@@ -95,9 +96,10 @@ class Timeouts:
             up with its images while it still runs (journal mode: at most
             :data:`~.waits.CATCH_UP_ENTRIES` entries behind as A's status reports it; snapshot
             mode: a mirror snapshot taken on B then is completely copied to A), so that the
-            backlog is not replayed while the VM is down. At the limit the VM is left running
-            on B and the step fails (run again to keep waiting). ``0``: no such wait (the
-            backlog is then replayed with the VM down).
+            backlog is not replayed while the VM is down; journal mode also until B's
+            rbd-mirror is registered in A's journal (rule ``peer-registered``). At the limit
+            the VM is left running on B and the step fails (run again to keep waiting).
+            ``0``: no such wait (the backlog is then replayed with the VM down).
     """
 
     settle: float = 120.0

@@ -222,9 +222,13 @@ class Registered:
     header: JournalHeader | None
     b_uuid: str
     names: Names
+    #: Why the header could not be read (then it is not known yet: the wait goes on).
+    error: str | None = None
 
     def why_not(self) -> str | None:
-        """:func:`~.safety.peer_unregistered`."""
+        """:func:`~.safety.peer_unregistered`, or the read error."""
+        if self.error is not None:
+            return f"cannot read {self.names.site_a}'s journal of the image: {self.error}"
         return peer_unregistered(self.header, self.b_uuid, self.names)
 
     def __str__(self) -> str:

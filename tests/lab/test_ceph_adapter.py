@@ -534,12 +534,14 @@ def test_a_flip_before_the_old_primary_s_rbd_mirror_registered_splits_it_for_goo
                                      a_uuid=a_uuid, b_uuid=b_uuid)
             return "follows" if journal_replay_proof(epoch) else None
 
-        assert poll(lambda: outcome(early), what="A to follow B", timeout=90) == "follows"
-        assert poll(lambda: outcome(late), what="A's outcome", timeout=90) == "split"
-        # The cause, in B's journal: A's client starts in B's new epoch (its promotion).
-        header = pb.journal_header(late)
-        assert header is not None and header.newest_tag is not None
-        client = header.client(a_uuid)
-        assert client is not None and client.position is not None
-        assert client.position.tag_tid == header.newest_tag.tid, (client, header.chain())
-        pa.resync(late)  # leave the shared lab with no split-brained copy
+        try:
+            assert poll(lambda: outcome(early), what="A to follow B", timeout=90) == "follows"
+            assert poll(lambda: outcome(late), what="A's outcome", timeout=90) == "split"
+            # The cause, in B's journal: A's client starts in B's new epoch (its promotion).
+            header = pb.journal_header(late)
+            assert header is not None and header.newest_tag is not None
+            client = header.client(a_uuid)
+            assert client is not None and client.position is not None
+            assert client.position.tag_tid == header.newest_tag.tid, (client, header.chain())
+        finally:
+            pa.resync(late)  # leave the shared lab with no split-brained copy

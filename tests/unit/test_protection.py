@@ -373,3 +373,34 @@ def test_the_vm_on_b_stops_only_once_b_s_rbd_mirror_is_registered_in_a_s_journal
     report = world.failback(tmp_path / "j.jsonl", listeners=[listener]).run()
     assert report.complete, report
     assert at_stop == [True]
+
+
+@pytest.mark.parametrize("catch_up", [FAST.catch_up, 0])
+def test_an_unreadable_journal_header_is_waited_out_not_taken_for_a_registration(
+        world: MemoryWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        catch_up: float) -> None:
+    """A's journal header cannot be read exactly while B's client is not in it: both waits go
+    on (the image is not known registered) instead of promoting into a split-brain."""
+    from ceph_failback.errors import CephError
+    from ceph_failback.testing.mirror_pool import MemoryMirrorPool
+
+    world.ceph.registration_ticks = 150
+    b_uuid = world.ceph.site("site-b").mirror_pool("one").mirror_uuid()
+    real = MemoryMirrorPool.journal_header
+    failed: list[str] = []
+
+    def flaky(self: MemoryMirrorPool, image: str, image_id: str | None = None):  # type: ignore[no-untyped-def]
+        header = real(self, image, image_id)
+        if self.site_name == "site-a" and header is not None and header.client(b_uuid) is None:
+            failed.append(image)
+            raise CephError("reading the image's journal header failed", site="site-a",
+                            pool="one", image=image)
+        return header
+
+    monkeypatch.setattr(MemoryMirrorPool, "journal_header", flaky)
+    report = world.failback(tmp_path / "j.jsonl",
+                            timeouts=dataclasses.replace(FAST, catch_up=catch_up)).run()
+    assert failed
+    assert report.complete, report
+    assert {i.name: i.protection for i in report.images} == {
+        i: "replaying from A" for i in world.images()}

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-from ...ceph.rbd_journal import JournalHeader
 from ...errors import CephError, NotReadyError, SafetyError
 from ...waiting import Judgement, wait_until
 from ...waiting import Verdict as WaitVerdict
@@ -138,20 +137,23 @@ def wait_peer_registered(ctx: StepContext, name: str) -> None:
     b_uuid = pb.mirror_uuid(name)
 
     def observe(_: list[str]) -> dict[str, Registered]:
-        return {name: Registered(journal_of_a(ctx, name), b_uuid, ctx.names)}
+        return {name: registered_in_a(ctx, name, b_uuid)}
 
     PEER_REGISTERED.run([name], observe, timeouts=ctx.timeouts,
                         interval=min(0.5, ctx.timeouts.poll),
-                        what=f"site B's rbd-mirror to register in A's journal of {name}",
-                        where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name})
+                        what=f"{ctx.site_b.name}'s rbd-mirror to register in "
+                             f"{ctx.site_a.name}'s journal of {name}",
+                        where={"site": ctx.site_a.name, "pool": ctx.pool, "image": name},
+                        hint=f"{ctx.site_b.name}'s rbd-mirror registers when it next checks "
+                             "the image (rbd_mirror_image_state_check_interval); check that it "
+                             f"runs and has {ctx.site_a.name} as its peer, then run again")
 
 
-def journal_of_a(ctx: StepContext, name: str) -> JournalHeader | None:
-    """A's journal header of the image, or ``None`` (with a warning) if it cannot be read: the
-    registration then goes unchecked rather than keep the failback from promoting."""
+def registered_in_a(ctx: StepContext, name: str, b_uuid: str) -> Registered:
+    """A's journal header of the image, read now, against B's mirror uuid (a header that cannot
+    be read is not known yet: waits go on until it is)."""
     try:
-        return ctx.pool_a().journal_header(name)
+        return Registered(ctx.pool_a().journal_header(name), b_uuid, ctx.names)
     except CephError as exc:
-        log.warning("cannot read %s's journal of %s (B's registration unchecked): %s",
-                    ctx.site_a.name, name, exc)
-        return None
+        log.debug("cannot read %s's journal of %s: %s", ctx.site_a.name, name, exc)
+        return Registered(None, b_uuid, ctx.names, error=str(exc))

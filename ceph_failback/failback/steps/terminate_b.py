@@ -20,7 +20,6 @@ from ..safety import (
     Refusal,
     host_copy_on_b,
     other_pool_disks,
-    peer_unregistered,
     saved_memory_on_b,
     takeover_unready,
     unknown_on_b,
@@ -29,7 +28,7 @@ from ..safety import (
 )
 from ..waits import CAUGHT_UP, MIRRORED, Mirrored
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
-from .promote_a import journal_of_a
+from .promote_a import registered_in_a
 
 STEP = Step.TERMINATE_B
 
@@ -142,11 +141,14 @@ def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None,
              if (info := infos.get(name)) is not None and info.primary}
     b_uuid = {name: pb.mirror_uuid(name) for name in snap_mode}  # per pool
     registered: set[str] = set()
+    uuids: dict[str, str] = {}
 
     def _unregistered(name: str) -> str | None:
         if name in registered:
             return None
-        why = peer_unregistered(journal_of_a(ctx, name), pb.mirror_uuid(name), ctx.names)
+        if name not in uuids:
+            uuids[name] = pb.mirror_uuid(name)
+        why = registered_in_a(ctx, name, uuids[name]).why_not()
         if why is None:
             registered.add(name)
         return why
@@ -185,7 +187,9 @@ def wait_caught_up(ctx: StepContext, pair: Pair) -> None:
                   where={"site": ctx.site_a.name, "pool": ctx.pool, "vm": pair.vm_b.id},
                   hint=f"the VM still runs on {ctx.site_b.name}; run again to keep waiting, "
                        "or raise Timeouts.catch_up (0: stop it anyway and replay the backlog "
-                       "with it down)")
+                       "with it down). When the wait names the registration of "
+                       f"{ctx.site_b.name}'s rbd-mirror in {ctx.site_a.name}'s journal, check "
+                       f"that rbd-mirror runs on {ctx.site_b.name}")
     ctx.ledger.write(STEP, Mark.OBSERVED, t, caught_up=seen)
 
 
