@@ -487,7 +487,10 @@ class Lab:
                     pending.remove(name)
             return not pending
 
-        self._poll(f"{pending} replicated to {self.site(target).name}", check, timeout)
+        registration = (f", with {self.site(source).name}'s rbd-mirror registered in its "
+                        "journal" if self.mode == "journal" else "")
+        self._poll(f"{pending} replicated to {self.site(target).name}{registration}", check,
+                   timeout)
 
     def promote_when_possible(self, site: str, name: str, *, force: bool = False,
                               timeout: float = 60.0) -> None:
