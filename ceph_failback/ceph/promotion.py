@@ -16,7 +16,9 @@ the same facts with many reads in flight:
 3. Anything else (snapshot mode, a journal that cannot be read or cannot say): librbd's own
    ``mirror_image_get_info`` on the image opened by id, read-only.
 
-Reads 2 and 3 run on ``concurrency`` threads (the bindings release the GIL for each call).
+Reads 2 are librados' asynchronous reads, ``window`` in flight at once (no Python thread per
+read); reads 3 run on ``concurrency`` threads (the bindings release the GIL for each call).
+``benchmarks/scale.py`` measures both ways on the lab side by side (``info_reads``).
 Images whose mirroring is not enabled are left out, as librbd's listing leaves them out.
 ``tests/lab/test_ceph_adapter*.py`` compare the result with librbd's listing on images
 primary, replaying, demoted, flipped and force-promoted, in both modes, and on whatever else
@@ -32,7 +34,7 @@ from typing import Any
 
 from .rbd_journal import LOCAL_OWNER, JournalHeader, _Decoder, parse_header
 
-__all__ = ["decode_mirror_image", "omap_pages", "read_mirror_infos"]
+__all__ = ["decode_mirror_image", "omap_pages", "read_mirror_infos", "read_omaps"]
 
 #: librbd's MirrorImageState and MirrorImageMode values.
 ENABLED = 1
@@ -69,8 +71,62 @@ def omap_pages(ioctx: Any, rados: Any, oid: str, prefix: str) -> Iterator[dict[s
         start = max(page)
 
 
+def read_omaps(ioctx: Any, rados: Any, oids: list[str], *, window: int
+               ) -> dict[str, dict[str, bytes] | None]:
+    """Each object's first omap page (up to 1,024 keys), ``window`` reads in flight at once
+    through librados' asynchronous reads (no thread per read: the callbacks run on librados'
+    own thread); ``None`` for an object whose read failed (missing, denied...)."""
+    out: dict[str, dict[str, bytes] | None] = {}
+    slots = threading.Semaphore(max(1, window))
+    lock = threading.Lock()
+    finished = threading.Condition(lock)
+    pending: list[tuple[Any, Any]] = []  # (op, completion): kept alive until complete
+    left = [0]
+
+    def submit(oid: str) -> None:
+        op = rados.ReadOpCtx()
+        op.__enter__()
+        values, _ = ioctx.get_omap_vals(op, "", "", _PAGE)
+
+        def done(completion: Any) -> None:
+            try:
+                page: dict[str, bytes] | None = (
+                    {str(k): bytes(v) for k, v in values}
+                    if completion.get_return_value() >= 0 else None)
+            except Exception:  # noqa: BLE001 - decided below as unreadable
+                page = None
+            with finished:
+                out[oid] = page
+                left[0] -= 1
+                finished.notify_all()
+            slots.release()
+
+        with lock:
+            left[0] += 1
+        try:
+            pending.append((op, ioctx.operate_aio_read_op(op, oid, oncomplete=done)))
+        except BaseException:
+            with lock:
+                left[0] -= 1
+            slots.release()
+            op.__exit__(None, None, None)
+            raise
+
+    try:
+        for oid in oids:
+            slots.acquire()
+            submit(oid)
+    finally:
+        with finished:  # every read submitted completes before its op is released
+            while left[0]:
+                finished.wait()
+        for op, _ in pending:
+            op.__exit__(None, None, None)
+    return out
+
+
 def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
-                      counts: dict[str, int] | None = None,
+                      window: int = 128, counts: dict[str, int] | None = None,
                       headers: dict[str, JournalHeader] | None = None
                       ) -> dict[str, dict[str, Any]]:
     """Image id -> ``{"global_id", "state", "mode", "primary"}``, as librbd's
@@ -82,6 +138,9 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
     decided sends its image to librbd's own read. Other binding errors propagate (the caller
     maps them), the reads not yet started cancelled; an ``rbd_mirroring`` entry that does not
     decode raises :class:`ValueError`.
+
+    The journal headers are read ``window`` at once (:func:`read_omaps`); librbd's reads run
+    on ``concurrency`` threads.
 
     ``counts`` (optional) receives how many images each way decided: ``journal``, ``librbd``;
     ``headers`` (optional) receives image id -> the journal header each journal-decided
@@ -118,36 +177,38 @@ def read_mirror_infos(ioctx: Any, rados: Any, rbd: Any, *, concurrency: int,
         info["mode"] = entries[image_id][2]
         return info
 
-    def one(image_id: str) -> dict[str, Any] | None:
-        global_id, state, mode = entries[image_id]
-        if mode != JOURNAL:
-            return by_librbd(image_id)
+    journal_ids = [i for i, (_, _, mode) in entries.items() if mode == JOURNAL]
+    omaps = read_omaps(ioctx, rados, [f"journal.{i}" for i in journal_ids], window=window)
+    out: dict[str, dict[str, Any]] = {}
+    to_librbd = [i for i in entries if entries[i][2] != JOURNAL]
+    for image_id in journal_ids:
+        omap = omaps.get(f"journal.{image_id}")
         try:
-            omap = next(omap_pages(ioctx, rados, f"journal.{image_id}", ""))
-            header = parse_header(omap) if len(omap) < _PAGE else None
-        except Exception:  # noqa: BLE001 - missing, unreadable or undecodable: ask librbd
+            header = parse_header(omap) if omap is not None and len(omap) < _PAGE else None
+        except Exception:  # noqa: BLE001 - undecodable: ask librbd
             header = None
         owner = header.owner if header is not None else None
         if owner is None:
-            return by_librbd(image_id)
-        count("journal")
+            to_librbd.append(image_id)
+            continue
+        tally["journal"] += 1
         if headers is not None:
-            headers[image_id] = header  # type: ignore[assignment]  # one key per thread
-        return {"global_id": global_id, "state": state, "mode": mode,
-                "primary": owner == LOCAL_OWNER}
-
-    out: dict[str, dict[str, Any]] = {}
-    ids = list(entries)
-    with ThreadPoolExecutor(max(1, min(concurrency, len(ids) or 1)),
-                            thread_name_prefix="mirror-info") as ex:
-        futures = [ex.submit(one, image_id) for image_id in ids]
-        try:
-            for image_id, future in zip(ids, futures, strict=True):
-                info = future.result()
-                if info is not None:
-                    out[image_id] = info
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-    return out
+            headers[image_id] = header  # type: ignore[assignment]
+        global_id, state, mode = entries[image_id]
+        out[image_id] = {"global_id": global_id, "state": state, "mode": mode,
+                         "primary": owner == LOCAL_OWNER}
+    if to_librbd:
+        with ThreadPoolExecutor(max(1, min(concurrency, len(to_librbd))),
+                                thread_name_prefix="mirror-info") as ex:
+            futures = [ex.submit(by_librbd, image_id) for image_id in to_librbd]
+            try:
+                for image_id, future in zip(to_librbd, futures, strict=True):
+                    info = future.result()
+                    if info is not None:
+                        out[image_id] = info
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    # In the pool listing's order, as librbd's listing gives them.
+    return {i: out[i] for i in entries if i in out}

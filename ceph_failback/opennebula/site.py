@@ -48,9 +48,8 @@ from .records import (
     Image,
     datastore_from_binding,
     image_from_binding,
-    pool_elements,
+    pool_vms,
     vm_from_binding,
-    vm_from_element,
 )
 
 __all__ = ["OpenNebulaSite"]
@@ -254,12 +253,11 @@ class OpenNebulaSite:
         """The VMs of a pool listing (``<VM_POOL>``), read with ElementTree."""
         text = self._call(method, *params, what=what, xml=True)
         try:
-            nodes = pool_elements(text)
+            # A disk whose image cannot be named is in the record's ``unreadable``: one odd VM
+            # does not fail the whole listing, and the mapping blocks that VM.
+            return pool_vms(text)
         except ElementTree.ParseError as exc:
             raise OpenNebulaError(f"oned's VM listing is not XML: {exc}", site=self._name) from exc
-        # A disk whose image cannot be named is in the record's ``unreadable``: one odd VM does
-        # not fail the whole listing, and the mapping blocks that VM.
-        return [vm_from_element(node) for node in nodes]
 
     def vms_by_id(self, ids: Iterable[int]) -> list[VM]:
         """The VMs with these ids, in any state (DONE included), newest first, in one call

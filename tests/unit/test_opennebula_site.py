@@ -801,13 +801,16 @@ def test_listing_parse_gives_pyone_s_records_on_oned_s_sample() -> None:
     on a real oned 7.4 reply, both give the same records."""
     import pyone.bindings
 
-    from ceph_failback.opennebula.records import pool_elements, vm_from_binding, vm_from_element
+    from ceph_failback.opennebula.records import pool_vms, vm_from_binding
 
     text = (Path(__file__).parent / "data" / "opennebula-samples"
             / "sample_vmpool_infoextended.xml").read_text()
-    ours = [vm_from_element(node) for node in pool_elements(text)]
+    ours = pool_vms(text)
     pyone_s = [vm_from_binding(b) for b in pyone.bindings.parseString(text.encode()).VM]
     assert ours == pyone_s and ours and any(vm.disks for vm in ours)
+    # A <VM> inside a VM's template is an attribute, not a VM of the pool.
+    nested = text.replace("<USER_TEMPLATE>", "<USER_TEMPLATE><VM><![CDATA[x]]></VM>", 1)
+    assert nested != text and pool_vms(nested) == ours
 
 
 def test_listing_parse_gives_pyone_s_records_for_every_disk_kind(oned, site) -> None:

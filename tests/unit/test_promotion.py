@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ class FakeIoctx:
     def __init__(self, objects: dict[str, dict[str, bytes]],
                  denied: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.objects, self.denied = objects, denied
+        self.in_flight = self.most_in_flight = 0
+        self.lock = threading.Lock()
 
     def get_omap_vals(self, op: Any, start: str, prefix: str, n: int) -> tuple[Any, int]:
         result: list[tuple[str, bytes]] = []
@@ -63,6 +67,36 @@ class FakeIoctx:
             raise ObjectNotFound(oid)
         keys = sorted(k for k in self.objects[oid] if k > start and k.startswith(prefix))
         result.extend((k, self.objects[oid][k]) for k in keys[:n])
+
+    def operate_aio_read_op(self, op: Any, oid: str, oncomplete: Any) -> Any:
+        """As librados: the read's outcome is the completion's return value (a negative errno),
+        the callback runs on another thread, later."""
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+        class Completion:
+            value = 0
+
+            def get_return_value(self) -> int:
+                return self.value
+
+        completion = Completion()
+        try:
+            self.operate_read_op(op, oid)
+        except PermissionDenied:
+            completion.value = -1
+        except ObjectNotFound:
+            completion.value = -2
+
+        def complete() -> None:
+            time.sleep(0.001)
+            with self.lock:
+                self.in_flight -= 1
+            oncomplete(completion)
+
+        threading.Thread(target=complete).start()
+        return completion
 
 
 def fake_rbd(infos: dict[str, dict[str, Any]]) -> Any:
@@ -154,3 +188,15 @@ def test_a_pool_without_mirroring_lists_nothing_and_other_errors_propagate() -> 
                       denied={"rbd_mirroring"})
     with pytest.raises(PermissionDenied):
         read_mirror_infos(ioctx, FakeRados, fake_rbd({}), concurrency=2)
+
+
+def test_the_journals_are_read_a_window_at_a_time_and_answer_in_the_listing_order() -> None:
+    images = {f"image_{i:04d}": mirror_image(f"g{i}", 1, 0) for i in range(200)}
+    objects = {"rbd_mirroring": images}
+    objects.update({f"journal.{i:04d}": (PRIMARY if i % 2 else NON_PRIMARY) for i in range(200)})
+    ioctx = FakeIoctx(objects)
+    out = read_mirror_infos(ioctx, FakeRados, fake_rbd({}), concurrency=2, window=8)
+    assert list(out) == [f"{i:04d}" for i in range(200)]
+    assert [out[f"{i:04d}"]["primary"] for i in range(200)] == [bool(i % 2) for i in range(200)]
+    assert 1 < ioctx.most_in_flight <= 8
+    assert ioctx.in_flight == 0

@@ -125,3 +125,23 @@ def test_the_chain_reads_as_rbd_mirror_compares_it() -> None:
     assert a.chain(names).split(", ")[-1].startswith(f"{a.newest_tag.tid} B<-")
     assert len(a.chain(names, last=2).split(", ")) == 2
     assert parse_header({}).chain() == "no tags"
+
+
+@pytest.mark.parametrize("site", ["a", "b"])
+def test_every_cut_short_value_of_a_real_header_is_refused(site: str) -> None:
+    """The decoders read at offsets (struct.unpack_from): a value cut anywhere short, or a
+    tag whose owner string claims more bytes than it has, is an error, never a decoded
+    header with made-up fields."""
+    omap = {k: bytes.fromhex(v) for k, v in DATA[site]["omap"].items()}
+    for key, raw in omap.items():
+        if not key.startswith(("client_", "tag_")):
+            continue
+        for cut in range(len(raw)):
+            with pytest.raises(CephError, match=key):
+                parse_header({key: raw[:cut]})
+    key = max(k for k in omap if k.startswith("tag_"))
+    raw = bytearray(omap[key])
+    owner_length = 6 + 16 + 4  # block header, tid and class, the TagData blob's length
+    raw[owner_length:owner_length + 4] = struct.pack("<I", 1 << 20)
+    with pytest.raises(CephError, match="truncated"):
+        parse_header({key: bytes(raw)})

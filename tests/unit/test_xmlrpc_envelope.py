@@ -8,10 +8,11 @@ import xmlrpc.client
 from decimal import Decimal
 from pathlib import Path
 from xml.etree import ElementTree
+from xml.parsers.expat import ExpatError
 
 import pytest
 
-from ceph_failback.opennebula._envelope import loads
+from ceph_failback.opennebula._envelope import LONG_STRING, loads
 
 SAMPLES = Path(__file__).parent / "data" / "opennebula-samples"
 
@@ -88,3 +89,63 @@ def test_a_fault_raises_the_same_fault() -> None:
 def test_malformed_answers_raise(body: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         loads(body)
+
+
+def _long(text: str) -> str:
+    """``text`` repeated past the length from which strings are cut out of the envelope."""
+    return text * (LONG_STRING // max(1, len(text.encode())) + 2)
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.xml")))
+def test_a_long_listing_decodes_as_xmlrpc_client_decodes_it(sample: str) -> None:
+    # A pool listing's document: long enough to be cut out of the envelope (bytes, as the
+    # transport hands them over).
+    document = "<VM_POOL>" + _long((SAMPLES / sample).read_text()) + "</VM_POOL>"
+    body = xmlrpc.client.dumps(((True, document, 0),), methodresponse=True).encode()
+    assert len(body) > LONG_STRING
+    assert loads(body) == reference(body) == ([True, document, 0],)
+
+
+@pytest.mark.parametrize("text", [
+    "plain & <escaped> \"quoted\" 'apos' &amp;lt; ünïcode",  # entities and multi-byte text
+    "line\r\nends\rkept as XML reads them",                   # normalised: left to ElementTree
+    "tab\tand newline\n",
+], ids=["entities", "carriage-return", "whitespace"])
+def test_long_strings_decode_as_xmlrpc_client_decodes_them(text: str) -> None:
+    body = xmlrpc.client.dumps(([_long(text), 7, {"k": _long(text)}],), methodresponse=True
+                               ).encode()
+    assert loads(body) == reference(body)
+
+
+@pytest.mark.parametrize("raw", [
+    b"<![CDATA[<x>]]>" + b"a" * LONG_STRING,      # a CDATA section
+    b"&#65;&#x42;" + b"c" * LONG_STRING,          # character references
+    b"d" * LONG_STRING + b"&nbsp;",               # not a predefined entity: an error
+    b"e" * LONG_STRING + b"\x01",                 # not an XML character: an error
+    b"f" * LONG_STRING + b"]]>",                  # not allowed in text: an error
+    b"g" * LONG_STRING + "\ufffe".encode(),       # not an XML character: an error
+])
+def test_long_strings_that_are_not_plain_are_left_to_elementtree(raw: bytes) -> None:
+    body = (b"<?xml version='1.0'?><methodResponse><params><param><value><string>" + raw
+            + b"</string></value></param></params></methodResponse>")
+    try:
+        expected: object = reference(body)
+    except ExpatError:  # not XML: ElementTree's error, as for any answer that is not XML
+        with pytest.raises(ElementTree.ParseError):
+            loads(body)
+    else:
+        assert loads(body) == expected
+
+
+def test_a_long_string_in_another_encoding_is_left_to_elementtree() -> None:
+    text = "caf\u00e9 " * LONG_STRING
+    body = ("<?xml version='1.0' encoding='iso-8859-1'?><methodResponse><params><param><value>"
+            f"<string>{text}</string></value></param></params></methodResponse>").encode("latin-1")
+    assert loads(body) == reference(body) == (text,)
+
+
+def test_string_tags_inside_a_cdata_section_are_text() -> None:
+    inner = "<![CDATA[<string>" + "h" * LONG_STRING + "</string>]]>"
+    body = ("<?xml version='1.0'?><methodResponse><params><param><value><string>" + inner
+            + "</string></value></param></params></methodResponse>").encode()
+    assert loads(body) == reference(body)
