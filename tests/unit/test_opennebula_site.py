@@ -866,3 +866,72 @@ def test_a_fallback_file_behind_a_closed_directory_is_passed_over(monkeypatch):
     assert err.value.site == "site-a"
     with pytest.raises(ConfigurationError, match="no OpenNebula endpoint"):
         OpenNebulaSite("site-a", credentials="u:p")
+
+
+# --- the VM listing's pages ----------------------------------------------------------------
+
+
+def _spy_listing(site: OpenNebulaSite, monkeypatch, on_call=None) -> list[tuple]:  # type: ignore[no-untyped-def]
+    asked: list[tuple] = []
+    real = site._listing
+
+    def spy(method: str, *params, what: str):  # type: ignore[no-untyped-def]
+        asked.append(params)
+        answer = real(method, *params, what=what)
+        if on_call is not None:
+            answer = on_call(len(asked), params, answer)
+        return answer
+
+    monkeypatch.setattr(site, "_listing", spy)
+    return asked
+
+
+def test_a_large_pool_is_listed_in_id_windows_from_the_newest_down(oned, site, monkeypatch) -> None:
+    vms = [oned.add_vm(f"vm{i}", disks=[]) for i in range(40)]
+    for vm_id in vms[5:30]:  # a stretch of history: the windows widen over it
+        site.terminate(vm_id)
+    whole = site._listing("vmpool.infoextended", -2, -1, -1, -1, what="list")
+    site.page_ids, site.widest_page = 4, 16
+    asked = _spy_listing(site, monkeypatch)
+    paged = site.vms()
+    assert paged == whole and len(paged) == 15
+    assert asked[0] == (-2, 0, -2, -1)  # the newest id: two VMs by offset
+    windows = [(start, end) for _, start, end, _ in asked[1:]]
+    assert windows[0][1] == max(vms) and windows[-1][0] == 0
+    assert all(b[1] == a[0] - 1 for a, b in zip(windows, windows[1:], strict=False))  # down
+    widths = [end - start + 1 for start, end in windows]
+    assert max(widths) == 16 and all(w <= 16 for w in widths)
+
+
+def test_a_vm_that_ends_while_the_pages_are_read_hides_no_other(oned, site, monkeypatch) -> None:
+    vms = [oned.add_vm(f"vm{i}", disks=[]) for i in range(12)]
+    site.page_ids = 4
+
+    def end_one(n: int, params: tuple, answer: list):  # type: ignore[no-untyped-def]
+        if n == 3:  # after the second page: a VM of the first page ends (DONE)
+            site.terminate(max(vms))
+        return answer
+
+    _spy_listing(site, monkeypatch, end_one)
+    assert sorted(vm.id for vm in site.vms()) == sorted(vms)
+
+
+def test_a_site_that_lists_oldest_first_is_read_in_one_call(oned, site, monkeypatch) -> None:
+    for i in range(6):
+        oned.add_vm(f"vm{i}", disks=[])
+    whole = site._listing("vmpool.infoextended", -2, -1, -1, -1, what="list")
+    site.page_ids = 2
+
+    def oldest_first(n: int, params: tuple, answer: list):  # type: ignore[no-untyped-def]
+        if params[2] < -1:  # API_LIST_ORDER = ASC: the offset page starts at the oldest
+            return sorted(whole, key=lambda vm: vm.id)[:-params[2]]
+        return answer
+
+    asked = _spy_listing(site, monkeypatch, oldest_first)
+    assert site.vms() == whole
+    assert asked == [(-2, 0, -2, -1), (-2, -1, -1, -1)]
+
+
+def test_an_empty_pool_is_one_call(oned, site, monkeypatch) -> None:
+    asked = _spy_listing(site, monkeypatch)
+    assert site.vms() == [] and asked == [(-2, 0, -2, -1)]
