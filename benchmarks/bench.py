@@ -48,7 +48,7 @@ from ceph_failback.lab.world import World
 from . import output
 from .baseline import run_baseline
 from .instrument import CallCounter, StandInClock, downtime, instrument_failback
-from .scale import build_scale_world, probe_in_child
+from .scale import build_scale_world, one_vm_failback, probe_in_child
 from .scenario import Sizes, allocated_bytes, build_world, measure_floor, wait_all_running
 
 log = logging.getLogger("benchmarks.bench")
@@ -190,15 +190,18 @@ def dr_test_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scale_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    """plan() and status() over ``n`` mirrored images, in a child process."""
+    """plan() and status() over ``n`` mirrored images (and ``n`` DONE VMs of history on B), in
+    a child process; then one VM's
+    failback inside that pool (:func:`~benchmarks.scale.one_vm_failback`)."""
     lab = Lab(ips=args.ips).up()
     try:
         timings: dict[str, float] = {}
         world = build_scale_world(lab, n, sync_concurrency=args.scale_sync_concurrency,
-                                  timings=timings)
+                                  timings=timings, history=n, timeout=max(900.0, 0.3 * n))
         try:
             result = probe_in_child(lab, world)
             result["setup_seconds"] = timings
+            result["one_vm"] = one_vm_failback(lab, world)
             return result
         finally:
             world.stop()

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from ceph_failback.ceph.pools import parts_of
 from ceph_failback.failback import Failback
 from ceph_failback.lab.oned import OnedStandIn
 
@@ -206,6 +207,11 @@ def instrument_failback(fb: Failback, counter: CallCounter) -> None:
     propagate_context_to_threads()
     for pool in (fb.pool_a(), fb.pool_b()):
         pool._rbd = _CountedRbd(pool._rbd, counter)
+        # The pool's mirror infos read by the library itself (RADOS reads of every image).
+        for part in parts_of(pool).values():
+            part_: Any = part
+            part_._mirror_infos = counter.wrap("rados", "MirrorPool._mirror_infos",
+                                               part_._mirror_infos)
     for site in (fb.site_a, fb.site_b):
         ceph: Any = site.ceph
         ceph.mgr_command = counter.wrap("rados", "mgr_command", ceph.mgr_command)

@@ -34,9 +34,9 @@ from ceph_failback.lab.oned import Delays
 from ceph_failback.lab.world import Disaster, VMPair, World
 from ceph_failback.opennebula.site import OpenNebulaSite
 
-from .instrument import CallCounter, instrument_failback
+from .instrument import CallCounter, StandInClock, downtime, instrument_failback
 
-__all__ = ["build_scale_world", "probe_in_child"]
+__all__ = ["build_scale_world", "one_vm_failback", "probe_in_child"]
 
 log = logging.getLogger("benchmarks.scale")
 
@@ -46,9 +46,10 @@ SESSION_ENV = "CFB_BENCH_ONE_SESSION"
 
 def build_scale_world(lab: Lab, n: int, *, workers: int = 8, timeout: float = 900.0,
                       sync_concurrency: int | None = None, kind: Disaster = "planned",
-                      timings: dict[str, float] | None = None) -> World:
+                      timings: dict[str, float] | None = None, history: int = 0) -> World:
     """``n`` VMs with one tiny image each, mirrored to B, after a disaster (``planned`` by
-    default: see the module docstring)."""
+    default: see the module docstring); ``history`` DONE VMs on B, older than the live ones,
+    each of which used one of the images (earlier DR tests)."""
     _, rbd = import_bindings()
     timings = timings if timings is not None else {}
     started = time.monotonic()
@@ -112,9 +113,13 @@ def build_scale_world(lab: Lab, n: int, *, workers: int = 8, timeout: float = 90
                 list(ex.map(demote_a, names))
             list(ex.map(promote_b, names))
         timings["promoted"] = time.monotonic() - started
-        for index, p in enumerate(list(world.vms)):
-            img = world.oned_b.add_image(f"{p.name}-{p.images[0]}", persistent=True,
-                                         source=f"{lab.pool}/{p.images[0]}")
+        images_b = [world.oned_b.add_image(f"{p.name}-{p.images[0]}", persistent=True,
+                                           source=f"{lab.pool}/{p.images[0]}")
+                    for p in world.vms]
+        # B's history: the VMs of earlier DR tests, DONE since (older ids than the live ones).
+        for k in range(history):
+            world.oned_b.add_vm(f"old-{k}", disks=[images_b[k % len(images_b)]], state="DONE")
+        for index, (p, img) in enumerate(zip(list(world.vms), images_b, strict=True)):
             vm_b = world.oned_b.add_vm(p.name, disks=[img], state="RUNNING")
             world.vms[index] = VMPair(p.name, p.vm_a, vm_b, p.images)
         timings["built"] = time.monotonic() - started
@@ -138,6 +143,41 @@ def probe_in_child(lab: Lab, world: World, *, timeout: float = 600.0) -> dict[st
         raise RuntimeError(f"scale probe failed ({proc.returncode}): {proc.stderr[-2000:]}")
     answer: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return answer
+
+
+#: Calls that read the whole pool (every image's status, or every image's mirror info).
+POOL_WIDE = ("librbd:RBD.mirror_image_status_list", "librbd:RBD.mirror_image_info_list",
+             "librbd:RBD.list2", "rados:MirrorPool._mirror_infos")
+
+
+def one_vm_failback(lab: Lab, world: World, index: int = 0) -> dict[str, Any]:
+    """Fail back one VM of the large pool (``Failback(..., vms=(its id on B,))``, ``run()``),
+    with the stand-ins' default transition delays (as the downtime runs): its downtime
+    (terminate accepted on B -> RUNNING on A, the stand-ins' clocks), its wall time, and the
+    calls of each step, of which those that read the whole pool (:data:`POOL_WIDE`)."""
+    from ceph_failback.failback.journal import Journal
+
+    pair = world.vms[index]
+    assert pair.vm_b is not None
+    for oned in (world.oned_a, world.oned_b):
+        oned.set_delays(Delays())
+    clock_a, clock_b = StandInClock(world.oned_a), StandInClock(world.oned_b)
+    counter = CallCounter()
+    fb = Failback(world.site("a"), world.site("b"), lab.pool,
+                  journal=Journal(unique_journal("cfb-scale-one-")), vms=(pair.vm_b,))
+    instrument_failback(fb, counter)
+    started = time.time()
+    report = fb.run()
+    wall = time.time() - started
+    by_step = counter.detail()
+    return {
+        "vm": pair.name, "images": list(pair.images), "complete": report.complete,
+        "downtime_seconds": downtime(clock_b, clock_a, pair.vm_b, pair.vm_a),
+        "wall_seconds": wall,
+        "calls": counter.by_step(),
+        "pool_wide_calls": {step: sum(n for name, n in calls.items() if name in POOL_WIDE)
+                            for step, calls in by_step.items()},
+    }
 
 
 def _rss_mb() -> float:
@@ -194,7 +234,7 @@ def _probe(lab_dir: str, one_a: str, one_b: str, session: str) -> dict[str, Any]
     tracemalloc.stop()
     images = len(plan.images)
     per_vm = _per_vm_reads(fb, plan)
-    infos = _info_reads(sites, lab.pool)
+    infos = _info_reads(sites, lab.pool, repeat=3 if images <= 2000 else 1)
     for site in sites:
         site.ceph.close()
     return {
