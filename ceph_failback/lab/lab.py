@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..ceph.connection import CephConfig, CephSite, import_bindings
-from ..ceph.promotion import omap_pages
-from ..ceph.rbd_journal import parse_header
 from ..errors import CephError, ConfigurationError, LabError
 from .cluster import LabCluster
 
@@ -461,20 +459,24 @@ class Lab:
         image is flipped within ``rbd_mirror_image_state_check_interval`` of its creation."""
         target = "b" if self.site(source) is self.site_a else "a"
         pending = list(names)
-        rados, rbd = import_bindings()
+        _, rbd = import_bindings()
         source_uuid: dict[str, str] = {}
 
+        connection = self.connect(target) if self.mode == "journal" else None
+
         def registered(name: str) -> bool:
+            # The library's own read of the header (MirrorPool.journal_header): an image
+            # being recreated, or a header not readable yet, is not registered yet.
             pool, image = self.where(name)
             if pool not in source_uuid:
                 with self.site(source).admin().ioctx(pool) as ioctx:
                     source_uuid[pool] = str(rbd.RBD().mirror_uuid_get(ioctx))
-            with self._image(target, name, read_only=True) as handle:
-                oid = f"journal.{handle.id()}"
-            with self.site(target).admin().ioctx(pool) as ioctx:
-                omap = {k: v for page in omap_pages(ioctx, rados, oid, "client_")
-                        for k, v in page.items()}
-            return parse_header(omap).client(source_uuid[pool]) is not None
+            assert connection is not None
+            try:
+                header = connection.pool(pool).journal_header(image)
+            except CephError:
+                return False
+            return header is not None and header.client(source_uuid[pool]) is not None
 
         def check() -> bool:
             for name in list(pending):
@@ -489,8 +491,12 @@ class Lab:
 
         registration = (f", with {self.site(source).name}'s rbd-mirror registered in its "
                         "journal" if self.mode == "journal" else "")
-        self._poll(f"{pending} replicated to {self.site(target).name}{registration}", check,
-                   timeout)
+        try:
+            self._poll(f"{pending} replicated to {self.site(target).name}{registration}", check,
+                       timeout)
+        finally:
+            if connection is not None:
+                connection.close()
 
     def promote_when_possible(self, site: str, name: str, *, force: bool = False,
                               timeout: float = 60.0) -> None:

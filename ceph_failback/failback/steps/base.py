@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +12,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import RenderableType
 
-from ...errors import FailbackError, StepFailedError
+from ...errors import CephError, FailbackError, StepFailedError
 from ..events import Emitter, EventKind
 from ..ledger import STEP_TITLES, Ledger, Mark, Step
 from ..render import Rendered, step_result_view, to_text
 from ..safety import Names, Refusal
+from ..waits import Registered
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ...ceph.seams import MirrorSide
@@ -23,7 +27,8 @@ if TYPE_CHECKING:
     from ..core import Site, Timeouts
 
 __all__ = ["Choice", "Decision", "StepResult", "Recorder", "StepContext", "STEP_TITLES",
-           "parallel"]
+           "parallel", "registered_in_a"]
+
 
 class Choice(StrEnum):
     """What a step decides for one target."""
@@ -234,3 +239,13 @@ def guarded(recorder: Recorder, target: str, fn: Callable[[], None]) -> None:
         fn()
     except FailbackError as exc:
         recorder.fail(target, exc)
+
+
+def registered_in_a(ctx: StepContext, name: str, b_uuid: str) -> Registered:
+    """A's journal header of the image, read now, against B's mirror uuid (a header that cannot
+    be read is not known yet: waits go on until it is)."""
+    try:
+        return Registered(ctx.pool_a().journal_header(name), b_uuid, ctx.names)
+    except CephError as exc:
+        _log.debug("cannot read %s's journal of %s: %s", ctx.site_a.name, name, exc)
+        return Registered(None, b_uuid, ctx.names, error=str(exc))

@@ -9,10 +9,9 @@ snapshot. Then the non-forced promote is retried while librbd says the demotion 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 
-from ...errors import CephError, NotReadyError, SafetyError
+from ...errors import NotReadyError, SafetyError
 from ...waiting import Judgement, wait_until
 from ...waiting import Verdict as WaitVerdict
 from ..ledger import ImageHistory, Step, image_target
@@ -26,10 +25,18 @@ from ..safety import (
     promote_proof,
 )
 from ..waits import DEMOTION_COPIED, PEER_REGISTERED, Registered, Snapshotted
-from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
+from .base import (
+    Choice,
+    Decision,
+    Recorder,
+    StepContext,
+    StepResult,
+    guarded,
+    parallel,
+    registered_in_a,
+)
 
 STEP = Step.PROMOTE_A
-log = logging.getLogger(__name__)
 
 
 def decide(view: ImageView, history: ImageHistory, names: Names) -> Decision:
@@ -148,12 +155,3 @@ def wait_peer_registered(ctx: StepContext, name: str) -> None:
                              "the image (rbd_mirror_image_state_check_interval); check that it "
                              f"runs and has {ctx.site_a.name} as its peer, then run again")
 
-
-def registered_in_a(ctx: StepContext, name: str, b_uuid: str) -> Registered:
-    """A's journal header of the image, read now, against B's mirror uuid (a header that cannot
-    be read is not known yet: waits go on until it is)."""
-    try:
-        return Registered(ctx.pool_a().journal_header(name), b_uuid, ctx.names)
-    except CephError as exc:
-        log.debug("cannot read %s's journal of %s: %s", ctx.site_a.name, name, exc)
-        return Registered(None, b_uuid, ctx.names, error=str(exc))

@@ -27,8 +27,16 @@ from ..safety import (
     unsafe_disks,
 )
 from ..waits import CAUGHT_UP, MIRRORED, Mirrored
-from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
-from .promote_a import registered_in_a
+from .base import (
+    Choice,
+    Decision,
+    Recorder,
+    StepContext,
+    StepResult,
+    guarded,
+    parallel,
+    registered_in_a,
+)
 
 STEP = Step.TERMINATE_B
 
@@ -139,16 +147,21 @@ def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None,
     snap_mode = {i for i in pair.images if not ((info := infos.get(i)) and info.mode != "snapshot")}
     snaps = {name: pb.create_mirror_snapshot(name) for name in snap_mode
              if (info := infos.get(name)) is not None and info.primary}
-    b_uuid = {name: pb.mirror_uuid(name) for name in snap_mode}  # per pool
+    uuids: dict[str, str] = {}  # B's mirror uuid (per pool), read once per image
+
+    def b_uuid(name: str) -> str:
+        if name not in uuids:
+            uuids[name] = pb.mirror_uuid(name)
+        return uuids[name]
+
+    for name in snap_mode:
+        b_uuid(name)
     registered: set[str] = set()
-    uuids: dict[str, str] = {}
 
     def _unregistered(name: str) -> str | None:
         if name in registered:
             return None
-        if name not in uuids:
-            uuids[name] = pb.mirror_uuid(name)
-        why = registered_in_a(ctx, name, uuids[name]).why_not()
+        why = registered_in_a(ctx, name, b_uuid(name)).why_not()
         if why is None:
             registered.add(name)
         return why
@@ -164,7 +177,7 @@ def _observer(ctx: StepContext, pair: Pair, *, proven: set[str] | None = None,
             if n in snap_mode:
                 copies = pa.mirror_snapshots(n) if n in snaps else []
                 seen[n] = Mirrored(snapshots=tuple(copies),
-                                   expected=snaps.get(n), source=b_uuid[n], snapshot_mode=True)
+                                   expected=snaps.get(n), source=b_uuid(n), snapshot_mode=True)
         return seen
 
     return observe, snap_mode
