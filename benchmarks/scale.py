@@ -147,7 +147,8 @@ def probe_in_child(lab: Lab, world: World, *, timeout: float = 600.0) -> dict[st
 
 #: Calls that read the whole pool (every image's status, or every image's mirror info).
 POOL_WIDE = ("librbd:RBD.mirror_image_status_list", "librbd:RBD.mirror_image_info_list",
-             "librbd:RBD.list2", "rados:MirrorPool._mirror_infos")
+             "librbd:RBD.list2", "rados:MirrorPool._mirror_infos",
+             "xmlrpc:one.vmpool.infoextended")
 
 
 def one_vm_failback(lab: Lab, world: World, index: int = 0) -> dict[str, Any]:
@@ -167,11 +168,15 @@ def one_vm_failback(lab: Lab, world: World, index: int = 0) -> dict[str, Any]:
                   journal=Journal(unique_journal("cfb-scale-one-")), vms=(pair.vm_b,))
     instrument_failback(fb, counter)
     started = time.time()
-    report = fb.run()
+    error = None
+    try:
+        complete = fb.run().complete
+    except Exception as exc:  # noqa: BLE001 - recorded: the plan()/status() figures stand
+        complete, error = False, f"{type(exc).__name__}: {exc}"
     wall = time.time() - started
     by_step = counter.detail()
     return {
-        "vm": pair.name, "images": list(pair.images), "complete": report.complete,
+        "vm": pair.name, "images": list(pair.images), "complete": complete, "error": error,
         "downtime_seconds": downtime(clock_b, clock_a, pair.vm_b, pair.vm_a),
         "wall_seconds": wall,
         "calls": counter.by_step(),

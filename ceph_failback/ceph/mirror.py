@@ -42,15 +42,18 @@ __all__ = [
     "OperationResult",
     "DEFAULT_CONCURRENCY",
     "READ_CONCURRENCY",
+    "READ_WINDOW",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Like ``rbd_concurrent_management_ops``: how many images a batch operation works on at once.
 DEFAULT_CONCURRENCY = 10
-#: How many images' mirror state (promotion, journal header) a pool-wide read asks at once:
-#: reads only, each a single round trip.
+#: How many images a pool-wide read opens through librbd at once (reads only).
 READ_CONCURRENCY = 16
+#: How many journal headers a pool-wide read has in flight at once (one small omap read each,
+#: like rbd_concurrent_management_ops bounds librbd's own).
+READ_WINDOW = 128
 
 T = TypeVar("T")
 
@@ -247,7 +250,11 @@ class MirrorPool:
     #: promotion-state read per image of the pool.
     per_image_limit: int = 8
 
-    #: How many images' promotion states :meth:`images` and :meth:`overview` read at once.
+    #: How many journal headers :meth:`images` and :meth:`overview` read at once (librados'
+    #: asynchronous reads, :func:`~ceph_failback.ceph.promotion.read_omaps`).
+    read_window: int = READ_WINDOW
+    #: How many images :meth:`images` and :meth:`overview` read through librbd at once (the
+    #: images whose journal does not say: snapshot mode, an unreadable journal).
     read_concurrency: int = READ_CONCURRENCY
 
     def _mirror_infos(self, ioctx: Any, counts: dict[str, int] | None = None,
@@ -257,8 +264,8 @@ class MirrorPool:
         (:mod:`~ceph_failback.ceph.promotion`)."""
         try:
             return read_mirror_infos(ioctx, self._rados, self._rbd,
-                                     concurrency=self.read_concurrency, counts=counts,
-                                     headers=headers)
+                                     concurrency=self.read_concurrency,
+                                     window=self.read_window, counts=counts, headers=headers)
         except ValueError as exc:
             raise CephError(f"cannot decode the pool's mirrored image list (rbd_mirroring): "
                             f"{exc}", **self._where()) from exc

@@ -75,18 +75,26 @@ def read_omaps(ioctx: Any, rados: Any, oids: list[str], *, window: int
                ) -> dict[str, dict[str, bytes] | None]:
     """Each object's first omap page (up to 1,024 keys), ``window`` reads in flight at once
     through librados' asynchronous reads (no thread per read: the callbacks run on librados'
-    own thread); ``None`` for an object whose read failed (missing, denied...)."""
+    own thread); ``None`` for an object whose read failed (missing, denied...).
+
+    Every read submitted is waited for (``wait_for_complete_and_cb``) before its operation is
+    released, an exception or an interrupt included; a read whose submission was interrupted
+    before its completion was known keeps its operation (a leak, never a use after free)."""
     out: dict[str, dict[str, bytes] | None] = {}
     slots = threading.Semaphore(max(1, window))
-    lock = threading.Lock()
-    finished = threading.Condition(lock)
-    pending: list[tuple[Any, Any]] = []  # (op, completion): kept alive until complete
-    left = [0]
+    # [op, completion, never submitted]: each op lives until its read has completed.
+    pending: list[list[Any]] = []
 
     def submit(oid: str) -> None:
         op = rados.ReadOpCtx()
         op.__enter__()
-        values, _ = ioctx.get_omap_vals(op, "", "", _PAGE)
+        entry = [op, None, False]
+        pending.append(entry)
+        try:
+            values, _ = ioctx.get_omap_vals(op, "", "", _PAGE)
+        except Exception:
+            entry[2] = True
+            raise
 
         def done(completion: Any) -> None:
             try:
@@ -95,33 +103,30 @@ def read_omaps(ioctx: Any, rados: Any, oids: list[str], *, window: int
                     if completion.get_return_value() >= 0 else None)
             except Exception:  # noqa: BLE001 - decided below as unreadable
                 page = None
-            with finished:
-                out[oid] = page
-                left[0] -= 1
-                finished.notify_all()
+            out[oid] = page
             slots.release()
 
-        with lock:
-            left[0] += 1
         try:
-            pending.append((op, ioctx.operate_aio_read_op(op, oid, oncomplete=done)))
-        except BaseException:
-            with lock:
-                left[0] -= 1
-            slots.release()
-            op.__exit__(None, None, None)
+            entry[1] = ioctx.operate_aio_read_op(op, oid, oncomplete=done)
+        except Exception:  # refused: never in flight
+            entry[2] = True
             raise
 
     try:
         for oid in oids:
             slots.acquire()
-            submit(oid)
+            try:
+                submit(oid)
+            except BaseException:
+                slots.release()
+                raise
     finally:
-        with finished:  # every read submitted completes before its op is released
-            while left[0]:
-                finished.wait()
-        for op, _ in pending:
-            op.__exit__(None, None, None)
+        for op, completion, unsent in pending:
+            if completion is not None:
+                completion.wait_for_complete_and_cb()
+                op.__exit__(None, None, None)
+            elif unsent:
+                op.__exit__(None, None, None)
     return out
 
 

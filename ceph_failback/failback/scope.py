@@ -68,10 +68,14 @@ class ScopeReader:
     def _listings(self) -> tuple[list[VM], list[VM]]:
         """Site A's VMs and :meth:`_vms_b`, read side by side (each is mostly oned's time to
         answer and the parse of its answer)."""
-        with ThreadPoolExecutor(1, thread_name_prefix="vms-a") as ex:
+        ex = ThreadPoolExecutor(1, thread_name_prefix="vms-a")
+        try:
             vms_a = ex.submit(self.site_a.one.vms)
             vms_b = self._vms_b()
             return vms_a.result(), vms_b
+        finally:
+            # B's failure (or an interrupt) is raised at once, not after A's whole listing.
+            ex.shutdown(wait=False, cancel_futures=True)
 
     def _vms_b(self) -> list[VM]:
         """Site B's live VMs, and the DONE ones this failback's journal names (read by id with

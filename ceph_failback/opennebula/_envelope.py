@@ -19,8 +19,11 @@ A pool listing's document is most of the response (4.6 MB for 1,000 VMs) and exp
 hand it to ElementTree in a chunk per escaped character. So a ``<string>`` over
 :data:`LONG_STRING` bytes whose text is plain (only the five predefined entities, no markup, no
 character reference, no carriage return, no control character: what xmlrpc-c writes for oned's
-documents) is cut out of the envelope before parsing and unescaped with ``str.replace``; any
-other string is left to ElementTree, so the result is the same either way.
+documents) is cut out of the envelope before parsing and unescaped with ``bytes.replace``. Only
+in a document where ``<string>`` can only be a tag (:func:`_plain_document`: it starts with its
+root or a declaration of UTF-8, and has no DOCTYPE, comment, CDATA section or processing
+instruction); any other string, or document, is left to ElementTree, and
+tests/unit/test_xmlrpc_envelope.py checks the result is ``xmlrpc.client``'s on each kind.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ _ENTITIES = ((b"&lt;", b"<"), (b"&gt;", b">"), (b"&quot;", b'"'), (b"&apos;", b"
 #: carriage return (line ends are normalised), ``]]>``, a character XML does not allow.
 _NOT_PLAIN = (b"<", b"\r", b"&#", b"]]>", "\ufffe".encode(), "\uffff".encode())
 _CONTROL = bytes(range(0, 9)) + b"\x0b\x0c" + bytes(range(14, 32))
-_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding=[\"']([A-Za-z0-9._-]+)[\"']")
+_DECLARATION = re.compile(rb"<\?xml\s[^>]*?\?>")
+_ENCODING = re.compile(rb"\sencoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 
 
 def loads(body: bytes | str) -> tuple[Any, ...]:
@@ -75,11 +79,8 @@ def loads(body: bytes | str) -> tuple[Any, ...]:
 def _cut_long_strings(body: bytes, cut: dict[str, str]) -> bytes:
     """``body`` with the text of each long plain ``<string>`` replaced by a placeholder (a
     random token, never in oned's answer), the text unescaped into ``cut`` under it."""
-    declared = _DECLARATION.match(body)
-    if declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8"):
-        return body  # another encoding: ElementTree decodes it
-    if b"<![CDATA[" in body or b"<!--" in body:
-        return body  # a "<string>" may be text there: only ElementTree can tell
+    if not _plain_document(body):
+        return body
     parts, at, token = [], 0, secrets.token_hex(16)
     while True:
         start = body.find(_OPEN, at)
@@ -109,6 +110,25 @@ def _child(node: ElementTree.Element, tag: str) -> ElementTree.Element:
     if found is None:
         raise xmlrpc.client.ResponseError(f"XML-RPC <{node.tag}> without <{tag}>")
     return found
+
+
+def _plain_document(body: bytes) -> bool:
+    """Whether ``<string>`` in ``body`` can only be a tag: the document starts with its root
+    or an XML declaration naming UTF-8 or no encoding (no byte order mark, no other
+    encoding), and holds no ``<!`` (DOCTYPE, comment, CDATA) and no processing instruction
+    after the declaration."""
+    start = 0
+    if body.startswith(b"<?xml"):
+        declaration = _DECLARATION.match(body)
+        if declaration is None:
+            return False
+        encoding = _ENCODING.search(declaration.group(0))
+        if encoding is not None and encoding.group(1).lower() != b"utf-8":
+            return False
+        start = declaration.end()
+    elif not body.startswith(b"<"):
+        return False
+    return b"<!" not in body and body.find(b"<?", start) < 0
 
 
 def _plain_text(raw: bytes) -> str | None:

@@ -247,22 +247,22 @@ class OpenNebulaSite:
             state_filter = _ALL if include_done else _ALL_BUT_DONE
         return self._paged(state_filter)
 
-    #: VM ids per page of :meth:`vms`: oned's answer for 1,000 VMs is ~4.6 MB of XML, whose
-    #: tree weighs ~30 MB while it is read.
+    #: VMs wanted per page of :meth:`vms`: oned's answer for 1,000 VMs is ~4.6 MB of XML,
+    #: whose tree weighs ~30 MB while it is read.
     page_ids: int = 1000
-    #: The widest id window of a page, where ids are sparse (history, deleted VMs).
+    #: The widest id window of a page, where ids are sparse (DONE or deleted VMs): a page holds
+    #: at most this many VMs.
     widest_page: int = 8000
 
     def _paged(self, state_filter: int) -> list[VM]:
-        """Every VM the user may see (filter -2) in ``state_filter``, newest first, read in
-        windows of ids from the newest down (``start``/``end``: oned's ``oid >= start AND
-        oid <= end``), not by offset: a VM that ends (DONE) while the pages are read would
-        shift an offset page and hide another VM. The newest id comes from a first page of
-        two VMs by offset (``end < -1``: offset ``start``, ``-end`` VMs, in oned's
-        ``API_LIST_ORDER``, newest first by default); a site that lists oldest first is read
-        in one call. A VM created after that first page is not listed: the listing is of the
-        VMs that existed when it began. A window that held few VMs makes the next one wider
-        (at most twice as wide, and :attr:`widest_page` ids)."""
+        """Every VM the user may see (filter -2) in ``state_filter``, newest first, in windows
+        of ids from the newest down (``oid >= start AND oid <= end``), not by offset (a VM
+        ending between pages would shift an offset page and hide another). The newest id
+        comes from a first page of two VMs by offset (``end < -1``), in the user's
+        ``API_LIST_ORDER``; one listing oldest first is read in one call. VMs created after
+        that first page are not listed. Each window is sized from the density of ids the last
+        one found to hold about :attr:`page_ids` VMs, at most twice the last one's width and
+        :attr:`widest_page` ids (docs/configuration.rst: OpenNebula)."""
         what = "list the VMs"
         first = self._listing("vmpool.infoextended", -2, 0, -2, state_filter, what=what)
         if len(first) == 2 and first[0].id < first[1].id:  # oldest first: no newest id
@@ -277,10 +277,9 @@ class OpenNebulaSite:
                                  what=f"list the VMs with ids {low}-{high}")
             vms.extend(sorted(page, key=lambda vm: vm.id, reverse=True))
             high = low - 1
-            if len(page) < self.page_ids // 2:
-                width = min(width * 2, self.widest_page)
-            elif len(page) > self.page_ids:
-                width = max(self.page_ids, width // 2)
+            # About page_ids VMs at the density just seen; never more than twice as wide.
+            wanted = self.page_ids * width // max(len(page), 1)
+            width = max(1, min(wanted, 2 * width, self.widest_page))
         return vms
 
     def _listing(self, method: str, *params: Any, what: str) -> list[VM]:

@@ -935,3 +935,31 @@ def test_a_site_that_lists_oldest_first_is_read_in_one_call(oned, site, monkeypa
 def test_an_empty_pool_is_one_call(oned, site, monkeypatch) -> None:
     asked = _spy_listing(site, monkeypatch)
     assert site.vms() == [] and asked == [(-2, 0, -2, -1)]
+
+
+@pytest.mark.parametrize("ids", [
+    list(range(1_999_700, 2_000_000)),                     # a long-lived site: high ids only
+    list(range(0, 20_000)) + list(range(60_000, 60_050)),  # sparse new ids over a dense block
+    list(range(0, 30_000, 7)),                             # evenly sparse
+], ids=["high-ids", "dense-under-sparse", "even"])
+def test_the_pages_hold_at_most_the_widest_window_and_their_calls_are_bounded(
+        site: OpenNebulaSite, monkeypatch, ids: list[int]) -> None:
+    """The pager's arithmetic on id sets too large for the stand-in, answered as oned answers
+    (a window: ``oid >= start AND oid <= end``; ``end < -1``: an offset page, newest first)."""
+    from ceph_failback.opennebula.records import VM
+
+    newest_first = sorted(ids, reverse=True)
+    sizes: list[int] = []
+
+    def listing(method: str, filter_: int, start: int, end: int, state: int, *, what: str):  # type: ignore[no-untyped-def]
+        chosen = (newest_first[start:start - end] if end < -1 else
+                  [i for i in newest_first if start <= i <= end])
+        sizes.append(len(chosen))
+        return [VM(i, f"vm-{i}", "RUNNING", "RUNNING", ()) for i in chosen]
+
+    monkeypatch.setattr(site, "_listing", listing)
+    listed = [vm.id for vm in site.vms()]
+    assert listed == newest_first
+    assert max(sizes) <= site.widest_page
+    bound = len(ids) / site.page_ids + max(ids) / site.widest_page + 20
+    assert len(sizes) <= bound

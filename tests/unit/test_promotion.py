@@ -40,11 +40,15 @@ class FakeRados:
     ObjectNotFound = ObjectNotFound
 
     class ReadOpCtx:
+        released = False
+
         def __enter__(self) -> Any:
             return self
 
         def __exit__(self, *exc: object) -> None:
-            pass
+            # Releasing an operation whose read is in flight would be a use after free.
+            assert all(c.called.is_set() for c in getattr(self, "completions", []))
+            self.released = True
 
 
 class FakeIoctx:
@@ -52,6 +56,8 @@ class FakeIoctx:
                  denied: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.objects, self.denied = objects, denied
         self.in_flight = self.most_in_flight = 0
+        self.refused: set[str] = set()
+        self.submitted: list[Any] = []
         self.lock = threading.Lock()
 
     def get_omap_vals(self, op: Any, start: str, prefix: str, n: int) -> tuple[Any, int]:
@@ -70,7 +76,10 @@ class FakeIoctx:
 
     def operate_aio_read_op(self, op: Any, oid: str, oncomplete: Any) -> Any:
         """As librados: the read's outcome is the completion's return value (a negative errno),
-        the callback runs on another thread, later."""
+        the callback runs on another thread, later; ``refused`` objects fail the submission."""
+        if oid in self.refused:
+            raise PermissionDenied(oid)
+        op.completions = getattr(op, "completions", [])
         with self.lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -78,10 +87,18 @@ class FakeIoctx:
         class Completion:
             value = 0
 
+            def __init__(self) -> None:
+                self.called = threading.Event()
+
             def get_return_value(self) -> int:
                 return self.value
 
+            def wait_for_complete_and_cb(self) -> None:
+                assert self.called.wait(5)
+
         completion = Completion()
+        op.completions.append(completion)
+        self.submitted.append(op)
         try:
             self.operate_read_op(op, oid)
         except PermissionDenied:
@@ -94,6 +111,7 @@ class FakeIoctx:
             with self.lock:
                 self.in_flight -= 1
             oncomplete(completion)
+            completion.called.set()
 
         threading.Thread(target=complete).start()
         return completion
@@ -200,3 +218,15 @@ def test_the_journals_are_read_a_window_at_a_time_and_answer_in_the_listing_orde
     assert [out[f"{i:04d}"]["primary"] for i in range(200)] == [bool(i % 2) for i in range(200)]
     assert 1 < ioctx.most_in_flight <= 8
     assert ioctx.in_flight == 0
+
+
+def test_a_refused_read_propagates_once_every_read_in_flight_has_completed() -> None:
+    images = {f"image_{i:04d}": mirror_image(f"g{i}", 1, 0) for i in range(40)}
+    objects = {"rbd_mirroring": images}
+    objects.update({f"journal.{i:04d}": PRIMARY for i in range(40)})
+    ioctx = FakeIoctx(objects)
+    ioctx.refused = {"journal.0025"}
+    with pytest.raises(PermissionDenied):
+        read_mirror_infos(ioctx, FakeRados, fake_rbd({}), concurrency=2, window=8)
+    assert len(ioctx.submitted) == 25 and ioctx.in_flight == 0
+    assert all(op.released for op in ioctx.submitted)  # each after its read completed
