@@ -247,30 +247,32 @@ class OpenNebulaSite:
             state_filter = _ALL if include_done else _ALL_BUT_DONE
         return self._paged(state_filter)
 
-    #: VMs wanted per page of :meth:`vms`: oned's answer for 1,000 VMs is ~4.6 MB of XML,
-    #: whose tree weighs ~30 MB while it is read.
+    #: VMs per page of :meth:`vms` (oned's answer for 1,000 VMs: 4.6 MB of XML, ~30 MB of tree).
     page_ids: int = 1000
-    #: The widest id window of a page, where ids are sparse (DONE or deleted VMs): a page holds
-    #: at most this many VMs.
+    #: The widest id window of a page (where ids are sparse): a page holds at most this many VMs.
     widest_page: int = 8000
 
     def _paged(self, state_filter: int) -> list[VM]:
-        """Every VM the user may see (filter -2) in ``state_filter``, newest first, in windows
-        of ids from the newest down (``oid >= start AND oid <= end``), not by offset (a VM
-        ending between pages would shift an offset page and hide another). The newest id
-        comes from a first page of two VMs by offset (``end < -1``), in the user's
-        ``API_LIST_ORDER``; one listing oldest first is read in one call. VMs created after
-        that first page are not listed. Each window is sized from the density of ids the last
-        one found to hold about :attr:`page_ids` VMs, at most twice the last one's width and
+        """Every VM the user may see (filter -2) in ``state_filter``, newest first: the newest
+        :attr:`page_ids` VMs (offset 0, ``end < -1``, in the user's ``API_LIST_ORDER``), then
+        windows of ids below them (``oid >= start AND oid <= end``), not further offsets (a VM
+        ending between pages would shift an offset page and hide another). A pool smaller than
+        a page is one call; one listed oldest first is read in one call. VMs created after the
+        first page are not listed. Each window is sized from the density of ids the last page
+        found, to hold about :attr:`page_ids` VMs, at most twice the last one's width and
         :attr:`widest_page` ids (docs/configuration.rst: OpenNebula)."""
         what = "list the VMs"
-        first = self._listing("vmpool.infoextended", -2, 0, -2, state_filter, what=what)
-        if len(first) == 2 and first[0].id < first[1].id:  # oldest first: no newest id
+        # The newest page_ids VMs now (offset 0: nothing shifts it); fewer is every VM.
+        first = self._listing("vmpool.infoextended", -2, 0, -self.page_ids, state_filter,
+                              what=what)
+        newest_first = all(a.id > b.id for a, b in zip(first, first[1:], strict=False))
+        if len(first) < self.page_ids:
+            return sorted(first, key=lambda vm: vm.id, reverse=True)
+        if not newest_first:  # listed oldest first: the first page says nothing of the rest
             return self._listing("vmpool.infoextended", -2, -1, -1, state_filter, what=what)
-        if not first:
-            return []
-        vms: list[VM] = []
-        high, width = first[0].id, self.page_ids
+        vms: list[VM] = list(first)
+        high = first[-1].id - 1
+        width = max(1, min(first[0].id - first[-1].id + 1, self.widest_page))
         while high >= 0:
             low = max(0, high - width + 1)
             page = self._listing("vmpool.infoextended", -2, low, high, state_filter,

@@ -895,9 +895,9 @@ def test_a_large_pool_is_listed_in_id_windows_from_the_newest_down(oned, site, m
     asked = _spy_listing(site, monkeypatch)
     paged = site.vms()
     assert paged == whole and len(paged) == 15
-    assert asked[0] == (-2, 0, -2, -1)  # the newest id: two VMs by offset
+    assert asked[0] == (-2, 0, -4, -1)  # the newest page_ids VMs, by offset 0
     windows = [(start, end) for _, start, end, _ in asked[1:]]
-    assert windows[0][1] == max(vms) and windows[-1][0] == 0
+    assert windows[0][1] == paged[3].id - 1 and windows[-1][0] == 0  # then ids below them
     assert all(b[1] == a[0] - 1 for a, b in zip(windows, windows[1:], strict=False))  # down
     widths = [end - start + 1 for start, end in windows]
     assert max(widths) == 16 and all(w <= 16 for w in widths)
@@ -934,7 +934,15 @@ def test_a_site_that_lists_oldest_first_is_read_in_one_call(oned, site, monkeypa
 
 def test_an_empty_pool_is_one_call(oned, site, monkeypatch) -> None:
     asked = _spy_listing(site, monkeypatch)
-    assert site.vms() == [] and asked == [(-2, 0, -2, -1)]
+    assert site.vms() == [] and asked == [(-2, 0, -site.page_ids, -1)]
+
+
+def test_a_pool_smaller_than_a_page_is_one_call(oned, site, monkeypatch) -> None:
+    for i in range(5):
+        oned.add_vm(f"vm{i}", disks=[])
+    asked = _spy_listing(site, monkeypatch)
+    assert [vm.name for vm in site.vms()] == [f"vm{i}" for i in reversed(range(5))]
+    assert asked == [(-2, 0, -site.page_ids, -1)]
 
 
 @pytest.mark.parametrize("ids", [
