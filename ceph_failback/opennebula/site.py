@@ -255,21 +255,21 @@ class OpenNebulaSite:
     def _paged(self, state_filter: int) -> list[VM]:
         """Every VM the user may see (filter -2) in ``state_filter``, newest first: the newest
         :attr:`page_ids` VMs (offset 0, ``end < -1``, in the user's ``API_LIST_ORDER``), then
-        windows of ids below them (``oid >= start AND oid <= end``), not further offsets (a VM
-        ending between pages would shift an offset page and hide another). A pool smaller than
-        a page is one call; one listed oldest first is read in one call. VMs created after the
+        windows of ids below them (``oid >= start AND oid <= end``), not offsets (a VM ending
+        between pages would shift an offset page and hide another). A smaller pool is one
+        call; one listed oldest first is read whole by a second call. VMs created after the
         first page are not listed. Each window is sized from the density of ids the last page
-        found, to hold about :attr:`page_ids` VMs, at most twice the last one's width and
-        :attr:`widest_page` ids (docs/configuration.rst: OpenNebula)."""
+        found, to hold about :attr:`page_ids` VMs: at most twice the last width and
+        :attr:`widest_page` ids (so at most that many VMs per answer)."""
         what = "list the VMs"
-        # The newest page_ids VMs now (offset 0: nothing shifts it); fewer is every VM.
-        first = self._listing("vmpool.infoextended", -2, 0, -self.page_ids, state_filter,
-                              what=what)
-        newest_first = all(a.id > b.id for a, b in zip(first, first[1:], strict=False))
-        if len(first) < self.page_ids:
+        size = max(2, self.page_ids)  # end -1 would be an id range, not a page of one
+        first = self._listing("vmpool.infoextended", -2, 0, -size, state_filter, what=what)
+        if len(first) < size:
             return sorted(first, key=lambda vm: vm.id, reverse=True)
-        if not newest_first:  # listed oldest first: the first page says nothing of the rest
-            return self._listing("vmpool.infoextended", -2, -1, -1, state_filter, what=what)
+        if any(a.id <= b.id for a, b in zip(first, first[1:], strict=False)):
+            # Listed oldest first: the first page says nothing of the rest.
+            every = self._listing("vmpool.infoextended", -2, -1, -1, state_filter, what=what)
+            return sorted(every, key=lambda vm: vm.id, reverse=True)
         vms: list[VM] = list(first)
         high = first[-1].id - 1
         width = max(1, min(first[0].id - first[-1].id + 1, self.widest_page))
@@ -280,7 +280,7 @@ class OpenNebulaSite:
             vms.extend(sorted(page, key=lambda vm: vm.id, reverse=True))
             high = low - 1
             # About page_ids VMs at the density just seen; never more than twice as wide.
-            wanted = self.page_ids * width // max(len(page), 1)
+            wanted = size * width // max(len(page), 1)
             width = max(1, min(wanted, 2 * width, self.widest_page))
         return vms
 

@@ -923,12 +923,12 @@ def test_a_site_that_lists_oldest_first_is_read_in_one_call(oned, site, monkeypa
     site.page_ids = 2
 
     def oldest_first(n: int, params: tuple, answer: list):  # type: ignore[no-untyped-def]
-        if params[2] < -1:  # API_LIST_ORDER = ASC: the offset page starts at the oldest
-            return sorted(whole, key=lambda vm: vm.id)[:-params[2]]
-        return answer
+        # API_LIST_ORDER = ASC: every answer oldest first, the offset page from the oldest.
+        ascending = sorted(whole, key=lambda vm: vm.id)
+        return ascending[:-params[2]] if params[2] < -1 else sorted(answer, key=lambda vm: vm.id)
 
     asked = _spy_listing(site, monkeypatch, oldest_first)
-    assert site.vms() == whole
+    assert site.vms() == whole  # newest first all the same
     assert asked == [(-2, 0, -2, -1), (-2, -1, -1, -1)]
 
 
@@ -971,3 +971,12 @@ def test_the_pages_hold_at_most_the_widest_window_and_their_calls_are_bounded(
     assert max(sizes) <= site.widest_page
     bound = len(ids) / site.page_ids + max(ids) / site.widest_page + 20
     assert len(sizes) <= bound
+
+
+def test_a_page_of_one_is_still_an_offset_page(oned, site, monkeypatch) -> None:
+    for i in range(3):
+        oned.add_vm(f"vm{i}", disks=[])
+    site.page_ids = 1  # -1 would be oned's open id range, not a page
+    asked = _spy_listing(site, monkeypatch)
+    assert [vm.name for vm in site.vms()] == ["vm2", "vm1", "vm0"]
+    assert asked[0] == (-2, 0, -2, -1)
