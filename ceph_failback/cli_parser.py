@@ -61,6 +61,13 @@ def _vm_id(text: str) -> int:
     return value
 
 
+def _group(text: str) -> tuple[int | str, ...]:
+    entries = [e.strip() for e in text.split(",")]
+    if not all(entries):
+        raise argparse.ArgumentTypeError(f"{text!r}: a group is VM names or ids, comma-separated")
+    return tuple(int(e) if e.isdigit() else e for e in entries)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -102,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--pair", action="append", default=[], type=_pair, metavar="VMB:VMA",
                        help="pair VM VMB of site B with VM VMA of site A explicitly (overrides "
                             "the mapping read from their disks); repeatable")
+
+    scope.add_argument("--order", action="append", default=[], type=_group, metavar="VMS",
+                       help="the start order, one group per option in order: VM names or ids "
+                            "of site B, comma-separated (--order db --order app,17); replaces "
+                            "the configuration file's order")
+    scope.add_argument("--no-oneflow", action="store_true",
+                       help="take no start order from site A's OneFlow services")
 
     waive = _Parser(add_help=False)
     waive.add_argument("--waive", action="append", default=[], choices=sorted(WAIVABLE),

@@ -22,6 +22,10 @@
    [timeouts]                                     # optional: see failback.Timeouts
    resync = 7200
 
+A start order (optional, :doc:`/recovery-plans`) is a top-level key, before the tables:
+``order = [["db-1", "db-2"], ["app"], [17]]`` (groups of VM names or ids on site B, each resumed
+after the one before it), and ``oneflow = false`` takes none from site A's OneFlow services.
+
 Relative paths are relative to the configuration file's directory; ``~`` is expanded.
 The file never holds a password: ``one_auth`` names a file holding ``user:password``, read with
 the OpenNebula CLI's conventions (:mod:`ceph_failback.opennebula.config`).
@@ -44,7 +48,7 @@ from .siteconf import SITE_KEYS, Reader, SiteConfig, read_site, type_name
 __all__ = ["SiteConfig", "FailbackConfig", "load_config", "SITE_KEYS", "TOP_KEYS"]
 
 #: Top-level keys and tables.
-TOP_KEYS = ("pool", "journal", "site", "timeouts")
+TOP_KEYS = ("pool", "journal", "order", "oneflow", "site", "timeouts")
 
 _TIMEOUT_KEYS = tuple(f.name for f in dataclasses.fields(Timeouts))
 
@@ -60,6 +64,8 @@ class FailbackConfig:
         site_b: the site the VMs run on now.
         journal: the journal file, if the file (or an override) names one.
         timeouts: wait limits.
+        order: the explicit start order (groups of VM names or ids on B), if any.
+        oneflow: take the start order from site A's OneFlow services.
     """
 
     path: Path
@@ -68,6 +74,8 @@ class FailbackConfig:
     site_b: SiteConfig
     journal: Path | None = None
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
+    order: tuple[tuple[int | str, ...], ...] | None = None
+    oneflow: bool = True
 
     def sites(self) -> tuple[Site, Site]:
         """Site A and site B as :class:`~ceph_failback.failback.Site` objects."""
@@ -141,6 +149,11 @@ def load_config(path: str | os.PathLike[str],
         raise r.error("site.b.ceph_conf", "both sites use the same Ceph configuration file",
                       site=b.name)
 
+    order = _order(r, raw.get("order"))
+    oneflow = raw.get("oneflow", True)
+    if not isinstance(oneflow, bool):
+        raise r.error("oneflow", f"must be true or false, not {type_name(oneflow)}")
+
     timeouts = Timeouts()
     if "timeouts" in raw:
         t_raw = raw["timeouts"]
@@ -152,7 +165,28 @@ def load_config(path: str | os.PathLike[str],
 
     return FailbackConfig(path=path, pool=pool, site_a=a, site_b=b,
                           journal=Path(r.path_value(journal)) if journal else None,
-                          timeouts=timeouts)
+                          timeouts=timeouts, order=order, oneflow=oneflow)
+
+
+def _order(r: Reader, value: Any) -> tuple[tuple[int | str, ...], ...] | None:
+    """``order``: a list of groups, each a non-empty list of VM names or ids (on site B)."""
+    if value is None:
+        return None
+    shape = "a list of groups, each a list of VM names or ids: [[\"db\"], [\"app\", 17]]"
+    if not isinstance(value, list):
+        raise r.error("order", f"must be {shape}, not {type_name(value)}")
+    groups = []
+    for index, group in enumerate(value, 1):
+        if not isinstance(group, list) or not group:
+            raise r.error("order", f"group {index} must be a non-empty list, not "
+                          f"{type_name(group)}: the order is {shape}")
+        for entry in group:
+            if isinstance(entry, bool) or not isinstance(entry, int | str) or entry == "" or (
+                    isinstance(entry, int) and entry < 0):
+                raise r.error("order", f"group {index}: {entry!r} is neither a VM name nor a VM "
+                              "id (ids are site B's, not negative)")
+        groups.append(tuple(group))
+    return tuple(groups)
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> set[str]:

@@ -12,7 +12,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -24,16 +23,13 @@ from ..ceph.pools import (
     PoolSet,
     break_locks,
     lock_holders,
-    parts_of,
     unserved_pools,
 )
-from ..ceph.rbd_journal import JournalHeader
 from ..ceph.seams import MirrorSide, PoolLockSide
 from ..errors import (
     CephError,
     ConfigurationError,
     FailbackError,
-    MirroringNotEnabledError,
     SafetyError,
     WaitFailedError,
 )
@@ -42,18 +38,19 @@ from .events import Emitter, Listener
 from .journal import Journal, Synced
 from .ledger import Ledger, Mark, Step
 from .locking import RunLock
+from .order import StartOrder
 from .pipeline import run_pipelined
-from .plan import Blocker, Plan
-from .planner import build_plan
-from .protection import outside_scope, record_unprotected, unprotected_warning, watch_protection
+from .plan import Plan
+from .protection import record_unprotected, watch_protection
 from .report import Report, build_report
-from .safety import ImageView, Names
-from .scope import WAIVABLE, Scope, ScopeReader, lock_blockers
+from .safety import Names
+from .scope import WAIVABLE, Scope, ScopeReader
 from .sites import Site, Timeouts, check_distinct_clusters, image_names, pool_names
 from .status import Status, read_status
 from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_b
 from .steps import reprotect as reprotect_step
 from .steps.base import Decision, StepResult  # noqa: F401 (StepResult: importable from here)
+from .survey import survey
 from .waits import SPLIT_BRAIN_ON_B
 
 __all__ = ["Failback", "WAIVABLE"]  # Site and Timeouts: .sites (importable from here too)
@@ -95,6 +92,12 @@ class Failback:
         vms: restrict the scope to these VMs on site B (ids).
         pairs: an explicit mapping ``{vm_b_id: vm_a_id}`` that overrides or completes the one
             read from the disks.
+        order: the start order, explicitly: a list of groups, each a list of VMs (ids on site B,
+            or VM names), each group resumed on A only once the one before it runs there, and
+            stopped on B only after it (:mod:`~ceph_failback.failback.order`). VMs it does not
+            name follow their OneFlow service's roles.
+        oneflow: take the start order of VMs the explicit ``order`` does not name from site A's
+            OneFlow services (a role after its parent roles); ``False``: no order from them.
         journal: the journal file (resumption reads it); default
             ``failback-<site_a>-<site_b>-<pool>.jsonl`` in the working directory.
         timeouts: wait limits.
@@ -122,6 +125,8 @@ class Failback:
         hard_terminate_after: float | None = None,
         waive: Iterable[str] = (),
         listeners: Iterable[Listener] = (),
+        order: Sequence[Sequence[int | str]] | None = None,
+        oneflow: bool = True,
     ) -> None:
         if site_a.name == site_b.name:
             raise FailbackError("site A and site B must have different names", site=site_a.name)
@@ -161,7 +166,7 @@ class Failback:
             site_a, site_b, self.pools, self.ledger,
             images=image_names(images, self.pools, site_b.name),
             vms=tuple(int(v) for v in vms) if vms is not None else None,
-            pairs=dict(pairs or {}))
+            pairs=dict(pairs or {}), order=order, oneflow=oneflow)
         self._pools: dict[str, MirrorSide] = {}
         self._lock = threading.Lock()
         purpose = (f"failback {site_b.name} -> {site_a.name}, journal "
@@ -195,6 +200,8 @@ class Failback:
         from ..config import load_config
 
         cfg = load_config(path, {"pool": pool})
+        kwargs.setdefault("order", cfg.order)
+        kwargs.setdefault("oneflow", cfg.oneflow)
         return cls(*cfg.sites(), cfg.pool, journal=journal if journal is not None
                    else cfg.journal, timeouts=timeouts or cfg.timeouts, **kwargs)
 
@@ -350,6 +357,11 @@ class Failback:
         """The VM pairs in scope (the steps' view of :attr:`pairs`)."""
         return list(self.scope().pairs)
 
+    def start_order(self) -> StartOrder:
+        """The scope's start order: in which groups the VMs stop on B (in reverse) and resume
+        on A (:mod:`~ceph_failback.failback.order`). Its problems are :meth:`plan` blockers."""
+        return self._scope.order(self.scope())[0]
+
     @property
     def images(self) -> list[str]:
         """The images in scope."""
@@ -369,67 +381,7 @@ class Failback:
         The plan runs the steps' own decisions (:mod:`ceph_failback.failback.steps`), each on
         the state the earlier steps leave, so it shows what the steps will do; a target a step
         would refuse is a blocker."""
-        blockers: list[Blocker] = []
-        warnings: list[str] = []
-        pa, pb = self.pool_a(), self.pool_b()
-        # Both sites' listings in the background, side by side and beside OpenNebula's (the
-        # scope): each reads every image's promotion state (ceph/promotion.py).
-        # Leaving the block waits for them, an error included: a librbd call must never outlive
-        # plan(), as the caller may close the cluster handle next (which would hang the call).
-        with ThreadPoolExecutor(3, thread_name_prefix="plan") as ex:
-            read_a: dict[str, JournalHeader] = {}  # the journal headers the listings read:
-            read_b: dict[str, JournalHeader] = {}  # step 2's proof below reads them too
-            overview_a = ex.submit(pa.overview, journals=read_a)
-            overview_b = ex.submit(pb.overview, journals=read_b)
-            health = ex.submit(unserved_pools, pa, beacon_grace=self.timeouts.daemon_beacon_grace)
-            for site, side in ((self.site_a, pa), (self.site_b, pb)):
-                for name, part in parts_of(side).items():
-                    try:
-                        part.require_mirroring()
-                    except MirroringNotEnabledError as exc:
-                        target = (f"pool@{site.name}" if len(self.pools) == 1
-                                  else f"pool:{name}@{site.name}")
-                        blockers.append(Blocker("mirroring-not-enabled", target, str(exc)))
-            lock_blockers(self._pool_lock, blockers, warnings, site=self.site_a.name)
-            fresh = self._scope.cached is None  # the scope read now holds the VMs' present states
-            scope = self.scope()
-            found, noted = self._scope.blockers(scope)
-            blockers += found
-            warnings += noted
-            if not scope.images:
-                warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")
-            infos_a, stat_a = overview_a.result()
-            infos_b, stat_b = overview_b.result()
-            try:
-                unserved = health.result()
-                if unserved:
-                    blockers.append(Blocker(
-                        "rbd-mirror-down", f"rbd-mirror@{self.site_a.name}",
-                        f"no healthy rbd-mirror daemon on {self.site_a.name} reports pool(s) "
-                        f"{', '.join(unserved)}: their images cannot resync or replay from "
-                        f"{self.site_b.name}"))
-            except CephError as exc:
-                blockers.append(Blocker("daemon-health-unknown", f"rbd-mirror@{self.site_a.name}",
-                                        f"cannot read the rbd-mirror service status: {exc}",
-                                        waivable=True))
-            try:
-                epochs = resync_a.undecided_epochs(self.pool_a(), self.pool_b(), scope.images,
-                                                   infos_a, infos_b, stat_a, self.ledger.image,
-                                                   read_a=read_a, read_b=read_b)
-            except CephError as exc:
-                epochs = {}
-                blockers.append(Blocker(
-                    "journal-unreadable", f"journal@{exc.site or self.site_a.name}",
-                    f"cannot read the images' journal headers ({exc}): step 2 proves from "
-                    "them which images need no resync, and would fail"))
-            views = [ImageView(n, infos_a.get(n), infos_b.get(n), stat_a.get(n), stat_b.get(n),
-                               epochs.get(n)) for n in scope.images]
-            outside = outside_scope(scope.images, infos_a, infos_b)
-            if outside:
-                warnings.append(unprotected_warning(outside, self.site_b.name))
-            present = list(scope.pairs) if fresh else self._scope.present(scope.pairs)
-            return build_plan(self.names, views, self.ledger.images(scope.images), present,
-                              blockers=blockers, warnings=warnings, waived=self.waive)
+        return survey(self)
 
     def check(self) -> Plan:
         """:meth:`plan`, raising :class:`SafetyError` if any blocker is not waived.
@@ -483,7 +435,7 @@ class Failback:
         A VM with a clone or volatile disk in the pool is refused (OpenNebula would delete it,
         and rbd-mirror A's copy), and so is one that A could not take over; a VM already DONE is
         not terminated again."""
-        return terminate_b.run(self, self._scope.select_pairs(self.scope(), vms))
+        return self._in_waves(terminate_b.run, vms, stopping=True)
 
     @_step
     def demote_site_b(self, images: Iterable[str] | None = None) -> StepResult:
@@ -510,7 +462,23 @@ class Failback:
         """Step 6: resume the VMs on site A and wait until they run. ``vms`` are ids of VMs on
         **site B** (the scope's key); their partners on A are resumed. A VM whose images are not
         all primary on A is refused. See :mod:`~ceph_failback.failback.steps.resume_a`."""
-        return resume_a.run(self, self._scope.select_pairs(self.scope(), vms))
+        return self._in_waves(resume_a.run, vms, stopping=False)
+
+    def _in_waves(self, step: Callable[[Failback, Sequence[Pair]], StepResult],
+                  vms: Iterable[int] | None, *, stopping: bool) -> StepResult:
+        """A VM step over the pairs of ``vms`` wave by wave in the start order (B: the last
+        group first); a wave with a failure raises before the next one starts."""
+        waves = self.start_order().waves(self._scope.select_pairs(self.scope(), vms),
+                                         stopping=stopping)
+        result = None
+        for wave in waves:
+            done = step(self, wave)
+            if result is None:
+                result = done
+            else:
+                result.outcomes.update(done.outcomes)
+                result.seconds += done.seconds
+        return result or step(self, [])
 
     # -- run -----------------------------------------------------------------------------------
 
@@ -536,7 +504,8 @@ class Failback:
         with self.locked():
             self.check()
             self._scope.record(self.pool_b())
-            self.ledger.write(Step.RUN, Mark.STARTED, pipeline=pipeline)
+            self.ledger.write(Step.RUN, Mark.STARTED, pipeline=pipeline,
+                              order=self.start_order().to_dict())
             try:
                 self.demote_site_a()
                 if pipeline:

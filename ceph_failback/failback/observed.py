@@ -1,5 +1,6 @@
 """What the safety rules (:mod:`~ceph_failback.failback.safety`) read and answer: the names their
-messages use, one image as both sites show it, and a rule's objection. Import them from
+messages use, one image as both sites show it, a rule's objection; and the plan's
+:class:`Blocker` (import it from :mod:`~ceph_failback.failback.plan`). Import the others from
 :mod:`~ceph_failback.failback.safety`, which re-exports them."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from ..ceph.rbd_journal import ReplayEpoch
 from ..ceph.status import MirrorImageInfo, MirrorStatus
 from ..errors import FailbackError, ImageNotFoundError, SafetyError
 
-__all__ = ["Names", "ImageView", "Refusal"]
+__all__ = ["Names", "ImageView", "Refusal", "Blocker"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,24 @@ class Refusal:
         """The exception a step records for the refused target."""
         cls = ImageNotFoundError if self.missing else SafetyError
         return cls(self.message, site=self.site, pool=pool, image=image, vm=vm, hint=self.hint)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A reason not to run the failback.
+
+    Attributes:
+        kind: a short identifier (``non-persistent-disk``, ``image-missing``...).
+        target: what it concerns (``image:one-3``, ``vm:site-b:12``, ``pool``).
+        message: what is wrong and what to do.
+        waivable: whether :meth:`Failback.run` may proceed when the caller waives this kind
+            explicitly (only kinds where proceeding cannot lose data).
+    """
+
+    kind: str
+    target: str
+    message: str
+    waivable: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.kind} [{self.target}]: {self.message}"

@@ -1,7 +1,9 @@
-"""``run()``'s pipeline: each VM moves through steps 3-6 as soon as its own images are ready."""
+"""``run()``'s pipeline: each VM moves through steps 3-6 as soon as its own images are ready,
+in the start order (:mod:`.order`) when there is one."""
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -10,36 +12,54 @@ from typing import TYPE_CHECKING
 from ..errors import FailbackError, StepFailedError
 from ..opennebula.mapping import Pair
 from .ledger import image_target, vm_target
+from .order import NO_ORDER, StartOrder
 
 if TYPE_CHECKING:
     from .core import Failback
 
-__all__ = ["run_pipelined", "dispatch_when_ready"]
+__all__ = ["run_pipelined", "dispatch_when_ready", "STOP", "MOVE", "START"]
+
+#: A VM's stages: terminated on B (step 3), its images moved (steps 4-5), resumed on A (step 6).
+STOP, MOVE, START = 0, 1, 2
+
+Stage = Callable[[Pair], bool]
 
 
 def run_pipelined(fb: Failback) -> None:
-    """Steps 2-6 with each VM's steps 3-6 started as soon as its images replay from B,
-    ``vm_concurrency`` VMs at a time. Raises :class:`StepFailedError` with every failure."""
+    """Steps 2-6 with each VM's steps 3-6 started as soon as its images replay from B (and the
+    start order lets it), ``vm_concurrency`` VMs at a time. Raises :class:`StepFailedError`
+    with every failure."""
     failures: dict[str, str] = {}
     lock = threading.Lock()
 
-    def one_vm(pair: Pair) -> None:
-        try:
-            fb.terminate_site_b(vms=[pair.vm_b.id])
-            fb.demote_site_b(images=pair.images)
-            fb.promote_site_a(images=pair.images)
-            fb.resume_site_a(vms=[pair.vm_b.id])
-        except StepFailedError as exc:
-            with lock:
-                failures.update(exc.failures)
-        except FailbackError as exc:  # a step that could not start for this VM
-            with lock:
-                failures[vm_target(fb.site_b.name, pair.vm_b.id)] = str(exc)
+    def stage(fn: Callable[[Pair], object], target: Callable[[Pair], str]) -> Stage:
+        def one(pair: Pair) -> bool:
+            try:
+                fn(pair)
+                return True
+            except StepFailedError as exc:
+                with lock:
+                    failures.update(exc.failures)
+            except FailbackError as exc:  # a step that could not start for this VM
+                with lock:
+                    failures[target(pair)] = str(exc)
+            return False
+        return one
+
+    def on_b(p: Pair) -> str:
+        return vm_target(fb.site_b.name, p.vm_b.id)
+
+    def move(p: Pair) -> None:
+        fb.demote_site_b(images=p.images)
+        fb.promote_site_a(images=p.images)
 
     pairs = fb.pairs
-    dispatch_when_ready(pairs, one_vm, failures,
-                        resync=lambda ready: fb.resync_site_a(on_ready=ready),
-                        workers=fb.vm_concurrency)
+    dispatch_when_ready(
+        pairs, (stage(lambda p: fb.terminate_site_b(vms=[p.vm_b.id]), on_b), stage(move, on_b),
+                stage(lambda p: fb.resume_site_a(vms=[p.vm_b.id]),
+                      lambda p: vm_target(fb.site_a.name, p.vm_a.id))),
+        failures, resync=lambda ready: fb.resync_site_a(on_ready=ready),
+        workers=fb.vm_concurrency, order=fb.start_order(), sites=(fb.site_a.name, fb.site_b.name))
     # Images of no VM (``images=``): step 2 above waited for them too.
     leftover = [i for i in fb.images if image_target(i) not in failures
                 and not any(i in p.images for p in pairs)]
@@ -56,46 +76,152 @@ def run_pipelined(fb: Failback) -> None:
                               pool=fb.pool, hint="fix the cause and run again")
 
 
-def dispatch_when_ready(pairs: Sequence[Pair], fn: Callable[[Pair], None],
+def dispatch_when_ready(pairs: Sequence[Pair], stages: Sequence[Stage],
                         failures: dict[str, str], *,
                         resync: Callable[[Callable[[str], None]], object],
-                        workers: int) -> None:
-    """Run step 2 (``resync(on_ready)``) over every image, starting ``fn`` for each pair
-    (``workers`` at a time) as soon as all its images are ready: one wait polls for every image,
-    and a VM whose images are ready never waits behind one whose resync is slow. A step 2
-    failure is added to ``failures`` (the VMs of those images are not started); an interruption
-    starts no VM not yet started."""
-    missing = [set(p.images) for p in pairs]
-    users: dict[str, list[int]] = {}
-    for index, pair in enumerate(pairs):
-        for name in pair.images:
-            users.setdefault(name, []).append(index)
-    started: set[int] = set()
-    futures = []
-    ex = ThreadPoolExecutor(max(1, min(workers, len(pairs))), thread_name_prefix="failback")
+                        workers: int, order: StartOrder = NO_ORDER,
+                        sites: tuple[str, str] = ("site A", "site B")) -> None:
+    """Run step 2 (``resync(on_ready)``) over every image, and each pair's ``stages`` (stop,
+    move, start: each returns whether it succeeded) ``workers`` at a time, each as soon as it
+    may:
 
-    def start(index: int) -> None:
-        if index not in started:
-            started.add(index)
-            futures.append(ex.submit(fn, pairs[index]))
+    - a pair's first stage once all its images are ready, and (start ``order``) once every VM of
+      the groups that start after it passed its first stage (stopped on B);
+    - each later stage once the pair's stage before it succeeded; the last one also once every
+      VM of the groups it starts after passed it (runs on A).
 
-    def ready(name: str) -> None:
-        for index in users.get(name, ()):
-            missing[index].discard(name)
-            if not missing[index]:
-                start(index)
-
-    for index, images in enumerate(missing):
-        if not images:
-            start(index)  # a pair with no image of the pool: nothing to wait for
+    A later stage goes before a first one (a stopped VM is down: it comes back first), so a VM
+    whose images are ready never waits behind one whose resync is slow. A step 2 failure is
+    added to ``failures``; a pair the order held back because another VM failed is added too,
+    naming that VM (``sites``: A's and B's names for the targets). An interruption of step 2
+    starts no pair's first stage; pairs already stopped go on."""
+    runner = _Runner(pairs, stages, workers, order)
     try:
-        resync(ready)
+        resync(runner.ready)
     except StepFailedError as exc:
         failures.update(exc.failures)
     except BaseException:
-        # Interrupted (Ctrl-C) or step 2 could not run: no VM not yet started is stopped.
-        ex.shutdown(wait=True, cancel_futures=True)
+        # Interrupted (Ctrl-C) or step 2 could not run: no VM not yet stopped is stopped.
+        runner.finish(stopping=True)
         raise
-    ex.shutdown(wait=True)
-    for future in futures:
-        future.result()
+    runner.finish()
+    runner.held(failures, *sites)
+
+
+class _Runner:
+    """The pipeline's tasks ((stage, pair index)), their prerequisites, and the workers."""
+
+    def __init__(self, pairs: Sequence[Pair], stages: Sequence[Stage], workers: int,
+                 order: StartOrder) -> None:
+        self.pairs, self.stages = list(pairs), list(stages)
+        self.last = len(stages) - 1
+        self.cond = threading.Condition()
+        self.heap: list[tuple[int, int, int]] = []  # (-stage, pair index, stage)
+        self.running = 0
+        self.stopping = False
+        self.outcome: dict[tuple[int, int], bool] = {}
+        self.error: BaseException | None = None
+        self.pool = ThreadPoolExecutor(max(1, min(workers, len(self.pairs))),
+                                       thread_name_prefix="failback")
+        self.workers = max(1, min(workers, len(self.pairs)))
+        self.images: dict[str, list[int]] = {}
+        self.order = order
+        self.index_of = index_of = {p.vm_b.id: i for i, p in enumerate(self.pairs)}
+        self.need: dict[tuple[int, int], int] = {}
+        self.then: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for i, pair in enumerate(self.pairs):
+            for name in dict.fromkeys(pair.images):
+                self.images.setdefault(name, []).append(i)
+            self._needs((0, i), len(set(pair.images)))
+            for stage in range(1, len(stages)):
+                self._requires((stage, i), (stage - 1, i))
+            for vm in order.stops_after(pair.vm_b.id):
+                if vm in index_of:
+                    self._requires((0, i), (0, index_of[vm]))
+            for vm in order.starts_after(pair.vm_b.id):
+                if vm in index_of:
+                    self._requires((self.last, i), (self.last, index_of[vm]))
+        with self.cond:
+            for task, count in self.need.items():
+                if count == 0 and task[0] == 0:
+                    self._push(task)
+
+    def _needs(self, task: tuple[int, int], count: int) -> None:
+        self.need[task] = self.need.get(task, 0) + count
+
+    def _requires(self, task: tuple[int, int], first: tuple[int, int]) -> None:
+        self._needs(task, 1)
+        self.then.setdefault(first, []).append(task)
+
+    def ready(self, name: str) -> None:
+        """Step 2's ``on_ready``: an image is ready for steps 3-5."""
+        with self.cond:
+            for i in self.images.pop(name, ()):
+                self._met((0, i))
+
+    def _met(self, task: tuple[int, int]) -> None:
+        self.need[task] -= 1
+        if self.need[task] == 0:
+            self._push(task)
+
+    def _push(self, task: tuple[int, int]) -> None:
+        stage, index = task
+        heapq.heappush(self.heap, (-stage, index, stage))
+        self._pump()
+
+    def _pump(self) -> None:
+        while self.heap and self.running < self.workers:
+            _, index, stage = heapq.heappop(self.heap)
+            if stage == 0 and self.stopping:
+                continue
+            self.running += 1
+            self.pool.submit(self._run, (stage, index))
+
+    def _run(self, task: tuple[int, int]) -> None:
+        stage, index = task
+        ok = False
+        try:
+            ok = self.stages[stage](self.pairs[index])
+        except BaseException as exc:  # noqa: BLE001 (re-raised by finish())
+            with self.cond:
+                self.error = self.error or exc
+        with self.cond:
+            self.outcome[task] = ok
+            self.running -= 1
+            if ok:
+                for after in self.then.get(task, ()):
+                    self._met(after)
+            self._pump()
+            self.cond.notify_all()
+
+    def finish(self, *, stopping: bool = False) -> None:
+        """Wait until every task that may run ran (``stopping``: no pair's first stage more)."""
+        with self.cond:
+            self.stopping = self.stopping or stopping
+            self._pump()
+            while self.running or self.heap:  # _pump drops first stages when stopping
+                self.cond.wait()
+        self.pool.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
+
+    def held(self, failures: dict[str, str], site_a: str, site_b: str) -> None:
+        """Add to ``failures`` each pair the start order held back because a VM it waits for
+        did not get there (a pair whose images never got ready is there by its images)."""
+        for i, pair in enumerate(self.pairs):
+            if (0, i) not in self.outcome:
+                if any(name in self.images for name in pair.images):
+                    continue  # step 2's failure of its images says why
+                waits = [v for v in self.order.stops_after(pair.vm_b.id)
+                         if not self.outcome.get((0, self.index_of.get(v, -1)))]
+                failures.setdefault(vm_target(site_b, pair.vm_b.id), (
+                    f"not terminated on {site_b}: in the start order it stops only once VMs "
+                    f"{waits} on {site_b} are stopped, and they are not (see their failures); "
+                    "fix that, then run again"))
+            elif self.outcome.get((self.last - 1, i)) and (self.last, i) not in self.outcome:
+                waits = [v for v in self.order.starts_after(pair.vm_b.id)
+                         if not self.outcome.get((self.last, self.index_of.get(v, -1)))]
+                failures.setdefault(vm_target(site_a, pair.vm_a.id), (
+                    f"terminated on {site_b} and not resumed on {site_a}: in the start order "
+                    f"it resumes only once the partners of VMs {waits} (ids on {site_b}) run on "
+                    f"{site_a}, and they do not (see their failures); fix that, then run again"))

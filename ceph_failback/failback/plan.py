@@ -10,6 +10,8 @@ from rich.console import RenderableType
 from ..ceph.status import MirrorStatus
 from ..opennebula.records import VM
 from .ledger import STEP_TITLES, STEPS, image_target, vm_target
+from .observed import Blocker
+from .order import NO_ORDER, StartOrder
 from .render import Rendered, plan_view
 
 __all__ = ["STEPS", "STEP_TITLES", "Action", "Blocker", "ImagePlan", "VMPlan", "Plan",
@@ -26,27 +28,6 @@ class Action:
 
     def __str__(self) -> str:
         return f"{self.step} {self.target}: {'DO' if self.do else 'skip'} ({self.reason})"
-
-
-@dataclass(frozen=True)
-class Blocker:
-    """A reason not to run the failback.
-
-    Attributes:
-        kind: a short identifier (``non-persistent-disk``, ``image-missing``...).
-        target: what it concerns (``image:one-3``, ``vm:site-b:12``, ``pool``).
-        message: what is wrong and what to do.
-        waivable: whether :meth:`Failback.run` may proceed when the caller waives this kind
-            explicitly (only kinds where proceeding cannot lose data).
-    """
-
-    kind: str
-    target: str
-    message: str
-    waivable: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.kind} [{self.target}]: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +68,8 @@ class Plan(Rendered):
         blockers: reasons not to run; see :attr:`unwaived`.
         warnings: things worth a look that do not stop the failback.
         waived: blocker kinds the caller waived.
+        order: the start order (:mod:`~ceph_failback.failback.order`): the groups the VMs stop
+            in on B (the last first) and resume in on A.
     """
 
     pool: str
@@ -97,6 +80,7 @@ class Plan(Rendered):
     blockers: tuple[Blocker, ...]
     warnings: tuple[str, ...] = ()
     waived: frozenset[str] = field(default_factory=frozenset)
+    order: StartOrder = NO_ORDER
 
     @property
     def unwaived(self) -> tuple[Blocker, ...]:
@@ -123,6 +107,7 @@ class Plan(Rendered):
                           "waivable": b.waivable, "waived": b.waivable and b.kind in self.waived}
                          for b in self.blockers],
             "warnings": list(self.warnings),
+            "order": self.order.to_dict(),
             "images": [{"name": i.name, "mode": i.mode,
                         "site_a": i.status_a.summary() if i.status_a else None,
                         "site_b": i.status_b.summary() if i.status_b else None,

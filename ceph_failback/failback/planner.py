@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from ..opennebula.mapping import Pair
 from ..opennebula.records import VM
 from .ledger import ImageHistory, image_target, vm_target
+from .order import NO_ORDER, StartOrder
 from .plan import Action, Blocker, ImagePlan, Plan, VMPlan
 from .safety import ImageView, Names, image_missing, no_primary, split_brain_on_b, stale_journal
 from .scope import WAIVABLE
@@ -45,10 +46,13 @@ def build_plan(
     blockers: Sequence[Blocker] = (),
     warnings: Sequence[str] = (),
     waived: frozenset[str] = frozenset(),
+    order: StartOrder = NO_ORDER,
 ) -> Plan:
     """The plan for ``views`` (the images in scope, with both sites' infos and statuses) and
-    ``pairs`` (the VM pairs in scope, with the VMs' present states). ``blockers`` and
-    ``warnings`` found elsewhere (the mapping, the daemons, the lock) are added as given."""
+    ``pairs`` (the VM pairs in scope, with the VMs' present states), in the start ``order``
+    (step 3 decides B's VMs last group first, step 6 A's first group first, each on the state
+    the groups decided before it leave). ``blockers`` and ``warnings`` found elsewhere (the
+    mapping, the daemons, the lock, the order) are added as given."""
     found: list[Blocker] = list(blockers)
     state = {v.name: (v, histories[v.name]) for v in views}
     image_acts: dict[str, list[Action]] = {v.name: [] for v in views}
@@ -85,17 +89,21 @@ def build_plan(
 
     # A VM whose image is stopped by a rule is not decided: it cannot be failed back.
     vm_b_after: dict[int, VM] = {}
+    index_of = {p.vm_b.id: i for i, p in enumerate(pairs)}
     live = [i for i, p in enumerate(pairs) if not blocked & set(p.images)]
-    for index in live:
+    alive = set(live)
+    for index in _in_order(order, pairs, alive, stopping=True):
         pair = pairs[index]
         images = [state[i] for i in pair.images if i in state]
         target = vm_target(names.site_b, pair.vm_b.id)
-        decision = terminate_b.decide(pair.vm_b, images, names)
+        later = [vm_b_after.get(index_of[v], pairs[index_of[v]].vm_b)
+                 for v in order.stops_after(pair.vm_b.id) if v in index_of]
+        decision = terminate_b.decide(pair.vm_b, images, names, later=later)
         refusal = decision.refusal
         if refusal is not None and refusal.kind in WAIVABLE and refusal.kind in waived:
             # Shown as waived, and the step goes on.
             found.append(Blocker(refusal.kind, target, refusal.message, waivable=True))
-            decision = terminate_b.decide(pair.vm_b, images, names, waived)
+            decision = terminate_b.decide(pair.vm_b, images, names, waived, later)
         if note("terminate_b", target, decision, vm_acts[index]):
             vm_b_after[index] = (pair.vm_b if decision.choice is Choice.SKIP else
                                  VM(pair.vm_b.id, pair.vm_b.name, "DONE", "LCM_INIT",
@@ -119,13 +127,17 @@ def build_plan(
             blocked.add(name)
     image_step(promote_a, "promote_a")
 
-    for index in live:
+    vm_a_after: dict[int, VM] = {}
+    for index in _in_order(order, pairs, alive, stopping=False):
         pair = pairs[index]
         if index not in vm_b_after or blocked & set(pair.images):
             continue
         infos_a = {i: state[i][0].info_a for i in pair.images if i in state}
-        decision = resume_a.decide(pair.vm_a, pair.images, infos_a, names)
-        note("resume_a", vm_target(names.site_a, pair.vm_a.id), decision, vm_acts[index])
+        earlier = [vm_a_after.get(index_of[v], pairs[index_of[v]].vm_a)
+                   for v in order.starts_after(pair.vm_b.id) if v in index_of]
+        decision = resume_a.decide(pair.vm_a, pair.images, infos_a, names, earlier)
+        if note("resume_a", vm_target(names.site_a, pair.vm_a.id), decision, vm_acts[index]):
+            vm_a_after[index] = resume_a.effect(pair.vm_a, decision)
 
     deduped = list({(b.kind, b.target): b for b in found}.values())
     return Plan(
@@ -133,4 +145,12 @@ def build_plan(
         tuple(ImagePlan(v.name, v.mode, v.status_a, v.status_b, tuple(image_acts[v.name]))
               for v in views),
         tuple(VMPlan(p.vm_b, p.vm_a, p.images, tuple(vm_acts[i])) for i, p in enumerate(pairs)),
-        tuple(deduped), tuple(warnings), waived)
+        tuple(deduped), tuple(warnings), waived, order)
+
+
+def _in_order(order: StartOrder, pairs: Sequence[Pair], chosen: set[int], *,
+              stopping: bool) -> list[int]:
+    """The indexes of ``chosen`` pairs, wave by wave in the start order."""
+    index_of = {id(p): i for i, p in enumerate(pairs)}
+    return [index_of[id(p)] for wave in order.waves(pairs, stopping=stopping) for p in wave
+            if index_of[id(p)] in chosen]

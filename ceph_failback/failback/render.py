@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import statistics
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,6 +291,15 @@ def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
         parts.append(table(f"VM ON {plan.site_b}", f"VM ON {plan.site_a}", "IMAGES",
                            "STEPS THAT ACT", rows=rows, title=f"VMs ({len(plan.vms)}):",
                            limit=ROW_LIMIT))
+    if plan.order.groups:
+        rows = [[cell(n), cell(g.name), cell(", ".join(map(str, g.vms))),
+                 cell(", ".join(g.after) or "-", None if g.after else "muted")]
+                for n, g in enumerate(plan.order.groups, 1)]
+        parts.append(Group(table("", "GROUP", f"VMS ON {plan.site_b}", "STARTS AFTER",
+                                 rows=rows, short=("",), title="Start order:"),
+                           cell(f"{plan.site_b} stops the groups last first, {plan.site_a} "
+                                "resumes them in order; VMs of no group keep no order.",
+                                "muted")))
     rows = []
     for n, step in enumerate(STEPS, 1):
         groups: dict[tuple[bool, str], int] = {}
@@ -379,17 +389,27 @@ def report_view(report: Report) -> RenderableType:
                        rows=rows, title=f"Images ({len(report.images)}):", empty="none",
                        limit=ROW_LIMIT))
     rows = []
+    ordered = any(v.group for v in report.vms)
     for v in sorted(report.vms, key=lambda v: v.resumed):  # those not running on A first
         state = cell("running on A", "ok") if v.resumed else (
             cell("failed", "bad") if v.error else
             cell("terminated on B, not resumed yet", "busy") if v.terminated else
             cell("not yet", "busy"))
+        times = [cell(v.group or "-"), cell(_clock(v.stopped)), cell(_clock(v.started))]
         rows.append([cell(f"{v.vm_b} -> {v.vm_a}"), cell(", ".join(v.images)), state,
+                     *(times if ordered else []),
                      cell(f"{v.downtime:.1f}s" if v.downtime is not None else "-"),
                      cell(v.error or "", "bad")])
+    order_headers = ("GROUP", f"DONE ON {report.site_b}", f"RUNNING ON {report.site_a}")
     parts.append(table(f"VM {report.site_b} -> {report.site_a}", "IMAGES", "STATE",
-                       "DOWNTIME", "ERROR", rows=rows, short=("DOWNTIME",), limit=ROW_LIMIT,
-                       title=f"VMs ({len(report.vms)}):", empty="none"))
+                       *(order_headers if ordered else ()), "DOWNTIME", "ERROR", rows=rows,
+                       short=("DOWNTIME",), limit=ROW_LIMIT, title=f"VMs ({len(report.vms)}):",
+                       empty="none"))
+    if ordered:
+        stops, starts = report.order_followed()
+        parts.append(Text(f"Order followed: {report.site_b} stopped VMs "
+                          f"{' -> '.join(map(str, stops)) or '-'}; {report.site_a} resumed VMs "
+                          f"{' -> '.join(map(str, starts)) or '-'}"))
     d = report.downtimes()
     if d:
         parts.append(Text(f"Downtime per VM (terminate request on B to RUNNING on A): median "
@@ -401,6 +421,13 @@ def report_view(report: Report) -> RenderableType:
     if report.unprotected:
         parts.append(cell(report_line(dict(report.unprotected)).strip(), "busy"))
     return Group(*_spaced(parts))
+
+
+def _clock(at: float | None) -> str:
+    """A journal time as the local clock (``14:03:07.2``), ``-`` for none."""
+    if at is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 10) % 10}"
 
 
 def _done(i: Any) -> Text:

@@ -55,7 +55,10 @@ class ImageOutcome:
 @dataclass(frozen=True)
 class VMOutcome:
     """What happened to one VM pair; ``downtime`` runs from the terminate request on B to the
-    VM running on A (``None`` while unknown)."""
+    VM running on A (``None`` while unknown). ``group`` is its start order group (``None``: no
+    group, or no order recorded); ``stopped`` and ``started`` are when it was DONE on B and
+    RUNNING on A (Unix time, as the journal recorded them; ``None`` if it was not, or was
+    already before the failback)."""
 
     vm_b: int
     vm_a: int
@@ -64,6 +67,9 @@ class VMOutcome:
     resumed: bool
     downtime: float | None
     error: str | None
+    group: str | None = None
+    stopped: float | None = None
+    started: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,15 @@ class Report(Rendered):
         return (all(i.promoted and i.protected is not False for i in self.images)
                 and all(v.resumed for v in self.vms))
 
+    def order_followed(self) -> tuple[list[int], list[int]]:
+        """The order actually followed: the VMs on B in the order they stopped, and the VMs on A
+        in the order they started (ids), as the journal recorded it."""
+        stops = sorted((v for v in self.vms if v.stopped is not None),
+                       key=lambda v: v.stopped or 0.0)
+        starts = sorted((v for v in self.vms if v.started is not None),
+                        key=lambda v: v.started or 0.0)
+        return [v.vm_b for v in stops], [v.vm_a for v in starts]
+
     def downtimes(self) -> list[float]:
         """Per-VM downtimes known, in seconds."""
         return [v.downtime for v in self.vms if v.downtime is not None]
@@ -107,7 +122,8 @@ class Report(Rendered):
                         "protection": i.protection, "protected": i.protected}
                        for i in self.images],
             "vms": [{"vm_b": v.vm_b, "vm_a": v.vm_a, "images": list(v.images),
-                     "resumed": v.resumed, "downtime": v.downtime, "error": v.error}
+                     "resumed": v.resumed, "downtime": v.downtime, "error": v.error,
+                     "group": v.group, "stopped": v.stopped, "started": v.started}
                     for v in self.vms],
         }
 
@@ -133,6 +149,9 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
         return None if (later_done or later_skip) else str(failed.data.get("error"))
 
     ledger = Ledger(journal)
+    started = journal.last(step=Step.RUN, event=Mark.STARTED)
+    group_of = {vm: str(g["name"]) for g in (started.data.get("order") or [] if started else [])
+                for vm in g.get("vms", [])}
     image_outcomes = []
     for name in images:
         t = image_target(name)
@@ -157,6 +176,7 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
         resumed = journal.last(step=Step.RESUME_A, event=Mark.DONE, target=ta)
         resumed_skip = journal.last(step=Step.RESUME_A, event=Mark.SKIPPED, target=ta)
         downtime = (resumed.time - intents[0].time) if (intents and resumed) else None
+        stopped = journal.last(step=Step.TERMINATE_B, event=Mark.DONE, target=tb)
         vm_outcomes.append(VMOutcome(
             vm_b=p.vm_b.id, vm_a=p.vm_a.id, images=tuple(p.images),
             terminated=journal.has(step=Step.TERMINATE_B, event=Mark.DONE, target=tb) or bool(
@@ -164,6 +184,9 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
             resumed=resumed is not None or resumed_skip is not None,
             downtime=downtime,
             error=last_error(tb) or last_error(ta),
+            group=group_of.get(p.vm_b.id),
+            stopped=stopped.time if stopped else None,
+            started=resumed.time if resumed else None,
         ))
     runs = journal.find(step=Step.RUN, event=Mark.STARTED)
     finished = journal.last(step=Step.RUN, event=Mark.FINISHED)

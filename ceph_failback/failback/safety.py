@@ -46,6 +46,8 @@ __all__ = [
     "host_copy_on_a",
     "host_copy_on_b",
     "unknown_on_b",
+    "stop_order",
+    "start_order",
     "writer_on_b",
     "resumed_by_us",
     "history_on_b",
@@ -379,6 +381,35 @@ def saved_memory_on_b(vm: VM, names: Names) -> Refusal | None:
                    "not yet written to its disks", site=names.site_b,
                    hint=f"resume VM {vm.id} on {names.site_b} and shut it down there (or power "
                         "it off), or waive saved-memory-on-b to discard that memory")
+
+
+def stop_order(vm: VM, later: Iterable[VM], names: Names) -> Refusal | None:
+    """Rule ``stop-order`` (the start order, :mod:`~ceph_failback.failback.order`): B stops the
+    groups in reverse, so a VM on B is terminated only once every VM of the groups that start
+    after it is DONE there (the load balancer before the application, the application before
+    its database): stopping it first would leave them serving without it."""
+    up = [v.id for v in later if not v.is_done]
+    if not up:
+        return None
+    return Refusal("stop-order", f"VM {vm.id} on {names.site_b} stops only after VMs {up} on "
+                   f"{names.site_b} (the start order: groups stop in reverse), and they are not "
+                   "DONE yet", site=names.site_b,
+                   hint=f"terminate VMs {up} first (terminate_site_b(vms={up})), or let run() "
+                        "do both in order")
+
+
+def start_order(vm: VM, earlier: Iterable[VM], names: Names) -> Refusal | None:
+    """Rule ``start-order`` (the start order, :mod:`~ceph_failback.failback.order`): A resumes
+    the groups in order, so a VM on A is resumed only once every VM of the groups it starts
+    after runs there (the database before the application)."""
+    down = [v.id for v in earlier if not v.is_running]
+    if not down:
+        return None
+    return Refusal("start-order", f"VM {vm.id} on {names.site_a} resumes only after VMs {down} "
+                   f"on {names.site_a} run (the start order), and they do not yet",
+                   site=names.site_a,
+                   hint=f"resume them first (resume_site_a() takes the ids of their partners "
+                        f"on {names.site_b}), or let run() do both in order")
 
 
 def unknown_on_b(vm: VM, names: Names) -> Refusal | None:

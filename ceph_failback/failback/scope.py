@@ -17,6 +17,7 @@ from ..errors import CephError, FailbackError, JournalError, VMNotFoundError
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
 from .ledger import Ledger, Mark, Step, image_target, vm_target
+from .order import StartOrder, build_order
 from .plan import Blocker, unique
 from .safety import Names, history_on_b, recorded_history, resumed_by_us
 
@@ -32,6 +33,7 @@ WAIVABLE = frozenset({
     FindingKind.EXPLICIT_PAIR.value,
     FindingKind.UNREADABLE_DISK.value,  # the operator may know the VM has nothing in the pool
     "daemon-health-unknown",
+    "oneflow-unreadable",  # the start order without the services' roles: order, not data
     "saved-memory-on-b",  # loses what a crash of the guest would lose: the operator's call
 })
 
@@ -54,12 +56,39 @@ class ScopeReader:
 
     def __init__(self, site_a: Site, site_b: Site, pools: Sequence[str], ledger: Ledger, *,
                  images: tuple[str, ...] | None, vms: tuple[int, ...] | None,
-                 pairs: dict[int, int]) -> None:
+                 pairs: dict[int, int],
+                 order: Sequence[Sequence[int | str]] | None = None,
+                 oneflow: bool = True) -> None:
         self.site_a, self.site_b, self.ledger = site_a, site_b, ledger
         self.pools = tuple(pools)
         self.pool = "+".join(self.pools)
         self.image_filter, self.vm_filter, self.explicit_pairs = images, vms, pairs
+        self.explicit_order = [list(g) for g in order] if order is not None else None
+        self.oneflow = oneflow
         self.cached: Scope | None = None
+        self._order: tuple[Scope, StartOrder, list[Blocker]] | None = None
+
+    def order(self, scope: Scope) -> tuple[StartOrder, list[Blocker]]:
+        """The scope's start order (:mod:`.order`), and what is wrong with it (read once per
+        scope: site A's OneFlow services, when ``oneflow``)."""
+        if self._order is not None and self._order[0] is scope:
+            return self._order[1], list(self._order[2])
+        blockers: list[Blocker] = []
+        services = []
+        if self.oneflow:
+            try:
+                services = self.site_a.one.services()
+            except FailbackError as exc:
+                blockers.append(Blocker(
+                    "oneflow-unreadable", f"services@{self.site_a.name}",
+                    f"cannot read the OneFlow services of {self.site_a.name} ({exc}): the start "
+                    "order would leave their roles out", waivable=True))
+        known = list(scope.mapping.pairs) if scope.mapping is not None else list(scope.pairs)
+        order, found = build_order(scope.pairs, known, self.explicit_order, services,
+                                   site_a=self.site_a.name, site_b=self.site_b.name)
+        blockers += found
+        self._order = (scope, order, blockers)
+        return order, list(blockers)
 
     def mapping(self) -> Mapping:
         """The cross-site VM/image mapping as OpenNebula shows it now."""

@@ -310,6 +310,14 @@ class _VM:
 
 
 @dataclass
+class _Document:
+    id: int
+    name: str
+    type: int
+    body: str  # TEMPLATE/BODY (OneFlow: the service's JSON)
+
+
+@dataclass
 class _User:
     id: int
     name: str
@@ -394,6 +402,9 @@ class _Fault:
 
 class _Handler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/RPC2",)
+    # oned (xmlrpc-c's Abyss server) never compresses its answers (xmlrpc_server_abyss.c
+    # sendResponse); Python's server would gzip any answer over 1,400 bytes.
+    encode_threshold = None  # type: ignore[assignment]
 
     def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
         oned: OnedStandIn | None = getattr(self.server, "oned", None)
@@ -465,6 +476,7 @@ class OnedStandIn:
         self._vms: dict[int, _VM] = {}
         self._next_image = 0
         self._next_vm = 0
+        self._documents: dict[int, _Document] = {}
         self._scheduler = True
         self._call_delay = 0.0
         self._faults: list[_Fault] = []
@@ -833,6 +845,73 @@ class OnedStandIn:
                 self._schedule(vm, time.monotonic())
                 self._cond.notify_all()
             return new_id
+
+    def add_service(
+        self,
+        name: str,
+        roles: Mapping[str, Sequence[int]],
+        *,
+        parents: Mapping[str, Sequence[str]] | None = None,
+        deployment: str = "straight",
+        ready_status_gate: bool = False,
+    ) -> int:
+        """Store a running OneFlow service as oneflow-server does: a document of type 100 owned
+        by oneadmin, its ``TEMPLATE/BODY`` the service's JSON (src/flow/lib/models/service.rb,
+        role.rb: each node ``{"deploy_id": <vm id>, "vm_info": {"VM": {...}}}``, the VM fields
+        as strings). Returns the document id.
+
+        Args:
+            name: the service's name (the document's ``NAME``).
+            roles: role name -> the ids of its VMs (its nodes), in the service's role order.
+            parents: role name -> its parent roles (deployed first with ``straight``).
+            deployment: ``"straight"`` or ``"none"``.
+            ready_status_gate: OneFlow waits for each VM's ``READY=YES`` (OneGate).
+
+        Raises:
+            ValueError: an unknown VM.
+        """
+        with self._lock:
+            body_roles = []
+            for template_id, (role, vm_ids) in enumerate(roles.items()):
+                nodes = []
+                for vm_id in vm_ids:
+                    vm = self._vm(vm_id)
+                    nodes.append({"deploy_id": vm_id, "vm_info": {"VM": {
+                        "ID": str(vm_id), "UID": "0", "GID": "0", "UNAME": "oneadmin",
+                        "GNAME": "oneadmin", "NAME": vm.name}}})
+                entry: dict[str, Any] = {"name": role, "type": "vm", "cardinality": len(nodes),
+                                         "template_id": template_id}
+                if (parents or {}).get(role):
+                    entry["parents"] = list((parents or {})[role])
+                entry.update({"state": 2, "nodes": nodes, "on_hold": False,
+                              "template_contents": {}, "last_vmname": len(nodes)})
+                body_roles.append(entry)
+            now = int(time.time())
+            body = {"name": name, "deployment": deployment, "description": "",
+                    "ready_status_gate": ready_status_gate, "registration_time": now,
+                    "state": 2, "start_time": now, "roles": body_roles,
+                    "log": [{"timestamp": now, "severity": "I", "message": "New state: RUNNING"}]}
+            doc_id = max(self._documents, default=-1) + 1
+            self._documents[doc_id] = _Document(doc_id, name, 100, json.dumps(body))
+            return doc_id
+
+    def documentpool_info(self, user: _User, filter_flag: int, start: int, end: int,
+                          doc_type: int) -> str:
+        """DocumentPoolAPI (src/rm/xml-rpc/DocumentXRPC.cc, PoolSharedAPI::dump): the documents
+        of type ``doc_type`` (an exact match), newest first (API_LIST_ORDER's default, DESC);
+        oneadmin's documents (permissions 1,1,0 / 0,0,0 / 0,0,0) only for an administrator.
+        An empty pool is ``<DOCUMENT_POOL></DOCUMENT_POOL>`` (PoolSQL::dump)."""
+        if filter_flag < -4:
+            raise _Reply(ErrorCode.RPC_API, "[one.documentpool.info] Incorrect filter_flag")
+        with self._lock:
+            chosen = [d for _, d in sorted(self._documents.items(), reverse=True)
+                      if d.type == doc_type and user.admin]
+            rows = "".join(
+                "<DOCUMENT>" + _el("ID", d.id) + _OWNER + _el("NAME", d.name)
+                + _el("TYPE", d.type) + _permissions()
+                + _group("TEMPLATE", _el("BODY", d.body, cdata=True)) + "</DOCUMENT>"
+                for d in _page(chosen, start, end))
+            return f"<DOCUMENT_POOL>{rows}</DOCUMENT_POOL>"
 
     # --- inspection ----------------------------------------------------------------------
 
@@ -1790,6 +1869,10 @@ _ROUTES: dict[str, _Route] = {
         lambda oned, user, f, s, e: oned.imagepool_info(f, s, e),
     ),
     "one.datastore.info": (("string", "int"), lambda oned, user, i: oned.datastore_info(i)),
+    "one.documentpool.info": (
+        ("string", "int", "int", "int", "int"),
+        lambda oned, user, f, s, e, t: oned.documentpool_info(user, f, s, e, t),
+    ),
 }
 
 

@@ -34,13 +34,7 @@ from ..errors import (
 )
 from ..waiting import Judgement, Verdict, wait_until
 from ._client import call_xml, make_client, translate_error
-from .config import (
-    Credentials,
-    resolve_credentials,
-    resolve_endpoint,
-    resolve_timeout,
-    resolve_verify,
-)
+from .config import Credentials, resolve_credentials, resolve_endpoint, resolve_timeout, resolve_verify
 from .records import (
     TERMINATING_STATES,
     VM,
@@ -51,6 +45,7 @@ from .records import (
     pool_vms,
     vm_from_binding,
 )
+from .services import SERVICE_DOCUMENT, Service, services_from
 
 __all__ = ["OpenNebulaSite"]
 
@@ -63,19 +58,8 @@ _ALL = -2
 # LCM states (of an ACTIVE VM) on the way to each goal. Being in one means the action is already
 # under way: it is not requested again (oned would refuse it anyway), only waited for.
 _POWERING_OFF = frozenset({"SHUTDOWN_POWEROFF"})
-_RESUMING = frozenset(
-    {
-        "PROLOG",
-        "PROLOG_RESUME",
-        "PROLOG_UNDEPLOY",
-        "BOOT",
-        "BOOT_POWEROFF",
-        "BOOT_SUSPENDED",
-        "BOOT_STOPPED",
-        "BOOT_UNDEPLOY",
-        "BOOT_UNKNOWN",
-    }
-)
+_RESUMING = frozenset({"PROLOG", "PROLOG_RESUME", "PROLOG_UNDEPLOY", "BOOT", "BOOT_POWEROFF",
+                       "BOOT_SUSPENDED", "BOOT_STOPPED", "BOOT_UNDEPLOY", "BOOT_UNKNOWN"})
 # Where terminate-hard is accepted (DispatchManager::terminate): the guest may still be running.
 _HARD_TERMINABLE = frozenset({"RUNNING", "UNKNOWN", "SHUTDOWN"})
 
@@ -304,6 +288,13 @@ class OpenNebulaSite:
             return []
         return self._listing("vmpool.infoset", ",".join(map(str, wanted)), True,
                              what=f"read {len(wanted)} VMs by id")
+
+    def services(self) -> list[Service]:
+        """The OneFlow services the user may see (``one.documentpool.info``, documents of type
+        :data:`~.services.SERVICE_DOCUMENT`), with their roles and VMs."""
+        text = self._call("documentpool.info", -2, -1, -1, SERVICE_DOCUMENT,
+                          what="list the OneFlow services", xml=True)
+        return services_from(text, site=self._name)
 
     def vm(self, vm_id: int | VM) -> VM:
         """One VM (``one.vm.info``); DONE VMs are still readable.

@@ -42,8 +42,8 @@ def refusal_kinds() -> set[str]:
 
 
 def blocker_kinds() -> set[str]:
-    core = (FAILBACK / "core.py").read_text()
-    literal = set(re.findall(r'Blocker\(\s*"([a-z][a-z-]+)"', core))
+    literal = {k for path in FAILBACK.rglob("*.py")
+               for k in re.findall(r'Blocker\(\s*"([a-z][a-z-]+)"', path.read_text())}
     return literal | refusal_kinds() | {k.value for k in FindingKind}
 
 

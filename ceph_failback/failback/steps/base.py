@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ...ceph.seams import MirrorSide
     from ...opennebula.mapping import Pair
     from ..core import Site, Timeouts
+    from ..order import StartOrder
 
 __all__ = ["Choice", "Decision", "StepResult", "Recorder", "StepContext", "STEP_TITLES",
            "parallel", "registered_in_a"]
@@ -150,6 +151,8 @@ class StepContext(Protocol):
     def pool_b(self) -> MirrorSide: ...
 
     def scope_pairs(self) -> Sequence[Pair]: ...
+
+    def start_order(self) -> StartOrder: ...
 
     def daemon_a_ok(self) -> bool: ...
 

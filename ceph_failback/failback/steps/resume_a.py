@@ -6,21 +6,29 @@ A VM whose images are not all primary on A is refused (it would boot on stale, r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ...ceph.status import MirrorImageInfo
 from ...opennebula.mapping import Pair
 from ...opennebula.records import VM
 from ..ledger import Step, vm_target
-from ..safety import Names, Refusal, host_copy_on_a, not_primary_on_a, unreadable_disks
+from ..safety import (
+    Names,
+    Refusal,
+    host_copy_on_a,
+    not_primary_on_a,
+    start_order,
+    unreadable_disks,
+)
 from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
 
 STEP = Step.RESUME_A
 
 
 def decide(vm_a: VM, images: Sequence[str], infos_a: Mapping[str, MirrorImageInfo | None],
-           names: Names) -> Decision:
-    """Step 6's decision for one VM on A."""
+           names: Names, earlier: Iterable[VM] = ()) -> Decision:
+    """Step 6's decision for one VM on A (``earlier``: the VMs on A of the groups it starts
+    after, :func:`~ceph_failback.failback.safety.start_order`)."""
     if vm_a.is_running:
         return Decision.skip("already RUNNING")
     refusal = unreadable_disks(vm_a, names, names.site_a) or host_copy_on_a(vm_a, names)
@@ -31,6 +39,9 @@ def decide(vm_a: VM, images: Sequence[str], infos_a: Mapping[str, MirrorImageInf
         return Decision.refuse(Refusal("resume-order", f"images {not_primary} are not primary "
                                        "on A yet", site=names.site_a,
                                        hint="promote them first (step 5)"))
+    out_of_order = start_order(vm_a, earlier, names)
+    if out_of_order is not None:
+        return Decision.refuse(out_of_order)
     return Decision.do(f"{vm_a.status} on A")
 
 
@@ -53,9 +64,12 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
     t = vm_target(ctx.site_a.name, pair.vm_a.id)
     vm = ctx.site_a.one.vm(pair.vm_a.id)
     infos: Mapping[str, MirrorImageInfo | None] = {}
+    earlier: list[VM] = []
     if not vm.is_running:
         infos = ctx.pool_a().infos(pair.images)
-    decision = decide(vm, pair.images, infos, ctx.names)
+        first = set(ctx.start_order().starts_after(pair.vm_b.id))
+        earlier = [ctx.site_a.one.vm(p.vm_a.id) for p in ctx.scope_pairs() if p.vm_b.id in first]
+    decision = decide(vm, pair.images, infos, ctx.names, earlier)
     if decision.choice is Choice.SKIP:
         rec.skip(t, decision.reason)
         return

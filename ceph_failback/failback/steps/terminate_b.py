@@ -21,6 +21,7 @@ from ..safety import (
     host_copy_on_b,
     other_pool_disks,
     saved_memory_on_b,
+    stop_order,
     takeover_unready,
     unknown_on_b,
     unreadable_disks,
@@ -42,9 +43,10 @@ STEP = Step.TERMINATE_B
 
 
 def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Names,
-           waived: frozenset[str] = frozenset()) -> Decision:
+           waived: frozenset[str] = frozenset(), later: Iterable[VM] = ()) -> Decision:
     """Step 3's decision for one VM on B (``images``: its images as both sites show them;
-    ``waived``: the waivable rule kinds the caller waived)."""
+    ``waived``: the waivable rule kinds the caller waived; ``later``: the VMs on B of the groups
+    that start after its group, :func:`~ceph_failback.failback.safety.stop_order`)."""
     if vm_b.is_done:
         return Decision.skip("already DONE")
     unresolved = unreadable_disks(vm_b, names, names.site_b)
@@ -77,6 +79,9 @@ def decide(vm_b: VM, images: Iterable[tuple[ImageView, ImageHistory]], names: Na
         return Decision.refuse(lost)
     if terminating(vm_b):
         return Decision.do("terminate under way (sent by an earlier run)")
+    out_of_order = stop_order(vm_b, later, names)
+    if out_of_order is not None:
+        return Decision.refuse(out_of_order)
     unready = takeover_unready(images)
     if unready:
         return Decision.refuse(Refusal(
@@ -114,7 +119,10 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
                       for i in pair.images]
         else:
             images = [(ImageView(i, None, None), histories[i]) for i in pair.images]
-    decision = decide(vm, images, ctx.names, ctx.waive)
+    later: list[VM] = []
+    if not vm.is_done and not terminating(vm):
+        later = [one_b.vm(v) for v in ctx.start_order().stops_after(vm.id)]
+    decision = decide(vm, images, ctx.names, ctx.waive, later)
     if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None
         raise decision.refusal.error(pool=ctx.pool, vm=vm.id)
