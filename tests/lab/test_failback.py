@@ -527,3 +527,43 @@ def test_a_b_that_split_brains_at_the_flip_is_reprotected_and_a_later_split_is_n
         fb.reprotect()
     assert lab.checksum("b", image) == on_b != on_a, "B's later writes were touched"
     assert not fb.report().complete
+
+
+def test_a_three_tier_service_fails_back_in_its_start_order(world: World, tmp_path: Path) -> None:
+    # OneFlow's service db <- app <- lb on site A (the stand-in stores it as oneflow-server does),
+    # and a VM of no service. B stops lb, app, db in that order, each only once the one before
+    # it is DONE; A resumes db, app, lb, each only once the one before it runs.
+    for name in ("db", "app", "lb", "mail"):
+        world.add_vm(name, data=pattern(f"a-{name}", 1 << 20))
+    db, app, lb, mail = world.vms
+    world.oned_a.add_service("web", {"db": [db.vm_a], "app": [app.vm_a], "lb": [lb.vm_a]},
+                             parents={"app": ["db"], "lb": ["app"]})
+    world.wait_replicated()
+    world.disaster("unplanned", new_data=pattern("written-on-b", 1 << 20))
+    db, app, lb, mail = world.vms  # now with their ids on B
+    expected = world.expected_checksums()
+    fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl")
+    plan = fb.plan()
+    assert plan.ok, plan
+    assert [(g.name, g.vms) for g in plan.order.groups] == [
+        ("web/db", (db.vm_b,)), ("web/app", (app.vm_b,)), ("web/lb", (lb.vm_b,))]
+    report = fb.run()
+    assert report.complete, report
+    assert_failed_back(world, expected, fb)
+
+    def accepted(oned, action: str, skip: int) -> list[int]:
+        return [vm for vm, act, ok in oned.actions if ok and act == action and vm != skip]
+
+    assert accepted(world.oned_b, "terminate", mail.vm_b) == [lb.vm_b, app.vm_b, db.vm_b]
+    assert accepted(world.oned_a, "resume", mail.vm_a) == [db.vm_a, app.vm_a, lb.vm_a]
+    journal = fb.journal
+    for step, site, chain in (("terminate_b", fb.site_b.name, [lb.vm_b, app.vm_b, db.vm_b]),
+                              ("resume_a", fb.site_a.name, [db.vm_a, app.vm_a, lb.vm_a])):
+        for first, then in zip(chain, chain[1:], strict=False):
+            done = journal.last(step=step, event="done", target=f"vm:{site}:{first}")
+            sent = journal.last(step=step, event="intent", target=f"vm:{site}:{then}")
+            assert done is not None and sent is not None and done.time <= sent.time, (
+                step, first, then)
+    stopped, started = report.order_followed()
+    assert [v for v in stopped if v != mail.vm_b] == [lb.vm_b, app.vm_b, db.vm_b]
+    assert [v for v in started if v != mail.vm_a] == [db.vm_a, app.vm_a, lb.vm_a]
