@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the start order, one group per option in order: VM names or ids "
                             "of site B, comma-separated (--order db --order app,17); replaces "
                             "the configuration file's order")
+    scope.add_argument("--wait-ready", action="store_true",
+                       help="the --order groups count as started on site A once their guests "
+                            "report READY=YES through OneGate, not once they run")
     scope.add_argument("--no-oneflow", action="store_true",
                        help="take no start order from site A's OneFlow services")
 

@@ -24,7 +24,8 @@
 
 A start order (optional, :doc:`/recovery-plans`) is a top-level key, before the tables:
 ``order = [["db-1", "db-2"], ["app"], [17]]`` (groups of VM names or ids on site B, each resumed
-after the one before it), and ``oneflow = false`` takes none from site A's OneFlow services.
+after the one before it), ``wait_ready = true`` makes those groups wait for their guests'
+``READY=YES`` (OneGate), and ``oneflow = false`` takes none from site A's OneFlow services.
 
 Relative paths are relative to the configuration file's directory; ``~`` is expanded.
 The file never holds a password: ``one_auth`` names a file holding ``user:password``, read with
@@ -48,7 +49,7 @@ from .siteconf import SITE_KEYS, Reader, SiteConfig, read_site, type_name
 __all__ = ["SiteConfig", "FailbackConfig", "load_config", "SITE_KEYS", "TOP_KEYS"]
 
 #: Top-level keys and tables.
-TOP_KEYS = ("pool", "journal", "order", "oneflow", "site", "timeouts")
+TOP_KEYS = ("pool", "journal", "order", "oneflow", "wait_ready", "site", "timeouts")
 
 _TIMEOUT_KEYS = tuple(f.name for f in dataclasses.fields(Timeouts))
 
@@ -66,6 +67,7 @@ class FailbackConfig:
         timeouts: wait limits.
         order: the explicit start order (groups of VM names or ids on B), if any.
         oneflow: take the start order from site A's OneFlow services.
+        wait_ready: the explicit order's groups wait for their guests' ``READY=YES``.
     """
 
     path: Path
@@ -76,6 +78,7 @@ class FailbackConfig:
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
     order: tuple[tuple[int | str, ...], ...] | None = None
     oneflow: bool = True
+    wait_ready: bool = False
 
     def sites(self) -> tuple[Site, Site]:
         """Site A and site B as :class:`~ceph_failback.failback.Site` objects."""
@@ -150,9 +153,11 @@ def load_config(path: str | os.PathLike[str],
                       site=b.name)
 
     order = _order(r, raw.get("order"))
-    oneflow = raw.get("oneflow", True)
-    if not isinstance(oneflow, bool):
-        raise r.error("oneflow", f"must be true or false, not {type_name(oneflow)}")
+    flags = {}
+    for key, default in (("oneflow", True), ("wait_ready", False)):
+        flags[key] = raw.get(key, default)
+        if not isinstance(flags[key], bool):
+            raise r.error(key, f"must be true or false, not {type_name(flags[key])}")
 
     timeouts = Timeouts()
     if "timeouts" in raw:
@@ -165,7 +170,7 @@ def load_config(path: str | os.PathLike[str],
 
     return FailbackConfig(path=path, pool=pool, site_a=a, site_b=b,
                           journal=Path(r.path_value(journal)) if journal else None,
-                          timeouts=timeouts, order=order, oneflow=oneflow)
+                          timeouts=timeouts, order=order, **flags)
 
 
 def _order(r: Reader, value: Any) -> tuple[tuple[int | str, ...], ...] | None:

@@ -98,6 +98,9 @@ class Failback:
             name follow their OneFlow service's roles.
         oneflow: take the start order of VMs the explicit ``order`` does not name from site A's
             OneFlow services (a role after its parent roles); ``False``: no order from them.
+        wait_ready: the explicit ``order``'s groups count as started on A once their guests
+            report ``READY=YES`` through OneGate (limit ``timeouts.ready``), not once they run;
+            a OneFlow service's roles follow its own ``ready_status_gate``.
         journal: the journal file (resumption reads it); default
             ``failback-<site_a>-<site_b>-<pool>.jsonl`` in the working directory.
         timeouts: wait limits.
@@ -127,6 +130,7 @@ class Failback:
         listeners: Iterable[Listener] = (),
         order: Sequence[Sequence[int | str]] | None = None,
         oneflow: bool = True,
+        wait_ready: bool = False,
     ) -> None:
         if site_a.name == site_b.name:
             raise FailbackError("site A and site B must have different names", site=site_a.name)
@@ -166,7 +170,7 @@ class Failback:
             site_a, site_b, self.pools, self.ledger,
             images=image_names(images, self.pools, site_b.name),
             vms=tuple(int(v) for v in vms) if vms is not None else None,
-            pairs=dict(pairs or {}), order=order, oneflow=oneflow)
+            pairs=dict(pairs or {}), order=order, oneflow=oneflow, wait_ready=wait_ready)
         self._pools: dict[str, MirrorSide] = {}
         self._lock = threading.Lock()
         purpose = (f"failback {site_b.name} -> {site_a.name}, journal "
@@ -202,6 +206,7 @@ class Failback:
         cfg = load_config(path, {"pool": pool})
         kwargs.setdefault("order", cfg.order)
         kwargs.setdefault("oneflow", cfg.oneflow)
+        kwargs.setdefault("wait_ready", cfg.wait_ready)
         return cls(*cfg.sites(), cfg.pool, journal=journal if journal is not None
                    else cfg.journal, timeouts=timeouts or cfg.timeouts, **kwargs)
 

@@ -68,6 +68,7 @@ class Mark(StrEnum):
     STARTED = "started"
     FINISHED = "finished"
     MIRRORED = "mirrored"  # a VM's images were mirrored to A after it stopped on B
+    READY = "ready"  # a VM's guest reported READY=YES on A (OneGate) after this failback's resume
     SCOPE = "scope"
     LOCKED = "locked"
     UNLOCKED = "unlocked"
@@ -148,12 +149,14 @@ class VMHistory:
         mirrored: step 3 saw its images mirrored to A after it stopped.
         resume_attempted: step 6 sent (or was about to send) its resume (it may be running on A
             with its outcome unrecorded: the process can die while oned boots it).
+        ready: step 6 saw its guest report ``READY=YES`` after the resume.
     """
 
     target: str
     terminate_attempted: bool = False
     mirrored: bool = False
     resume_attempted: bool = False
+    ready: bool = False
 
 
 class Ledger:
@@ -220,6 +223,7 @@ class Ledger:
             terminate_attempted=self.attempted(Step.TERMINATE_B, t),
             mirrored=self._has(Step.TERMINATE_B, Mark.MIRRORED, t),
             resume_attempted=self.attempted(Step.RESUME_A, t),
+            ready=self._has(Step.RESUME_A, Mark.READY, t),
         )
 
     def vm_ids(self, site: str) -> set[int]:

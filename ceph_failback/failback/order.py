@@ -41,12 +41,16 @@ class Group:
         after: the names of the groups whose VMs must all run on A before this one starts
             (and that stop on B only once this one is stopped).
         source: ``"order"`` (explicit) or ``"oneflow"``.
+        ready: its VMs count as started on A once their guests report ``READY=YES`` through
+            OneGate, not once they run (``wait_ready=True``; a OneFlow service's
+            ``ready_status_gate``).
     """
 
     name: str
     vms: tuple[int, ...]
     after: tuple[str, ...] = ()
     source: str = "order"
+    ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,11 @@ class StartOrder:
 
     def _named(self, names: Iterable[str]) -> list[Group]:
         return [g for g in self.groups if g.name in set(names)]
+
+    def needs_ready(self, vm_b: int) -> bool:
+        """The VM (id on B) counts as started on A only once its guest reports ready."""
+        group = self._of.get(vm_b)
+        return group is not None and group.ready
 
     def starts_after(self, vm_b: int) -> list[int]:
         """The VMs (ids on B) whose partners must run on A before this VM's partner resumes."""
@@ -98,8 +107,8 @@ class StartOrder:
 
     def to_dict(self) -> list[dict[str, object]]:
         """A JSON-able form (the plan's ``--json``, the journal)."""
-        return [{"name": g.name, "vms": list(g.vms), "after": list(g.after), "source": g.source}
-                for g in self.groups]
+        return [{"name": g.name, "vms": list(g.vms), "after": list(g.after), "source": g.source,
+                 "ready": g.ready} for g in self.groups]
 
 
 #: No order: every VM moves as soon as its images are ready.
@@ -108,8 +117,8 @@ NO_ORDER = StartOrder()
 
 def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
                 explicit: Sequence[Sequence[int | str]] | None,
-                services: Sequence[Service], *, site_a: str, site_b: str
-                ) -> tuple[StartOrder, list[Blocker]]:
+                services: Sequence[Service], *, site_a: str, site_b: str,
+                wait_ready: bool = False) -> tuple[StartOrder, list[Blocker]]:
     """The start order of ``pairs`` (the scope), and what is wrong with it.
 
     Args:
@@ -118,11 +127,13 @@ def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
             out; one naming no VM at all is a blocker).
         explicit: the caller's groups (VM ids on B, or VM names on B or A).
         services: site A's OneFlow services (their nodes are VM ids on A).
+        wait_ready: the explicit groups wait for their guests' ``READY=YES`` (a service's
+            roles follow its ``ready_status_gate``).
     """
     blockers: list[Blocker] = []
     in_scope = {p.vm_b.id for p in pairs}
     chosen: dict[int, str] = {}  # VM on B -> group name
-    groups: list[tuple[str, list[int], list[str], str]] = []
+    groups: list[_Draft] = []
     for index, entries in enumerate(explicit or ()):
         name = f"group {index + 1}"
         members: list[int] = []
@@ -143,7 +154,8 @@ def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
                 elif vm in in_scope:
                     chosen[vm] = name
                     members.append(vm)
-        groups.append((name, members, [f"group {index}"] if index else [], "order"))
+        groups.append(_Draft(name, members, [f"group {index}"] if index else [], "order",
+                             wait_ready))
     by_a = {p.vm_a.id: p.vm_b.id for p in pairs}
     for service in services:
         roles = {r.name for r in service.roles}
@@ -160,7 +172,7 @@ def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
                         f"OneFlow service {service.name!r} (document {service.id} on {site_a}): "
                         f"role {role.name!r} names the parent role {parent!r}, which the "
                         "service does not have"))
-            groups.append((name, members, after, "oneflow"))
+            groups.append(_Draft(name, members, after, "oneflow", service.ready))
     ordered, cycle = _sorted(groups)
     if cycle:
         blockers.append(Blocker(
@@ -176,45 +188,56 @@ def _resolve(entry: int | str, known: Sequence[Pair]) -> list[int]:
     return [p.vm_b.id for p in known if entry in (p.vm_b.name, p.vm_a.name)]
 
 
-def _sorted(groups: list[tuple[str, list[int], list[str], str]]
-            ) -> tuple[list[tuple[str, list[int], list[str], str]], list[str]]:
+@dataclass
+class _Draft:
+    """A group as read, before the order is sorted and contracted."""
+
+    name: str
+    vms: list[int]
+    after: list[str]
+    source: str
+    ready: bool
+
+
+def _sorted(groups: list[_Draft]) -> tuple[list[_Draft], list[str]]:
     """The groups with every group after its ``after`` groups, and a cycle if there is one
     (its groups are then left out)."""
-    pending = {g[0]: g for g in groups}
-    done: list[tuple[str, list[int], list[str], str]] = []
+    pending = {g.name: g for g in groups}
+    done: list[_Draft] = []
     placed: set[str] = set()
     while pending:
         ready = [g for g in pending.values()
-                 if all(a in placed or a not in pending for a in g[2])]
+                 if all(a in placed or a not in pending for a in g.after)]
         if not ready:
             return done, _cycle(pending)
         for g in ready:
             done.append(g)
-            placed.add(g[0])
-            del pending[g[0]]
+            placed.add(g.name)
+            del pending[g.name]
     return done, []
 
 
-def _cycle(pending: Mapping[str, tuple[str, list[int], list[str], str]]) -> list[str]:
+def _cycle(pending: Mapping[str, _Draft]) -> list[str]:
     """One cycle among ``pending`` (every group there has an ``after`` group there)."""
     at = next(iter(pending))
     seen: list[str] = []
     while at not in seen:
         seen.append(at)
-        at = next(a for a in pending[at][2] if a in pending)
+        at = next(a for a in pending[at].after if a in pending)
     return [*seen[seen.index(at):], at]
 
 
-def _contract(groups: list[tuple[str, list[int], list[str], str]]) -> tuple[Group, ...]:
+def _contract(groups: list[_Draft]) -> tuple[Group, ...]:
     """The groups with VMs in scope; a group without any is left out, its own ``after`` groups
     passed on to the groups after it (db <- app <- lb with app out of scope: lb after db)."""
     after: dict[str, list[str]] = {}
     kept: list[Group] = []
-    for name, vms, parents, source in groups:
+    for g in groups:
         inherited: list[str] = []
-        for parent in parents:
+        for parent in g.after:
             inherited += after.get(parent, [])
-        after[name] = [name] if vms else list(dict.fromkeys(inherited))
-        if vms:
-            kept.append(Group(name, tuple(vms), tuple(dict.fromkeys(inherited)), source))
+        after[g.name] = [g.name] if g.vms else list(dict.fromkeys(inherited))
+        if g.vms:
+            kept.append(Group(g.name, tuple(g.vms), tuple(dict.fromkeys(inherited)), g.source,
+                              g.ready))
     return tuple(kept)

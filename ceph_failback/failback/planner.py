@@ -133,7 +133,7 @@ def build_plan(
         if index not in vm_b_after or blocked & set(pair.images):
             continue
         infos_a = {i: state[i][0].info_a for i in pair.images if i in state}
-        earlier = [vm_a_after.get(index_of[v], pairs[index_of[v]].vm_a)
+        earlier = [(vm_a_after.get(index_of[v], pairs[index_of[v]].vm_a), order.needs_ready(v))
                    for v in order.starts_after(pair.vm_b.id) if v in index_of]
         decision = resume_a.decide(pair.vm_a, pair.images, infos_a, names, earlier)
         if note("resume_a", vm_target(names.site_a, pair.vm_a.id), decision, vm_acts[index]):

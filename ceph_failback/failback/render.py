@@ -293,10 +293,11 @@ def plan_view(plan: Plan, journal: Path | str | None = None) -> RenderableType:
                            limit=ROW_LIMIT))
     if plan.order.groups:
         rows = [[cell(n), cell(g.name), cell(", ".join(map(str, g.vms))),
-                 cell(", ".join(g.after) or "-", None if g.after else "muted")]
+                 cell(", ".join(g.after) or "-", None if g.after else "muted"),
+                 cell("READY=YES" if g.ready else "RUNNING")]
                 for n, g in enumerate(plan.order.groups, 1)]
         parts.append(Group(table("", "GROUP", f"VMS ON {plan.site_b}", "STARTS AFTER",
-                                 rows=rows, short=("",), title="Start order:"),
+                                 "STARTED WHEN", rows=rows, short=("",), title="Start order:"),
                            cell(f"{plan.site_b} stops the groups last first, {plan.site_a} "
                                 "resumes them in order; VMs of no group keep no order.",
                                 "muted")))
@@ -391,16 +392,19 @@ def report_view(report: Report) -> RenderableType:
     rows = []
     ordered = any(v.group for v in report.vms)
     for v in sorted(report.vms, key=lambda v: v.resumed):  # those not running on A first
-        state = cell("running on A", "ok") if v.resumed else (
+        state = cell("running on A", "ok") if v.resumed and (
+            v.ready is not None or not v.needs_ready) else cell(
+            "running on A, not ready", "bad" if v.error else "busy") if v.resumed else (
             cell("failed", "bad") if v.error else
             cell("terminated on B, not resumed yet", "busy") if v.terminated else
             cell("not yet", "busy"))
-        times = [cell(v.group or "-"), cell(_clock(v.stopped)), cell(_clock(v.started))]
+        times = [cell(v.group or "-"), cell(_clock(v.stopped)), cell(_clock(v.started)),
+                 cell(_clock(v.ready) if v.needs_ready else "-")]
         rows.append([cell(f"{v.vm_b} -> {v.vm_a}"), cell(", ".join(v.images)), state,
                      *(times if ordered else []),
                      cell(f"{v.downtime:.1f}s" if v.downtime is not None else "-"),
                      cell(v.error or "", "bad")])
-    order_headers = ("GROUP", f"DONE ON {report.site_b}", f"RUNNING ON {report.site_a}")
+    order_headers = ("GROUP", f"DONE ON {report.site_b}", f"RUNNING ON {report.site_a}", "READY")
     parts.append(table(f"VM {report.site_b} -> {report.site_a}", "IMAGES", "STATE",
                        *(order_headers if ordered else ()), "DOWNTIME", "ERROR", rows=rows,
                        short=("DOWNTIME",), limit=ROW_LIMIT, title=f"VMs ({len(report.vms)}):",

@@ -70,6 +70,8 @@ class VMOutcome:
     group: str | None = None
     stopped: float | None = None
     started: float | None = None
+    needs_ready: bool = False
+    ready: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,11 @@ class Report(Rendered):
     def complete(self) -> bool:
         """Every image promoted on A, every VM running on A, and no image that site B was seen
         unable to replay from A afterwards (split-brain on B, or not picked up within
-        ``Timeouts.protect``: see :meth:`~ceph_failback.failback.Failback.reprotect`)."""
+        ``Timeouts.protect``: see :meth:`~ceph_failback.failback.Failback.reprotect`), and
+        every VM whose start order group waits for readiness seen ready."""
         return (all(i.promoted and i.protected is not False for i in self.images)
-                and all(v.resumed for v in self.vms))
+                and all(v.resumed and (v.ready is not None or not v.needs_ready)
+                        for v in self.vms))
 
     def order_followed(self) -> tuple[list[int], list[int]]:
         """The order actually followed: the VMs on B in the order they stopped, and the VMs on A
@@ -123,7 +127,8 @@ class Report(Rendered):
                        for i in self.images],
             "vms": [{"vm_b": v.vm_b, "vm_a": v.vm_a, "images": list(v.images),
                      "resumed": v.resumed, "downtime": v.downtime, "error": v.error,
-                     "group": v.group, "stopped": v.stopped, "started": v.started}
+                     "group": v.group, "stopped": v.stopped, "started": v.started,
+                     "needs_ready": v.needs_ready, "ready": v.ready}
                     for v in self.vms],
         }
 
@@ -150,8 +155,9 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
 
     ledger = Ledger(journal)
     started = journal.last(step=Step.RUN, event=Mark.STARTED)
-    group_of = {vm: str(g["name"]) for g in (started.data.get("order") or [] if started else [])
-                for vm in g.get("vms", [])}
+    groups = started.data.get("order") or [] if started else []
+    group_of = {vm: str(g["name"]) for g in groups for vm in g.get("vms", [])}
+    needs_ready = {vm for g in groups if g.get("ready") for vm in g.get("vms", [])}
     image_outcomes = []
     for name in images:
         t = image_target(name)
@@ -177,6 +183,7 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
         resumed_skip = journal.last(step=Step.RESUME_A, event=Mark.SKIPPED, target=ta)
         downtime = (resumed.time - intents[0].time) if (intents and resumed) else None
         stopped = journal.last(step=Step.TERMINATE_B, event=Mark.DONE, target=tb)
+        ready = journal.last(step=Step.RESUME_A, event=Mark.READY, target=ta)
         vm_outcomes.append(VMOutcome(
             vm_b=p.vm_b.id, vm_a=p.vm_a.id, images=tuple(p.images),
             terminated=journal.has(step=Step.TERMINATE_B, event=Mark.DONE, target=tb) or bool(
@@ -187,6 +194,8 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
             group=group_of.get(p.vm_b.id),
             stopped=stopped.time if stopped else None,
             started=resumed.time if resumed else None,
+            needs_ready=p.vm_b.id in needs_ready,
+            ready=ready.time if ready else None,
         ))
     runs = journal.find(step=Step.RUN, event=Mark.STARTED)
     finished = journal.last(step=Step.RUN, event=Mark.FINISHED)

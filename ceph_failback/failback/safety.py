@@ -398,16 +398,18 @@ def stop_order(vm: VM, later: Iterable[VM], names: Names) -> Refusal | None:
                         "do both in order")
 
 
-def start_order(vm: VM, earlier: Iterable[VM], names: Names) -> Refusal | None:
+def start_order(vm: VM, earlier: Iterable[tuple[VM, bool]], names: Names) -> Refusal | None:
     """Rule ``start-order`` (the start order, :mod:`~ceph_failback.failback.order`): A resumes
     the groups in order, so a VM on A is resumed only once every VM of the groups it starts
-    after runs there (the database before the application)."""
-    down = [v.id for v in earlier if not v.is_running]
+    after runs there (the database before the application); ``earlier`` pairs each with whether
+    its group waits for its guest's ``READY=YES`` (OneGate) too, which a stale report from
+    before the disaster must not satisfy: step 6 clears it before it resumes such a VM."""
+    down = [v.id for v, ready in earlier if not v.is_running or (ready and not v.is_ready)]
     if not down:
         return None
     return Refusal("start-order", f"VM {vm.id} on {names.site_a} resumes only after VMs {down} "
-                   f"on {names.site_a} run (the start order), and they do not yet",
-                   site=names.site_a,
+                   f"on {names.site_a} run (and, where their group waits for it, report "
+                   "READY=YES), and they do not yet", site=names.site_a,
                    hint=f"resume them first (resume_site_a() takes the ids of their partners "
                         f"on {names.site_b}), or let run() do both in order")
 

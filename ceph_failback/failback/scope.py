@@ -58,13 +58,14 @@ class ScopeReader:
                  images: tuple[str, ...] | None, vms: tuple[int, ...] | None,
                  pairs: dict[int, int],
                  order: Sequence[Sequence[int | str]] | None = None,
-                 oneflow: bool = True) -> None:
+                 oneflow: bool = True, wait_ready: bool = False) -> None:
         self.site_a, self.site_b, self.ledger = site_a, site_b, ledger
         self.pools = tuple(pools)
         self.pool = "+".join(self.pools)
         self.image_filter, self.vm_filter, self.explicit_pairs = images, vms, pairs
         self.explicit_order = [list(g) for g in order] if order is not None else None
         self.oneflow = oneflow
+        self.wait_ready = wait_ready
         self.cached: Scope | None = None
         self._order: tuple[Scope, StartOrder, list[Blocker]] | None = None
 
@@ -85,7 +86,8 @@ class ScopeReader:
                     "order would leave their roles out", waivable=True))
         known = list(scope.mapping.pairs) if scope.mapping is not None else list(scope.pairs)
         order, found = build_order(scope.pairs, known, self.explicit_order, services,
-                                   site_a=self.site_a.name, site_b=self.site_b.name)
+                                   site_a=self.site_a.name, site_b=self.site_b.name,
+                                   wait_ready=self.wait_ready)
         blockers += found
         self._order = (scope, order, blockers)
         return order, list(blockers)

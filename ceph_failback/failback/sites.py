@@ -85,6 +85,8 @@ class Timeouts:
             before it, until B's rbd-mirror is registered in A's journal).
         terminate: until a VM on B is DONE.
         resume: until a VM on A is RUNNING.
+        ready: after a VM of a group that waits for readiness runs on A, until its guest
+            reports ``READY=YES`` through OneGate (:doc:`/recovery-plans`).
         poll: seconds between polls.
         writer: before demoting on B, how long to wait for a client holding the image's
             exclusive lock to let go (a killed client's watch lingers ~30 s).
@@ -108,6 +110,7 @@ class Timeouts:
     promote: float = 300.0
     terminate: float = 600.0
     resume: float = 600.0
+    ready: float = 600.0
     poll: float = 1.0
     daemon_beacon_grace: float = 30.0
     writer: float = 90.0

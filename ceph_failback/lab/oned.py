@@ -302,6 +302,11 @@ class _VM:
     boot_fails: str | None = None
     # USER_TEMPLATE/ERROR: VirtualMachine::set_template_error_message, "<ctime>: <message>".
     error: str = ""
+    # The rest of USER_TEMPLATE (one.vm.update): OneGate's READY, say.
+    user: dict[str, str] = field(default_factory=dict)
+    # The guest reports READY=YES this many seconds after each boot (one-context's
+    # REPORT_READY through OneGate); None: it never does.
+    reports_ready: float | None = None
     # The action that sent it to STOPPED/UNDEPLOYED decides its PROLOG_* when rescheduled.
     last_action: str = ""
 
@@ -913,6 +918,44 @@ class OnedStandIn:
                 for d in _page(chosen, start, end))
             return f"<DOCUMENT_POOL>{rows}</DOCUMENT_POOL>"
 
+    def guest_reports_ready(self, vm_id: int, after: float = 0.0) -> None:
+        """Model a guest with ``REPORT_READY="YES"`` in its context: ``after`` seconds into each
+        boot (each entry into RUNNING) it reports ``READY=YES`` through OneGate."""
+        with self._lock:
+            vm = self._vm(vm_id)
+            vm.reports_ready = after
+            if (vm.state, vm.lcm) == (VmState.ACTIVE, LcmState.RUNNING):
+                vm.user["READY"] = "YES"  # it booted, and reported, before
+
+    def vm_update(self, user: _User, vm_id: int, text: str, update_type: int) -> int:
+        """SharedAPI::update on a VM's user template (src/rm/api/SharedAPI.cc): type 0 replaces
+        it, 1 merges into it (VirtualMachine::append_template), in any state; names are upper
+        case (Attribute's constructor). Only single attributes (``NAME = "value"``, one per
+        line) are modelled."""
+        if update_type not in (0, 1):
+            raise _Reply(ErrorCode.RPC_API, "[one.vm.update] Wrong update type")
+        with self._lock:
+            vm = self._vms.get(vm_id)
+            if vm is None:
+                raise _Reply(ErrorCode.NO_EXISTS,
+                             f"[one.vm.update] Error getting virtual machine [{vm_id}].", vm_id)
+            parsed: dict[str, str] = {}
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                match = re.fullmatch(r'\s*(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^"\[\s]*))\s*',
+                                     line)
+                if match is None:
+                    raise _Reply(ErrorCode.INTERNAL, "[one.vm.update] Cannot update template. "
+                                 f"(the stand-in models single attributes only: {line!r})")
+                value = match.group(2) if match.group(2) is not None else match.group(3)
+                parsed[match.group(1).upper()] = re.sub(r"\\(.)", r"\1", value)
+            if update_type == 0:
+                vm.user = parsed
+            else:
+                vm.user.update(parsed)
+            return vm_id
+
     # --- inspection ----------------------------------------------------------------------
 
     def vm_state(self, vm_id: int) -> tuple[str, str]:
@@ -974,8 +1017,26 @@ class OnedStandIn:
                 vm.history[-1].etime = now
         if state is VmState.PENDING and self._scheduler:
             self._schedule(vm, time.monotonic())
+        if (state, lcm) == (VmState.ACTIVE, LcmState.RUNNING) and vm.reports_ready is not None:
+            self._report_ready_later(vm)
         self._transitions[vm.id].append(vm.state_str())
         log.info("%s: VM %d is now %s", self.name, vm.id, vm.state_str())
+
+    def _report_ready_later(self, vm: _VM) -> None:
+        """The guest's boot ends with OneGate's ``PUT /vm`` of ``READY=YES``, which
+        onegate-server turns into ``one.vm.update(id, 'READY="YES"', 1)``."""
+        boot = len(self._transitions[vm.id])
+
+        def report() -> None:
+            with self._lock:
+                # Only if it still runs the boot that reports (no shutdown in between).
+                if (vm.state, vm.lcm) == (VmState.ACTIVE, LcmState.RUNNING) and len(
+                        self._transitions[vm.id]) == boot + 1:
+                    vm.user["READY"] = "YES"
+
+        timer = threading.Timer(vm.reports_ready or 0.0, report)
+        timer.daemon = True
+        timer.start()
 
     def _schedule(self, vm: _VM, now: float) -> None:
         d = self._delays
@@ -1447,11 +1508,18 @@ class OnedStandIn:
             mon,
             "<SCHED_ACTIONS/>",
             _group("TEMPLATE", *parts),
-            _group("USER_TEMPLATE", _el("ERROR", vm.error, cdata=True) if vm.error else "",
-                   _el("SCHED_DS_REQUIREMENTS", f"ID={vm.system_ds}", cdata=True)),
+            self._user_template_xml(vm),
             _group("HISTORY_RECORDS", *(self._history_xml(vm, h) for h in vm.history)),
             "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS>",
         )
+
+    @staticmethod
+    def _user_template_xml(vm: _VM) -> str:
+        # A template's attributes come out in name order (oned's multimap).
+        attrs = {"SCHED_DS_REQUIREMENTS": f"ID={vm.system_ds}", **vm.user}
+        if vm.error:
+            attrs["ERROR"] = vm.error
+        return _group("USER_TEMPLATE", _attrs(attrs))
 
     def _history_xml(self, vm: _VM, h: _History) -> str:
         return _group(
@@ -1515,8 +1583,7 @@ class OnedStandIn:
             _el("DEPLOY_ID", f"localhost:{vm.name}:dummy" if vm.history else None),
             _group("TEMPLATE", _el("CPU", "0.1"), _el("MEMORY", 128), _el("VCPU", 1), *disks),
             "<MONITORING/>",
-            _group("USER_TEMPLATE", _el("ERROR", vm.error, cdata=True) if vm.error else "",
-                   _el("SCHED_DS_REQUIREMENTS", f"ID={vm.system_ds}", cdata=True)),
+            self._user_template_xml(vm),
             _group("HISTORY_RECORDS", *history),
         )
 
@@ -1869,6 +1936,10 @@ _ROUTES: dict[str, _Route] = {
         lambda oned, user, f, s, e: oned.imagepool_info(f, s, e),
     ),
     "one.datastore.info": (("string", "int"), lambda oned, user, i: oned.datastore_info(i)),
+    "one.vm.update": (
+        ("string", "int", "string", "int"),
+        lambda oned, user, i, text, kind: oned.vm_update(user, i, text, kind),
+    ),
     "one.documentpool.info": (
         ("string", "int", "int", "int", "int"),
         lambda oned, user, f, s, e, t: oned.documentpool_info(user, f, s, e, t),

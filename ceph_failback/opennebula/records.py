@@ -75,6 +75,8 @@ class VM:
         error: ``USER_TEMPLATE/ERROR``: oned's record of the last failed driver operation,
             ``"<time>: <OPERATION>: <driver output>"`` (VirtualMachineManager::log_error); oned
             keeps it after later successes, so only a change means a new failure.
+        ready: ``USER_TEMPLATE/READY``: what the guest last reported through OneGate
+            (``"YES"`` once up, with ``REPORT_READY`` in its context); ``""`` when absent.
     """
 
     id: int
@@ -84,11 +86,18 @@ class VM:
     disks: Sequence[Disk] = field(default=())
     unreadable: Sequence[str] = field(default=())
     error: str = ""
+    ready: str = ""
 
     def __post_init__(self) -> None:
         # Accept any iterable (a list is the natural thing to pass) but keep the record immutable.
         object.__setattr__(self, "disks", tuple(self.disks))
         object.__setattr__(self, "unreadable", tuple(self.unreadable))
+
+    @property
+    def is_ready(self) -> bool:
+        """The guest reported ``READY=YES`` (OneFlow's test: the value, stripped, is exactly
+        ``YES``; src/flow/lib/EventManager.rb)."""
+        return self.ready.strip() == "YES"
 
     @property
     def state_str(self) -> str:
@@ -219,6 +228,7 @@ def vm_from_binding(obj: Any) -> VM:
         disks=disks,
         unreadable=tuple(unreadable),
         error=_text_of(getattr(obj, "USER_TEMPLATE", None), "ERROR"),
+        ready=_text_of(getattr(obj, "USER_TEMPLATE", None), "READY"),
     )
 
 
@@ -273,6 +283,7 @@ def vm_from_element(node: ElementTree.Element) -> VM:
         disks=disks,
         unreadable=tuple(unreadable),
         error=(node.findtext("USER_TEMPLATE/ERROR") or "").strip(),
+        ready=(node.findtext("USER_TEMPLATE/READY") or "").strip(),
     )
 
 

@@ -39,12 +39,15 @@ class Service:
         roles: its roles.
         ordered: deployed ``straight`` (a role after its parents); ``False`` for ``none``
             (every role at once).
+        ready: ``ready_status_gate``: OneFlow counts a VM deployed once its guest reports
+            ``READY=YES`` through OneGate, not once it runs.
     """
 
     id: int
     name: str
     roles: tuple[Role, ...]
     ordered: bool = True
+    ready: bool = False
 
 
 def services_from(text: str, *, site: str) -> list[Service]:
@@ -77,5 +80,6 @@ def services_from(text: str, *, site: str) -> list[Service]:
                 f"service's JSON ({type(exc).__name__}: {exc})", site=site,
                 hint="check it with 'oneflow show'") from exc
         services.append(Service(doc_id, str(body.get("name") or name), roles,
-                                ordered=body.get("deployment") == "straight"))
+                                ordered=body.get("deployment") == "straight",
+                                ready=body.get("ready_status_gate") is True))
     return services

@@ -463,6 +463,40 @@ class OpenNebulaSite(PoolReader):
             hint=f"see 'onevm show {vm_id}' at {self._name} (a PENDING VM waits for a host)",
         )
 
+    def update_user_template(self, vm: int | VM, text: str, *, merge: bool = True) -> None:
+        """Merge ``text`` (``NAME="value"`` lines) into the VM's user template (``one.vm.update``,
+        type 1; ``merge=False``: replace it, type 0), as OneGate does for the guest."""
+        vm_id = _vm_id(vm)
+        self._call("vm.update", vm_id, text, 1 if merge else 0,
+                   what=f"update VM {vm_id}'s user template", vm=vm_id)
+
+    def wait_ready(self, vm: int | VM, *, timeout: float = 600.0) -> VM:
+        """Wait until the VM's guest reports ``READY=YES`` through OneGate (OneFlow's ready
+        status gate: ``USER_TEMPLATE/READY``, stripped, exactly ``YES``) while it runs.
+
+        Raises:
+            WaitFailedError: the VM stopped running (it cannot become ready).
+            WaitTimeoutError: no report in time; the error says what the VM last showed.
+        """
+        vm_id = _vm_id(vm)
+
+        def judge(v: VM) -> Judgement[VM]:
+            if not v.is_running:
+                return Judgement(Verdict.FAIL, f"VM {vm_id} is {v.status}, not RUNNING: its "
+                                 "guest cannot report ready")
+            if v.is_ready:
+                return Judgement(Verdict.DONE, f"VM {vm_id}'s guest reported READY=YES")
+            return Judgement(Verdict.RETRY, f"VM {vm_id} runs, READY={v.ready or '(none)'}")
+
+        return wait_until(
+            lambda: self.vm(vm_id), judge, what=f"VM {vm_id}'s guest to report READY=YES",
+            timeout=timeout, interval=self._poll_interval,
+            describe=lambda v: {f"VM {v.id}": f"{v.status}, READY={v.ready or '(none)'}"},
+            retry_on=(OpenNebulaUnavailableError,), where={"site": self._name, "vm": vm_id},
+            hint="the guest reports READY=YES through OneGate when its context has "
+                 "REPORT_READY=\"YES\" (or by `onegate vm update --data READY=YES`); check "
+                 "that it booted and reaches OneGate, or raise Timeouts.ready")
+
     def poweroff(self, vm: int | VM, *, timeout: float = 300.0) -> VM:
         """Power a VM off gracefully (ACPI) and wait until it is POWEROFF.
 

@@ -25,7 +25,7 @@ from .ceph import MemoryCeph
 __all__ = ["MemoryWorld", "MemoryVM", "FAST"]
 
 #: Wait limits for in-memory worlds: the model progresses on every poll.
-FAST = Timeouts(settle=5, resync=10, mirror=10, promote=10, terminate=10, resume=10,
+FAST = Timeouts(settle=5, resync=10, mirror=10, promote=10, terminate=10, resume=10, ready=10,
                 poll=0.005, writer=0.5, protect=10, catch_up=10)
 
 

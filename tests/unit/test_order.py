@@ -224,3 +224,94 @@ def test_the_configuration_file_and_the_command_line_give_an_order(tmp_path: Pat
     args = build_parser().parse_args(["plan", "--config", "x.toml", "--order", "db-1, 4",
                                       "--order", "lb", "--no-oneflow"])
     assert args.order == [("db-1", 4), ("lb",)] and args.no_oneflow
+
+
+# --- readiness: OneGate's READY=YES ---------------------------------------------------------
+
+
+@pytest.fixture
+def gated() -> Iterator[MemoryWorld]:
+    """db <- app with OneFlow's ready_status_gate; both guests report READY=YES at boot, and
+    did before the disaster (a stale READY=YES sits in their user templates on A)."""
+    with MemoryWorld() as world:
+        for name in ("db", "app"):
+            world.add_vm(name)
+        db, app = world.vms
+        world.oned_a.add_service("web", {"db": [db.vm_a], "app": [app.vm_a]},
+                                 parents={"app": ["db"]}, ready_status_gate=True)
+        for vm in (db, app):
+            world.oned_a.guest_reports_ready(vm.vm_a, after=0.2)
+        world.disaster("unplanned", new_data=NEW)
+        yield world
+
+
+def test_a_group_waits_for_its_guests_to_report_ready(gated: MemoryWorld, tmp_path: Path) -> None:
+    world = gated
+    db, app = world.vms
+    one_a = world.site("a").one
+    assert one_a.vm(db.vm_a).is_ready  # stale: reported before the disaster
+    fb = world.failback(tmp_path / "j.jsonl")
+    plan = fb.plan()
+    assert plan.ok and [g.ready for g in plan.order.groups] == [True, True], plan
+    report = fb.run()
+    assert report.complete, report
+    journal = fb.journal
+    ready_db = journal.last(step="resume_a", event="ready", target=f"vm:site-a:{db.vm_a}")
+    sent_app = journal.last(step="resume_a", event="intent", target=f"vm:site-a:{app.vm_a}")
+    resumed_db = journal.last(step="resume_a", event="done", target=f"vm:site-a:{db.vm_a}")
+    # app was resumed only after db's guest reported, which came 0.2 s into db's boot: the
+    # stale READY=YES from before the disaster was cleared before db's resume, not taken.
+    assert ready_db is not None and sent_app is not None and resumed_db is not None
+    assert ready_db.time <= sent_app.time and ready_db.time - resumed_db.time >= 0.15
+    intent_db = journal.last(step="resume_a", event="intent", target=f"vm:site-a:{db.vm_a}")
+    assert intent_db is not None and intent_db.data["clears_ready"] is True
+    assert {v.vm_b: (v.needs_ready, v.ready is not None) for v in report.vms} == {
+        db.vm_b: (True, True), app.vm_b: (True, True)}
+
+
+def test_a_guest_that_never_reports_holds_the_next_group_and_a_rerun_goes_on(
+        gated: MemoryWorld, tmp_path: Path) -> None:
+    import dataclasses
+
+    from ceph_failback.testing.world import FAST
+
+    world = gated
+    db, app = world.vms
+    world.oned_a.guest_reports_ready(db.vm_a, after=3600)  # db's guest does not come up
+    fb = world.failback(tmp_path / "j.jsonl", timeouts=dataclasses.replace(FAST, ready=0.5))
+    with pytest.raises(StepFailedError) as info:
+        fb.run()
+    failures = info.value.failures
+    assert "READY=YES" in failures[f"vm:site-a:{db.vm_a}"]
+    assert "not resumed on site-a" in failures[f"vm:site-a:{app.vm_a}"]
+    assert world.oned_a.vm_state(db.vm_a) == ("ACTIVE", "RUNNING")
+    assert world.oned_a.vm_state(app.vm_a) == ("POWEROFF", "LCM_INIT")
+    report = fb.report()
+    assert not report.complete
+    # The guest comes up (OneGate's update); the rerun waits for it and resumes app.
+    world.site("a").one.update_user_template(db.vm_a, 'READY = "YES"')
+    report = world.failback(tmp_path / "j.jsonl").run()
+    assert report.complete, report
+    assert world.oned_a.vm_state(app.vm_a) == ("ACTIVE", "RUNNING")
+    resumes = [vm for vm, act, ok in world.oned_a.actions if ok and act == "resume"]
+    assert resumes.count(db.vm_a) == 1  # db was not resumed twice
+
+
+def test_the_stand_in_s_vm_update_as_oned_does_it() -> None:
+    from ceph_failback.errors import OpenNebulaError as Err
+
+    with OnedStandIn(name="a") as oned:
+        vm_id = oned.add_vm("v")
+        site = OpenNebulaSite("site-a", oned.endpoint, credentials=oned.session, timeout=5)
+        site.update_user_template(vm_id, 'ready = "YES"\nOWNER="ops \\"team\\""')
+        vm = site.vm(vm_id)
+        assert vm.ready == "YES" and vm.is_ready
+        assert oned.vm_info(oned._users["oneadmin"], vm_id).count("<READY><![CDATA[YES]]>") == 1
+        site.update_user_template(vm_id, 'READY="yes"')
+        assert not site.vm(vm_id).is_ready  # OneFlow's test is exact: "YES"
+        site.update_user_template(vm_id, 'OTHER="1"', merge=False)  # replaces
+        assert site.vm(vm_id).ready == ""
+        with pytest.raises(Err):
+            site.update_user_template(999, 'READY="YES"')
+        with pytest.raises(Err, match="single attributes"):
+            site.update_user_template(vm_id, 'V = [ A = "1" ]')
