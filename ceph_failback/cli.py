@@ -197,6 +197,7 @@ def _make_failback(ctx: _Context, listeners: Sequence[Callable[[Event], None]] =
         order=getattr(args, "order", None) or cfg.order,
         oneflow=cfg.oneflow and not getattr(args, "no_oneflow", False),
         wait_ready=cfg.wait_ready or getattr(args, "wait_ready", False),
+        hooks=[*cfg.hooks, *getattr(args, "hook", [])],
         journal=journal or cfg.journal,
         timeouts=cfg.timeouts,
         hard_terminate_after=getattr(args, "hard_terminate_after", None),

@@ -6,6 +6,8 @@ import argparse
 from typing import NoReturn
 
 from . import __version__
+from .errors import ConfigurationError
+from .failback.hooks import Hook
 from .failback.scope import WAIVABLE
 
 __all__ = ["EPILOG", "build_parser"]
@@ -66,6 +68,16 @@ def _group(text: str) -> tuple[int | str, ...]:
     if not all(entries):
         raise argparse.ArgumentTypeError(f"{text!r}: a group is VM names or ids, comma-separated")
     return tuple(int(e) if e.isdigit() else e for e in entries)
+
+
+def _hook(text: str) -> Hook:
+    when, sep, command = text.partition("=")
+    if not sep or not command.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give WHEN=COMMAND (after_run=/usr/local/bin/x)")
+    try:
+        return Hook(when.strip(), command)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _seconds(text: str) -> float:
@@ -129,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     running = _Parser(add_help=False)
     running.add_argument("--yes", action="store_true",
                          help="really change things (without it: show the plan and stop, exit 3)")
+    running.add_argument("--hook", action="append", default=[], type=_hook, metavar="WHEN=COMMAND",
+                         help="run COMMAND (no shell; FAILBACK_* variables in its environment) "
+                              "once at WHEN: before_run, before_terminate (before the first VM "
+                              "stops), after_resume (after the last VM runs) or after_run; a "
+                              "failure stops the failback (resumable); repeatable. Per group, "
+                              "per VM, time limits and 'continue': [[hooks]] in the "
+                              "configuration file")
     running.add_argument("--hard-terminate-after", type=_seconds, metavar="SECONDS",
                          help="terminate-hard a VM on site B still not DONE after SECONDS "
                               "(default: never force)")

@@ -43,13 +43,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .failback.hooks import Hook
 from .failback.sites import Site, Timeouts
 from .siteconf import SITE_KEYS, Reader, SiteConfig, read_site, type_name
 
 __all__ = ["SiteConfig", "FailbackConfig", "load_config", "SITE_KEYS", "TOP_KEYS"]
 
 #: Top-level keys and tables.
-TOP_KEYS = ("pool", "journal", "order", "oneflow", "wait_ready", "site", "timeouts")
+TOP_KEYS = ("pool", "journal", "order", "oneflow", "wait_ready", "site", "timeouts", "hooks")
+
+_HOOK_KEYS = ("when", "command", "name", "group", "vm", "timeout", "on_error")
 
 _TIMEOUT_KEYS = tuple(f.name for f in dataclasses.fields(Timeouts))
 
@@ -68,6 +71,7 @@ class FailbackConfig:
         order: the explicit start order (groups of VM names or ids on B), if any.
         oneflow: take the start order from site A's OneFlow services.
         wait_ready: the explicit order's groups wait for their guests' ``READY=YES``.
+        hooks: the ``[[hooks]]`` commands.
     """
 
     path: Path
@@ -79,6 +83,7 @@ class FailbackConfig:
     order: tuple[tuple[int | str, ...], ...] | None = None
     oneflow: bool = True
     wait_ready: bool = False
+    hooks: tuple[Hook, ...] = ()
 
     def sites(self) -> tuple[Site, Site]:
         """Site A and site B as :class:`~ceph_failback.failback.Site` objects."""
@@ -170,7 +175,45 @@ def load_config(path: str | os.PathLike[str],
 
     return FailbackConfig(path=path, pool=pool, site_a=a, site_b=b,
                           journal=Path(r.path_value(journal)) if journal else None,
-                          timeouts=timeouts, order=order, **flags)
+                          timeouts=timeouts, order=order, hooks=_hooks(r, raw.get("hooks")),
+                          **flags)
+
+
+def _hooks(r: Reader, value: Any) -> tuple[Hook, ...]:
+    """``[[hooks]]``: each a table with ``when`` and ``command`` (a string or a list of
+    strings), and optionally ``name``, ``group`` or ``vm``, ``timeout``, ``on_error``."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise r.error("hooks", "must be tables: [[hooks]] with when = ... and command = ...")
+    hooks = []
+    for index, table in enumerate(value, 1):
+        key = f"hooks[{index}]"
+        r.table(table, key, _HOOK_KEYS)
+        for required in ("when", "command"):
+            if required not in table:
+                raise r.error(f"{key}.{required}", "missing (required)")
+        command = table["command"]
+        if not (isinstance(command, str) or (isinstance(command, list) and all(
+                isinstance(a, str) for a in command))):
+            raise r.error(f"{key}.command", "must be a string or a list of strings, not "
+                          f"{type_name(command)}")
+        for text_key in ("name", "group", "when", "on_error"):
+            if text_key in table and not isinstance(table[text_key], str):
+                raise r.error(f"{key}.{text_key}", f"must be a string, not "
+                              f"{type_name(table[text_key])}")
+        vm = table.get("vm")
+        if vm is not None and (isinstance(vm, bool) or not isinstance(vm, int) or vm < 0):
+            raise r.error(f"{key}.vm", "must be a VM id on site B (a number)")
+        timeout = r.seconds(table, key, "timeout")
+        try:
+            hooks.append(Hook(str(table["when"]), command, name=table.get("name"),
+                              group=table.get("group"), vm=vm,
+                              timeout=timeout if timeout is not None else 300.0,
+                              on_error=str(table.get("on_error", "stop"))))
+        except ConfigurationError as exc:
+            raise r.error(key, exc.message) from None
+    return tuple(hooks)
 
 
 def _order(r: Reader, value: Any) -> tuple[tuple[int | str, ...], ...] | None:

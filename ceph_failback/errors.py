@@ -34,6 +34,7 @@ __all__ = [
     "SafetyError",
     "StepFailedError",
     "LockedError",
+    "HookFailedError",
     "LabError",
     "CephNotInstalledError",
 ]
@@ -272,6 +273,12 @@ class StepFailedError(FailbackError):
 
 class LockedError(FailbackError):
     """Another failback holds the pool's lock (its holder and start time are in the message)."""
+
+
+class HookFailedError(FailbackError):
+    """An operator's hook (:mod:`ceph_failback.failback.hooks`) with ``on_error="stop"``
+    failed or timed out: the VM stage that ran it failed, and what waits for it was held back.
+    Fix the hook and run again; a hook done is never run again."""
 
 
 # --- Lab --------------------------------------------------------------------------------------

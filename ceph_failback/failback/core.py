@@ -35,11 +35,12 @@ from ..errors import (
 )
 from ..opennebula.mapping import Mapping, Pair
 from .events import Emitter, Listener
+from .hooks import Hook, HookCall, HookRunner, When
 from .journal import Journal, Synced
 from .ledger import Ledger, Mark, Step
 from .locking import RunLock
 from .order import StartOrder
-from .pipeline import run_pipelined
+from .pipeline import run_in_sequence, run_pipelined
 from .plan import Plan
 from .protection import record_unprotected, watch_protection
 from .report import Report, build_report
@@ -101,6 +102,8 @@ class Failback:
         wait_ready: the explicit ``order``'s groups count as started on A once their guests
             report ``READY=YES`` through OneGate (limit ``timeouts.ready``), not once they run;
             a OneFlow service's roles follow its own ``ready_status_gate``.
+        hooks: the operator's own actions at the points of :meth:`run`
+            (:mod:`~ceph_failback.failback.hooks`), each run once, journaled.
         journal: the journal file (resumption reads it); default
             ``failback-<site_a>-<site_b>-<pool>.jsonl`` in the working directory.
         timeouts: wait limits.
@@ -131,6 +134,7 @@ class Failback:
         order: Sequence[Sequence[int | str]] | None = None,
         oneflow: bool = True,
         wait_ready: bool = False,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         if site_a.name == site_b.name:
             raise FailbackError("site A and site B must have different names", site=site_a.name)
@@ -180,6 +184,10 @@ class Failback:
         self._run_lock = RunLock(self._pool_lock, self.ledger, lambda: site_a.ceph.journal_copy(
             self.pools[0], self.journal.path.name), site=site_a.name, pool=self.pool)
         self._checked = False  # check() passed: the step methods do not plan again
+        self.hooks = HookRunner(hooks, self.ledger, self.events, fence=self.fence,
+                                call=functools.partial(
+                                    HookCall, site_a=site_a.name, site_b=site_b.name,
+                                    pool=self.pool, journal=str(self.journal.path.absolute())))
 
     @classmethod
     def from_config(cls, path: str | Path, *, pool: str | None = None,
@@ -207,6 +215,7 @@ class Failback:
         kwargs.setdefault("order", cfg.order)
         kwargs.setdefault("oneflow", cfg.oneflow)
         kwargs.setdefault("wait_ready", cfg.wait_ready)
+        kwargs.setdefault("hooks", cfg.hooks)
         return cls(*cfg.sites(), cfg.pool, journal=journal if journal is not None
                    else cfg.journal, timeouts=timeouts or cfg.timeouts, **kwargs)
 
@@ -512,15 +521,12 @@ class Failback:
             self.ledger.write(Step.RUN, Mark.STARTED, pipeline=pipeline,
                               order=self.start_order().to_dict())
             try:
+                self.hooks.around_run(When.BEFORE_RUN)
                 self.demote_site_a()
                 if pipeline:
                     run_pipelined(self)
                 else:
-                    self.resync_site_a()
-                    self.terminate_site_b()
-                    self.demote_site_b()
-                    self.promote_site_a()
-                    self.resume_site_a()
+                    run_in_sequence(self)
             except FailbackError as exc:
                 self.ledger.write(Step.RUN, Mark.FAILED, error=str(exc))
                 raise
@@ -530,6 +536,11 @@ class Failback:
             if reprotect and (split := [n for n, s in states.items() if s == SPLIT_BRAIN_ON_B]):
                 self.reprotect(split)
             record_unprotected(self.pool_a(), self.pool_b(), self.images, self.ledger)
+            try:
+                self.hooks.around_run(When.AFTER_RUN)
+            except FailbackError as exc:
+                self.ledger.write(Step.RUN, Mark.FAILED, error=str(exc))
+                raise
             self.ledger.write(Step.RUN, Mark.FINISHED)
             return self.report()
 

@@ -39,10 +39,11 @@ class Step(StrEnum):
     RESUME_A = "resume_a"
     RUN = "run"
     REPROTECT = "reprotect"  # after the failback, not a documented step: resync B from A
+    HOOK = "hook"  # an operator's hook (failback/hooks.py), not a documented step
 
 
 #: The documented steps, in order, as the journal and events name them.
-STEPS = tuple(step.value for step in Step if step not in (Step.RUN, Step.REPROTECT))
+STEPS = tuple(step.value for step in Step if step not in (Step.RUN, Step.REPROTECT, Step.HOOK))
 
 #: Each step's title, as OpenNebula's failback page words it.
 STEP_TITLES = {

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import FailbackError, StepFailedError
 from ..opennebula.mapping import Pair
-from .ledger import image_target, vm_target
+from .ledger import Mark, Step, image_target, vm_target
 from .order import NO_ORDER, StartOrder
 
 if TYPE_CHECKING:
     from .core import Failback
 
-__all__ = ["run_pipelined", "dispatch_when_ready", "STOP", "MOVE", "START"]
+__all__ = ["run_pipelined", "run_in_sequence", "dispatch_when_ready", "started", "STOP", "MOVE",
+           "START"]
 
 #: A VM's stages: terminated on B (step 3), its images moved (steps 4-5), resumed on A (step 6).
 STOP, MOVE, START = 0, 1, 2
@@ -49,17 +50,26 @@ def run_pipelined(fb: Failback) -> None:
     def on_b(p: Pair) -> str:
         return vm_target(fb.site_b.name, p.vm_b.id)
 
+    pairs = fb.pairs
+    order = fb.start_order()
+
+    def stop(p: Pair) -> None:
+        fb.hooks.before_terminate(p, order)
+        fb.terminate_site_b(vms=[p.vm_b.id])
+
     def move(p: Pair) -> None:
         fb.demote_site_b(images=p.images)
         fb.promote_site_a(images=p.images)
 
-    pairs = fb.pairs
+    def start(p: Pair) -> None:
+        fb.resume_site_a(vms=[p.vm_b.id])
+        fb.hooks.after_resume(p, order, lambda vm: started(fb, vm), pairs)
+
     dispatch_when_ready(
-        pairs, (stage(lambda p: fb.terminate_site_b(vms=[p.vm_b.id]), on_b), stage(move, on_b),
-                stage(lambda p: fb.resume_site_a(vms=[p.vm_b.id]),
-                      lambda p: vm_target(fb.site_a.name, p.vm_a.id))),
+        pairs, (stage(stop, on_b), stage(move, on_b),
+                stage(start, lambda p: vm_target(fb.site_a.name, p.vm_a.id))),
         failures, resync=lambda ready: fb.resync_site_a(on_ready=ready),
-        workers=fb.vm_concurrency, order=fb.start_order(), sites=(fb.site_a.name, fb.site_b.name))
+        workers=fb.vm_concurrency, order=order, sites=(fb.site_a.name, fb.site_b.name))
     # Images of no VM (``images=``): step 2 above waited for them too.
     leftover = [i for i in fb.images if image_target(i) not in failures
                 and not any(i in p.images for p in pairs)]
@@ -74,6 +84,37 @@ def run_pipelined(fb: Failback) -> None:
     if failures:
         raise StepFailedError(f"{len(failures)} target(s) failed", failures=failures,
                               pool=fb.pool, hint="fix the cause and run again")
+
+
+def run_in_sequence(fb: Failback) -> None:
+    """Steps 2-6 one after another over every VM (``run(pipeline=False)``): steps 3 and 6 wave
+    by wave in the start order, with the hooks around each VM."""
+    fb.resync_site_a()
+    pairs, order = fb.pairs, fb.start_order()
+    for wave in order.waves(pairs, stopping=True) or [[]]:
+        for p in wave:
+            fb.hooks.before_terminate(p, order)
+        fb.terminate_site_b(vms=[p.vm_b.id for p in wave])
+    fb.demote_site_b()
+    fb.promote_site_a()
+    for wave in order.waves(pairs) or [[]]:
+        fb.resume_site_a(vms=[p.vm_b.id for p in wave])
+        for p in wave:
+            fb.hooks.after_resume(p, order, lambda vm: started(fb, vm), pairs)
+
+
+def started(fb: Failback, vm_b: int) -> bool:
+    """The VM on B's partner was resumed on A by this failback's journal (or found running),
+    and reported ready where its group waits for that."""
+    pair = next((p for p in fb.pairs if p.vm_b.id == vm_b), None)
+    if pair is None:
+        return False
+    t = vm_target(fb.site_a.name, pair.vm_a.id)
+    journal = fb.journal
+    resumed = any(journal.last(step=Step.RESUME_A, event=mark, target=t) is not None
+                  for mark in (Mark.DONE, Mark.SKIPPED))
+    return resumed and (not fb.start_order().needs_ready(vm_b)
+                        or fb.ledger.vm(fb.site_a.name, pair.vm_a.id).ready)
 
 
 def dispatch_when_ready(pairs: Sequence[Pair], stages: Sequence[Stage],

@@ -414,6 +414,13 @@ def report_view(report: Report) -> RenderableType:
         parts.append(Text(f"Order followed: {report.site_b} stopped VMs "
                           f"{' -> '.join(map(str, stops)) or '-'}; {report.site_a} resumed VMs "
                           f"{' -> '.join(map(str, starts)) or '-'}"))
+    if report.hooks:
+        rows = [[cell(h.target), cell(h.outcome, outcome_tone(h.outcome) if h.outcome != "failed"
+                                      or h.on_error == "stop" else "busy"),
+                 cell(f"{h.seconds:.1f}s" if h.seconds is not None else "-"),
+                 cell(h.on_error), cell(h.error or "", "bad")] for h in report.hooks]
+        parts.append(table("HOOK", "OUTCOME", "TIME", "ON ERROR", "ERROR", rows=rows,
+                           title=f"Hooks ({len(report.hooks)}):", short=("TIME",)))
     d = report.downtimes()
     if d:
         parts.append(Text(f"Downtime per VM (terminate request on B to RUNNING on A): median "

@@ -13,7 +13,7 @@ from .journal import Journal
 from .ledger import Ledger, Mark, Step, image_target, vm_target
 from .render import Rendered, report_view
 
-__all__ = ["ImageOutcome", "VMOutcome", "Report", "build_report"]
+__all__ = ["ImageOutcome", "VMOutcome", "HookOutcome", "Report", "build_report"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,19 @@ class VMOutcome:
 
 
 @dataclass(frozen=True)
+class HookOutcome:
+    """A hook's last outcome (``hook:<point>:<name>@<scope>``): ``done``, ``failed`` or
+    ``running`` (its intent recorded, no outcome: the run stopped while it ran), with its time,
+    error and policy."""
+
+    target: str
+    outcome: str
+    seconds: float | None
+    error: str | None
+    on_error: str
+
+
+@dataclass(frozen=True)
 class Report(Rendered):
     """A failback's outcome: per image, per VM (with downtime), and the runs it took."""
 
@@ -88,16 +101,20 @@ class Report(Rendered):
     unprotected: tuple[tuple[str, str], ...] = ()
     """Images outside the scope that no mirroring protected at the end of the last run, with
     why (:func:`~ceph_failback.failback.safety.unprotected`): the failback did not touch them."""
+    hooks: tuple[HookOutcome, ...] = ()
+    """The hooks run, each with its last outcome, in the order they first ran."""
 
     @property
     def complete(self) -> bool:
         """Every image promoted on A, every VM running on A, and no image that site B was seen
         unable to replay from A afterwards (split-brain on B, or not picked up within
         ``Timeouts.protect``: see :meth:`~ceph_failback.failback.Failback.reprotect`), and
-        every VM whose start order group waits for readiness seen ready."""
+        every VM whose start order group waits for readiness seen ready, and no hook with
+        ``on_error="stop"`` failed or cut off as its last outcome."""
         return (all(i.promoted and i.protected is not False for i in self.images)
                 and all(v.resumed and (v.ready is not None or not v.needs_ready)
-                        for v in self.vms))
+                        for v in self.vms)
+                and not any(h.outcome != "done" and h.on_error == "stop" for h in self.hooks))
 
     def order_followed(self) -> tuple[list[int], list[int]]:
         """The order actually followed: the VMs on B in the order they stopped, and the VMs on A
@@ -121,6 +138,8 @@ class Report(Rendered):
             "unprotected": dict(self.unprotected),
             "downtime": {"median": statistics.median(d) if d else None,
                          "max": max(d) if d else None},
+            "hooks": [{"target": h.target, "outcome": h.outcome, "seconds": h.seconds,
+                       "error": h.error, "on_error": h.on_error} for h in self.hooks],
             "images": [{"name": i.name, "outcome": i.outcome, "resynced": i.resynced,
                         "promote_attempts": i.promote_attempts, "error": i.error,
                         "protection": i.protection, "protected": i.protected}
@@ -203,4 +222,18 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
     seen = journal.last(step=Step.RUN, event=Mark.OBSERVED, target="pool")
     unprotected = dict(seen.data.get("unprotected") or {}) if seen is not None else {}
     return Report(pool, site_a, site_b, tuple(image_outcomes), tuple(vm_outcomes),
-                  len(journal.runs()), wall, tuple(unprotected.items()))
+                  len(journal.runs()), wall, tuple(unprotected.items()), _hooks(journal))
+
+
+def _hooks(journal: Journal) -> tuple[HookOutcome, ...]:
+    last: dict[str, HookOutcome] = {}
+    for r in journal.find(step=Step.HOOK):
+        outcome = {"intent": "running", "done": "done", "failed": "failed"}.get(r.event)
+        if outcome is None:
+            continue
+        on_error = str(r.data.get("on_error") or (last[r.target].on_error if r.target in last
+                                                  else "stop"))
+        seconds = r.data.get("seconds")
+        last[r.target] = HookOutcome(r.target, outcome, float(seconds) if seconds is not None
+                                     else None, r.data.get("error"), on_error)
+    return tuple(last.values())

@@ -52,7 +52,7 @@ def survey(fb: Failback) -> Plan:
         found, noted = fb._scope.blockers(scope)
         blockers += found
         order, problems = fb._scope.order(scope)
-        blockers += problems
+        blockers += problems + fb.hooks.blockers(order, scope.pairs)
         warnings += noted
         if not scope.images:
             warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")

@@ -531,13 +531,17 @@ def test_a_b_that_split_brains_at_the_flip_is_reprotected_and_a_later_split_is_n
 
 def test_a_three_tier_service_fails_back_in_its_start_order(world: World, tmp_path: Path) -> None:
     # OneFlow's service db <- app <- lb on site A (the stand-in stores it as oneflow-server does),
-    # and a VM of no service. B stops lb, app, db in that order, each only once the one before
-    # it is DONE; A resumes db, app, lb, each only once the one before it runs.
+    # with its ready status gate, and a VM of no service. B stops lb, app, db in that order,
+    # each only once the one before it is DONE; A resumes db, app, lb, each only once the guest
+    # of the one before it reported READY=YES through OneGate (0.3 s into its boot; each also
+    # reported before the disaster, which must not count).
     for name in ("db", "app", "lb", "mail"):
         world.add_vm(name, data=pattern(f"a-{name}", 1 << 20))
     db, app, lb, mail = world.vms
     world.oned_a.add_service("web", {"db": [db.vm_a], "app": [app.vm_a], "lb": [lb.vm_a]},
-                             parents={"app": ["db"], "lb": ["app"]})
+                             parents={"app": ["db"], "lb": ["app"]}, ready_status_gate=True)
+    for vm in (db, app, lb):
+        world.oned_a.guest_reports_ready(vm.vm_a, after=0.3)
     world.wait_replicated()
     world.disaster("unplanned", new_data=pattern("written-on-b", 1 << 20))
     db, app, lb, mail = world.vms  # now with their ids on B
@@ -557,13 +561,20 @@ def test_a_three_tier_service_fails_back_in_its_start_order(world: World, tmp_pa
     assert accepted(world.oned_b, "terminate", mail.vm_b) == [lb.vm_b, app.vm_b, db.vm_b]
     assert accepted(world.oned_a, "resume", mail.vm_a) == [db.vm_a, app.vm_a, lb.vm_a]
     journal = fb.journal
-    for step, site, chain in (("terminate_b", fb.site_b.name, [lb.vm_b, app.vm_b, db.vm_b]),
-                              ("resume_a", fb.site_a.name, [db.vm_a, app.vm_a, lb.vm_a])):
+    for step, site, chain, mark in (
+            ("terminate_b", fb.site_b.name, [lb.vm_b, app.vm_b, db.vm_b], "done"),
+            ("resume_a", fb.site_a.name, [db.vm_a, app.vm_a, lb.vm_a], "ready")):
         for first, then in zip(chain, chain[1:], strict=False):
-            done = journal.last(step=step, event="done", target=f"vm:{site}:{first}")
+            done = journal.last(step=step, event=mark, target=f"vm:{site}:{first}")
             sent = journal.last(step=step, event="intent", target=f"vm:{site}:{then}")
             assert done is not None and sent is not None and done.time <= sent.time, (
                 step, first, then)
+    for vm in (db, app, lb):  # this boot's report, not the one from before the disaster
+        resumed = journal.last(step="resume_a", event="done", target=f"vm:{fb.site_a.name}:"
+                                                                      f"{vm.vm_a}")
+        ready = journal.last(step="resume_a", event="ready", target=f"vm:{fb.site_a.name}:"
+                                                                     f"{vm.vm_a}")
+        assert resumed is not None and ready is not None and ready.time - resumed.time >= 0.1
     stopped, started = report.order_followed()
     assert [v for v in stopped if v != mail.vm_b] == [lb.vm_b, app.vm_b, db.vm_b]
     assert [v for v in started if v != mail.vm_a] == [db.vm_a, app.vm_a, lb.vm_a]

@@ -43,13 +43,17 @@ def dotted(node: ast.AST) -> str:
     return ""
 
 
+#: The one module that runs a process: the operator's own hook commands, as configured.
+HOOKS = Path("failback/hooks.py")
+
+
 def test_the_library_starts_no_process() -> None:
-    """Outside the lab (which starts Ceph daemons for tests), nothing imports a process module
-    or calls os.system/popen/exec*/spawn*/fork: everything goes through librados/librbd and
-    XML-RPC, so no command line is ever built from input."""
+    """Outside the lab (which starts Ceph daemons for tests) and the operator's hook commands,
+    nothing imports a process module or calls os.system/popen/exec*/spawn*/fork: everything goes
+    through librados/librbd and XML-RPC, so no command line is ever built from input."""
     found = []
     for path, tree in sources():
-        if is_lab(path):
+        if is_lab(path) or path.relative_to(PACKAGE) == HOOKS:
             continue
         for node in ast.walk(tree):
             names: list[str] = []
@@ -66,6 +70,21 @@ def test_the_library_starts_no_process() -> None:
                         or (name.startswith("os.") and name[3:].startswith(OS_PROCESS_CALLS))):
                     found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {name}")
     assert found == []
+
+
+def test_hook_commands_run_as_configured_without_a_shell() -> None:
+    """hooks.py runs exactly one process call: ``subprocess.run`` of the hook's own argument
+    list, with no shell; what the failback knows (VM ids, names) goes in the environment, never
+    into the command line."""
+    tree = ast.parse((PACKAGE / HOOKS).read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and dotted(n.func).startswith(("subprocess.", "os."))
+             and dotted(n.func).split(".")[-1] in ("run", "Popen", "call", "check_call",
+                                                   "check_output", "system", "popen")]
+    assert [dotted(c.func) for c in calls] == ["subprocess.run"]
+    (call,) = calls
+    assert dotted(call.args[0]) == "hook.argv"
+    assert "shell" not in {k.arg for k in call.keywords}
 
 
 def test_no_shell_anywhere_and_the_lab_runs_only_ceph_tools() -> None:
