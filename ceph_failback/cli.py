@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -79,6 +80,7 @@ from .failback.events import Event
 from .failback.progress import Progress
 from .failback.render import plan_view, show, status_view
 from .failback.report import Report
+from .failback.verify import Verify
 
 __all__ = [
     "main",
@@ -176,6 +178,16 @@ class _Context:
         return shlex.join([*words, "--yes"])
 
 
+def _verify(args: Any, configured: Verify | None) -> Verify | None:
+    """``--verify``/``--verify-sample N`` over the file's ``[verify]``."""
+    sample = getattr(args, "verify_sample", None)
+    if sample is not None:
+        return dataclasses.replace(configured or Verify(), sample=sample)
+    if getattr(args, "verify", False):
+        return configured or Verify()
+    return configured
+
+
 def _make_failback(ctx: _Context, listeners: Sequence[Callable[[Event], None]] = ()) -> Failback:
     args = ctx.args
     journal = Path(args.journal).expanduser().absolute() if args.journal else None
@@ -198,6 +210,7 @@ def _make_failback(ctx: _Context, listeners: Sequence[Callable[[Event], None]] =
         oneflow=cfg.oneflow and not getattr(args, "no_oneflow", False),
         wait_ready=cfg.wait_ready or getattr(args, "wait_ready", False),
         hooks=[*cfg.hooks, *getattr(args, "hook", [])],
+        verify=_verify(args, cfg.verify),
         journal=journal or cfg.journal,
         timeouts=cfg.timeouts,
         hard_terminate_after=getattr(args, "hard_terminate_after", None),

@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "failure stops the failback (resumable); repeatable. Per group, "
                               "per VM, time limits and 'continue': [[hooks]] in the "
                               "configuration file")
+    running.add_argument("--verify", action="store_true",
+                         help="before each VM resumes, compare its images' copies on both sites "
+                              "chunk by chunk (whole images); a VM whose copies differ is not "
+                              "resumed")
+    running.add_argument("--verify-sample", type=int, metavar="N",
+                         help="as --verify, reading N chunks of 4 MiB per image")
     running.add_argument("--hard-terminate-after", type=_seconds, metavar="SECONDS",
                          help="terminate-hard a VM on site B still not DONE after SECONDS "
                               "(default: never force)")

@@ -45,12 +45,16 @@ from typing import Any
 from .errors import ConfigurationError
 from .failback.hooks import Hook
 from .failback.sites import Site, Timeouts
+from .failback.verify import Verify
 from .siteconf import SITE_KEYS, Reader, SiteConfig, read_site, type_name
 
 __all__ = ["SiteConfig", "FailbackConfig", "load_config", "SITE_KEYS", "TOP_KEYS"]
 
 #: Top-level keys and tables.
-TOP_KEYS = ("pool", "journal", "order", "oneflow", "wait_ready", "site", "timeouts", "hooks")
+TOP_KEYS = ("pool", "journal", "order", "oneflow", "wait_ready", "site", "timeouts", "hooks",
+            "verify")
+
+_VERIFY_KEYS = ("sample", "bandwidth_mb", "workers")
 
 _HOOK_KEYS = ("when", "command", "name", "group", "vm", "timeout", "on_error")
 
@@ -72,6 +76,7 @@ class FailbackConfig:
         oneflow: take the start order from site A's OneFlow services.
         wait_ready: the explicit order's groups wait for their guests' ``READY=YES``.
         hooks: the ``[[hooks]]`` commands.
+        verify: the ``[verify]`` table's verification, if any.
     """
 
     path: Path
@@ -84,6 +89,7 @@ class FailbackConfig:
     oneflow: bool = True
     wait_ready: bool = False
     hooks: tuple[Hook, ...] = ()
+    verify: Verify | None = None
 
     def sites(self) -> tuple[Site, Site]:
         """Site A and site B as :class:`~ceph_failback.failback.Site` objects."""
@@ -176,7 +182,29 @@ def load_config(path: str | os.PathLike[str],
     return FailbackConfig(path=path, pool=pool, site_a=a, site_b=b,
                           journal=Path(r.path_value(journal)) if journal else None,
                           timeouts=timeouts, order=order, hooks=_hooks(r, raw.get("hooks")),
-                          **flags)
+                          verify=_verify(r, raw.get("verify")), **flags)
+
+
+def _verify(r: Reader, value: Any) -> Verify | None:
+    """``[verify]``: compare both copies before each VM resumes; ``sample`` (chunks per image,
+    default the whole image), ``bandwidth_mb`` (MB/s for all reads), ``workers``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise r.error("verify", f"must be a table ([verify]), not {type_name(value)}")
+    r.table(value, "verify", _VERIFY_KEYS)
+    numbers = {}
+    for key in _VERIFY_KEYS:
+        if key in value:
+            v = value[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 or (
+                    key != "bandwidth_mb" and not isinstance(v, int)):
+                raise r.error(f"verify.{key}", f"must be a positive "
+                              f"{'number' if key == 'bandwidth_mb' else 'whole number'}, not {v!r}")
+            numbers[key] = v
+    sample = numbers.get("sample")
+    return Verify(sample=int(sample) if sample is not None else None, workers=int(numbers.get("workers", 4)),
+                  bandwidth=numbers["bandwidth_mb"] * 1e6 if "bandwidth_mb" in numbers else None)
 
 
 def _hooks(r: Reader, value: Any) -> tuple[Hook, ...]:

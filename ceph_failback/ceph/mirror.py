@@ -26,6 +26,7 @@ from ..errors import (
     NotReadyError,
 )
 from .bindings import import_bindings, map_ceph_error
+from .content import ContentDigest, digest
 from .daemons import BEACON_CONFIRM, DaemonHealth, judge_daemon_health
 from .promotion import omap_pages, read_mirror_infos
 from .rbd_journal import JournalHeader, parse_header
@@ -34,16 +35,8 @@ from .status import MirrorImageInfo, MirrorStatus, parse_mirror_status, to_utc
 if TYPE_CHECKING:
     from .connection import CephSite
 
-__all__ = [
-    "MirrorPool",
-    "Peer",
-    "DaemonHealth",
-    "MirrorSnapshot",
-    "OperationResult",
-    "DEFAULT_CONCURRENCY",
-    "READ_CONCURRENCY",
-    "READ_WINDOW",
-]
+__all__ = ["MirrorPool", "Peer", "DaemonHealth", "MirrorSnapshot", "OperationResult",
+           "DEFAULT_CONCURRENCY", "READ_CONCURRENCY", "READ_WINDOW"]
 
 log = logging.getLogger(__name__)
 
@@ -434,6 +427,12 @@ class MirrorPool:
         watch on a non-primary image is included as librbd lists it."""
         with self.open_image(image, read_only=True) as handle:
             return [dict(w) for w in self._call("listing watchers", handle.watchers_list, image)]
+
+    def digest(self, image: str, **kw: Any) -> ContentDigest:
+        """The image's content digest now, read through a read-only handle
+        (:func:`~ceph_failback.ceph.content.digest`, ``kw``: its options)."""
+        with self.open_image(image, read_only=True) as h:
+            return self._call("reading the image", lambda: digest(h.size(), h.read, **kw), image)
 
     def lock_owners(self, image: str) -> list[dict[str, Any]]:
         """Exclusive-lock owners of the image."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import CephError, ImageNotFoundError
+from .content import ContentDigest
 from .daemons import DaemonHealth
 from .lock import Holder
 from .mirror import MirrorSnapshot, OperationResult, Peer
@@ -171,6 +172,10 @@ class PoolSet:
     def lock_owners(self, image: str) -> list[dict[str, Any]]:
         side, name = self._route(image)
         return side.lock_owners(name)
+
+    def digest(self, image: str, **kw: Any) -> ContentDigest:
+        side, name = self._route(image)
+        return side.digest(name, **kw)
 
     def mirror_snapshots(self, image: str) -> list[MirrorSnapshot]:
         side, name = self._route(image)

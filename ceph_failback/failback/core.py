@@ -18,21 +18,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..ceph.lock import Holder
 from ..ceph.mirror import DEFAULT_CONCURRENCY
-from ..ceph.pools import (
-    PoolLocks,
-    PoolSet,
-    break_locks,
-    lock_holders,
-    unserved_pools,
-)
+from ..ceph.pools import PoolLocks, PoolSet, break_locks, lock_holders, unserved_pools
 from ..ceph.seams import MirrorSide, PoolLockSide
-from ..errors import (
-    CephError,
-    ConfigurationError,
-    FailbackError,
-    SafetyError,
-    WaitFailedError,
-)
+from ..errors import CephError, ConfigurationError, FailbackError, SafetyError, WaitFailedError
 from ..opennebula.mapping import Mapping, Pair
 from .events import Emitter, Listener
 from .hooks import Hook, HookCall, HookRunner, When
@@ -52,6 +40,7 @@ from .steps import demote_a, demote_b, promote_a, resume_a, resync_a, terminate_
 from .steps import reprotect as reprotect_step
 from .steps.base import Decision, StepResult  # noqa: F401 (StepResult: importable from here)
 from .survey import survey
+from .verify import ImageCheck, Verifier, Verify, verify_now
 from .waits import SPLIT_BRAIN_ON_B
 
 __all__ = ["Failback", "WAIVABLE"]  # Site and Timeouts: .sites (importable from here too)
@@ -104,6 +93,9 @@ class Failback:
             a OneFlow service's roles follow its own ``ready_status_gate``.
         hooks: the operator's own actions at the points of :meth:`run`
             (:mod:`~ceph_failback.failback.hooks`), each run once, journaled.
+        verify: compare each image's copies before its VM resumes (B's read after step 4, A's
+            after step 5; :mod:`~ceph_failback.failback.verify`); ``None`` (default): no
+            verification.
         journal: the journal file (resumption reads it); default
             ``failback-<site_a>-<site_b>-<pool>.jsonl`` in the working directory.
         timeouts: wait limits.
@@ -135,6 +127,7 @@ class Failback:
         oneflow: bool = True,
         wait_ready: bool = False,
         hooks: Iterable[Hook] = (),
+        verify: Verify | None = None,
     ) -> None:
         if site_a.name == site_b.name:
             raise FailbackError("site A and site B must have different names", site=site_a.name)
@@ -184,6 +177,9 @@ class Failback:
         self._run_lock = RunLock(self._pool_lock, self.ledger, lambda: site_a.ceph.journal_copy(
             self.pools[0], self.journal.path.name), site=site_a.name, pool=self.pool)
         self._checked = False  # check() passed: the step methods do not plan again
+        self.verification = None if verify is None else Verifier(
+            verify, self.ledger, self.events, site_a=site_a.name, site_b=site_b.name,
+            pool=self.pool)
         self.hooks = HookRunner(hooks, self.ledger, self.events, fence=self.fence,
                                 call=functools.partial(
                                     HookCall, site_a=site_a.name, site_b=site_b.name,
@@ -216,6 +212,7 @@ class Failback:
         kwargs.setdefault("oneflow", cfg.oneflow)
         kwargs.setdefault("wait_ready", cfg.wait_ready)
         kwargs.setdefault("hooks", cfg.hooks)
+        kwargs.setdefault("verify", cfg.verify)
         return cls(*cfg.sites(), cfg.pool, journal=journal if journal is not None
                    else cfg.journal, timeouts=timeouts or cfg.timeouts, **kwargs)
 
@@ -556,6 +553,17 @@ class Failback:
         See :mod:`~ceph_failback.failback.steps.reprotect`."""
         with self.locked():
             return reprotect_step.run(self, self._scope.select_images(self.scope(), images))
+
+    def verify(self, images: Iterable[str] | None = None, options: Verify | None = None
+               ) -> dict[str, ImageCheck]:
+        """Compare the images' copies on both sites now, chunk by chunk
+        (:func:`~ceph_failback.failback.verify.verify_now`; ``options``: the failback's
+        ``verify``, else whole images). Changes and journals nothing. Meaningful only while
+        neither copy is written: a VM running on A writes its copy, and B replays it later."""
+        chosen = self._scope.select_images(self.scope(), images)
+        return verify_now(self.pool_a(), self.pool_b(), chosen, options or (
+            self.verification.options if self.verification else Verify()),
+            site_a=self.site_a.name, site_b=self.site_b.name)
 
     def reprotect_preview(self, images: Iterable[str] | None = None) -> dict[str, Decision]:
         """What :meth:`reprotect` would do now, per image (do, skip or refuse, and why), from

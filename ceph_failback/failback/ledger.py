@@ -40,10 +40,12 @@ class Step(StrEnum):
     RUN = "run"
     REPROTECT = "reprotect"  # after the failback, not a documented step: resync B from A
     HOOK = "hook"  # an operator's hook (failback/hooks.py), not a documented step
+    VERIFY = "verify"  # the optional comparison of both copies (failback/verify.py)
 
 
 #: The documented steps, in order, as the journal and events name them.
-STEPS = tuple(step.value for step in Step if step not in (Step.RUN, Step.REPROTECT, Step.HOOK))
+STEPS = tuple(step.value for step in Step
+              if step not in (Step.RUN, Step.REPROTECT, Step.HOOK, Step.VERIFY))
 
 #: Each step's title, as OpenNebula's failback page words it.
 STEP_TITLES = {

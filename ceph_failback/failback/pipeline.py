@@ -59,7 +59,11 @@ def run_pipelined(fb: Failback) -> None:
 
     def move(p: Pair) -> None:
         fb.demote_site_b(images=p.images)
+        if fb.verification is not None:
+            fb.verification.read_b(fb.pool_b(), p.images)
         fb.promote_site_a(images=p.images)
+        if fb.verification is not None:
+            fb.verification.check(fb.pool_a(), fb.pool_b(), p.images)
 
     def start(p: Pair) -> None:
         fb.resume_site_a(vms=[p.vm_b.id])
@@ -96,11 +100,23 @@ def run_in_sequence(fb: Failback) -> None:
             fb.hooks.before_terminate(p, order)
         fb.terminate_site_b(vms=[p.vm_b.id for p in wave])
     fb.demote_site_b()
+    if fb.verification is not None:
+        fb.verification.read_b(fb.pool_b(), fb.images)
     fb.promote_site_a()
+    differ: dict[str, str] = {}
+    if fb.verification is not None:
+        try:
+            fb.verification.check(fb.pool_a(), fb.pool_b(), fb.images)
+        except StepFailedError as exc:
+            differ = exc.failures  # those VMs stay down; the others are resumed
     for wave in order.waves(pairs) or [[]]:
-        fb.resume_site_a(vms=[p.vm_b.id for p in wave])
-        for p in wave:
+        go = [p for p in wave if not any(image_target(i) in differ for i in p.images)]
+        fb.resume_site_a(vms=[p.vm_b.id for p in go])
+        for p in go:
             fb.hooks.after_resume(p, order, lambda vm: started(fb, vm), pairs)
+    if differ:
+        raise StepFailedError(f"{len(differ)} image(s) differ between the sites",
+                              failures=differ, pool=fb.pool, hint="fix the cause and run again")
 
 
 def started(fb: Failback, vm_b: int) -> bool:

@@ -380,13 +380,17 @@ def report_view(report: Report) -> RenderableType:
         cell("COMPLETE", "ok") if report.complete else cell("NOT complete", "bad"),
         cell(f"({report.runs} run(s){wall})", "muted"))]
 
+    verified = any(i.verified is not None for i in report.images)
     rows = [[cell(i.name), cell(i.outcome, outcome_tone(i.outcome)), _done(i),
              cell(i.protection or "-", "bad" if i.protected is False else
                   "ok" if i.protected else "muted"),
+             *([cell(i.verification or "-", "bad" if i.verified is False else
+                     "ok" if i.verified else "muted")] if verified else []),
              cell(i.error or "", "bad")]
             for i in sorted(report.images, key=lambda i: not (i.error or i.protected is False
                                                               or not i.promoted))]
-    parts.append(table("IMAGE", "OUTCOME", "DONE", "PROTECTION (B REPLAYS FROM A)", "ERROR",
+    parts.append(table("IMAGE", "OUTCOME", "DONE", "PROTECTION (B REPLAYS FROM A)",
+                       *(["VERIFIED (A = B'S LAST DATA)"] if verified else []), "ERROR",
                        rows=rows, title=f"Images ({len(report.images)}):", empty="none",
                        limit=ROW_LIMIT))
     rows = []

@@ -32,6 +32,8 @@ class ImageOutcome:
             ``split-brain on B``, ``not replaying from A after ...``), as last recorded;
             ``None``: not observed (the run did not get that far).
         protected: ``True``/``False`` as that state says; ``None`` when unknown.
+        verification: the last comparison of its copies (``verify=``), if any.
+        verified: ``True`` equal, ``False`` different, ``None`` not compared.
     """
 
     name: str
@@ -43,6 +45,8 @@ class ImageOutcome:
     error: str | None
     protection: str | None = None
     protected: bool | None = None
+    verification: str | None = None
+    verified: bool | None = None
 
     @property
     def outcome(self) -> str:
@@ -109,9 +113,11 @@ class Report(Rendered):
         """Every image promoted on A, every VM running on A, and no image that site B was seen
         unable to replay from A afterwards (split-brain on B, or not picked up within
         ``Timeouts.protect``: see :meth:`~ceph_failback.failback.Failback.reprotect`), and
-        every VM whose start order group waits for readiness seen ready, and no hook with
+        every VM whose start order group waits for readiness seen ready, no image whose copies
+        a verification found different, and no hook with
         ``on_error="stop"`` failed or cut off as its last outcome."""
-        return (all(i.promoted and i.protected is not False for i in self.images)
+        return (all(i.promoted and i.protected is not False and i.verified is not False
+                    for i in self.images)
                 and all(v.resumed and (v.ready is not None or not v.needs_ready)
                         for v in self.vms)
                 and not any(h.outcome != "done" and h.on_error == "stop" for h in self.hooks))
@@ -142,7 +148,8 @@ class Report(Rendered):
                        "error": h.error, "on_error": h.on_error} for h in self.hooks],
             "images": [{"name": i.name, "outcome": i.outcome, "resynced": i.resynced,
                         "promote_attempts": i.promote_attempts, "error": i.error,
-                        "protection": i.protection, "protected": i.protected}
+                        "protection": i.protection, "protected": i.protected,
+                        "verification": i.verification, "verified": i.verified}
                        for i in self.images],
             "vms": [{"vm_b": v.vm_b, "vm_a": v.vm_a, "images": list(v.images),
                      "resumed": v.resumed, "downtime": v.downtime, "error": v.error,
@@ -193,6 +200,8 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
             error=last_error(t),
             protection=history.protection,
             protected=history.protected,
+            verification=(check := _verification(journal, t))[0],
+            verified=check[1],
         ))
     vm_outcomes = []
     for p in pairs:
@@ -223,6 +232,16 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
     unprotected = dict(seen.data.get("unprotected") or {}) if seen is not None else {}
     return Report(pool, site_a, site_b, tuple(image_outcomes), tuple(vm_outcomes),
                   len(journal.runs()), wall, tuple(unprotected.items()), _hooks(journal))
+
+
+def _verification(journal: Journal, target: str) -> tuple[str | None, bool | None]:
+    last = max((r for r in (journal.last(step=Step.VERIFY, event=Mark.DONE, target=target),
+                            journal.last(step=Step.VERIFY, event=Mark.FAILED, target=target))
+                if r is not None), key=lambda r: r.time, default=None)
+    if last is None:
+        return None, None
+    done = last.event == Mark.DONE
+    return str(last.data.get("detail" if done else "error")), done
 
 
 def _hooks(journal: Journal) -> tuple[HookOutcome, ...]:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..ceph.content import ContentDigest, digest
 from ..ceph.mirror import DaemonHealth, MirrorSnapshot, OperationResult, Peer
 from ..ceph.rbd_journal import JournalHeader
 from ..ceph.seams import JournalCopySide, PoolLockSide
@@ -167,6 +168,12 @@ class MemoryMirrorPool:
             self.world._copy(self.site_name, image)
             client = self.world.writers.get((self.site_name, image))
             return [{"addr": f"10.0.0.1:0/{client}", "id": 1, "cookie": 1}] if client else []
+
+    def digest(self, image: str, **kw: Any) -> ContentDigest:
+        """The digest of the image's content on this site (:meth:`MemoryCeph.data`)."""
+        self._tick()
+        data = self.world.data(self.site_name, image)
+        return digest(len(data), lambda offset, n: data[offset:offset + n], **kw)
 
     def lock_owners(self, image: str) -> list[dict[str, Any]]:
         """The writer holding the exclusive lock, if any."""

@@ -16,6 +16,7 @@ from ceph_failback.errors import SafetyError, StepFailedError
 from ceph_failback.failback import STEPS, Event, EventKind, Failback, Journal, Timeouts
 from ceph_failback.failback.ledger import image_target
 from ceph_failback.failback.safety import SPLIT_BRAIN_ON_B
+from ceph_failback.failback.verify import Verify
 from ceph_failback.lab import Lab
 from ceph_failback.lab.oned import Delays
 from ceph_failback.lab.world import World
@@ -329,6 +330,37 @@ def test_snapshot_mode_end_to_end(snapshot_lab: Lab, tmp_path: Path, kind: str) 
         assert all(i.resynced for i in report.images) == (kind == "unplanned")
         if kind == "planned":
             assert fb.journal.find(step="resync_a", event="done") == []
+
+
+@pytest.mark.parametrize("mode", ["journal", "snapshot"])
+def test_verification_catches_a_copy_altered_on_a_behind_the_library_s_back(
+        lab: Lab, snapshot_lab: Lab, tmp_path: Path, mode: str) -> None:
+    # Both copies are read through librbd (B's after its demotion, A's after its promotion)
+    # and compared chunk by chunk. A write on A right after the promote, before the resume,
+    # is caught: that VM stays down; the other one, verified equal, is home.
+    with World(lab if mode == "journal" else snapshot_lab,
+               delays=Delays.uniform(0.05)) as world:
+        expected = build(world, 2)
+        first, second = world.vms
+        victim = first.images[1]
+
+        def tamper(event: Event) -> None:
+            if (event.kind is EventKind.ACTION and event.step == "promote_a"
+                    and event.target == f"image:{victim}" and event.data.get("outcome") == "done"):
+                world.lab.write("a", victim, b"written on A behind the failback's back",
+                                offset=1 << 20)
+
+        fb = make_failback(world, tmp_path / f"{tmp_path.name}-j.jsonl",
+                           verify=Verify(sample=2), listeners=[tamper])
+        with pytest.raises(StepFailedError) as info:
+            fb.run()
+        assert "content differs at offset 0" in info.value.failures[f"image:{victim}"]
+        assert world.oned_a.vm_state(first.vm_a) == ("POWEROFF", "LCM_INIT")
+        assert world.oned_a.vm_state(second.vm_a) == ("ACTIVE", "RUNNING")
+        report = fb.report()
+        assert {i.name: i.verified for i in report.images} == {
+            i: i != victim for i in expected}, report
+        assert all(world.lab.checksum("a", i) == expected[i] for i in second.images)
 
 
 def test_dr_history_on_b_is_never_paired(world: World, tmp_path: Path) -> None:
