@@ -14,7 +14,9 @@ the ``FAILBACK_*`` environment variables of :meth:`HookCall.environment`), with 
 and an error policy: ``stop`` (its failure fails the VM's stage that triggered it, which holds
 back what waits for it, and everything stays resumable) or ``continue`` (the failure is
 journaled and shown, the failback goes on). Each run of a hook is journaled (its intent, then
-its outcome and output), and a hook done is never run again when the failback is resumed.
+its outcome and output), and a hook done is never run again when the failback is resumed. A
+hook the process was killed in the middle of (its intent journaled, no outcome) may or may not
+have done its work: it runs again on the next run, so write hooks that may run twice.
 """
 
 from __future__ import annotations
@@ -217,10 +219,14 @@ class HookRunner:
         """Before ``pair``'s VM is terminated on B: the failback's hooks (once, first VM), its
         group's (once, the group's first VM), its own."""
         group = order.group_of(pair.vm_b.id)
-        for scope in ("failback", *([f"group:{group.name}"] if group else []),
-                      f"vm:{pair.vm_b.id}"):
-            for hook in self._at(When.BEFORE_TERMINATE, scope):
-                self._once(hook, scope, pair=pair, group=group.name if group else None)
+        name = group.name if group else None
+        for hook in self._at(When.BEFORE_TERMINATE, "failback"):
+            self._once(hook, "failback")  # told no VM: it runs for all of them
+        if group is not None:
+            for hook in self._at(When.BEFORE_TERMINATE, f"group:{group.name}"):
+                self._once(hook, f"group:{group.name}", group=name)
+        for hook in self._at(When.BEFORE_TERMINATE, f"vm:{pair.vm_b.id}"):
+            self._once(hook, f"vm:{pair.vm_b.id}", pair=pair, group=name)
 
     def after_resume(self, pair: Pair, order: StartOrder, started: Callable[[int], bool],
                      pairs: Sequence[Pair]) -> None:

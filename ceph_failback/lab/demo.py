@@ -2,12 +2,13 @@
 
 ``python -m ceph_failback.lab rehearse`` (also ``python -m ceph_failback.demo``) brings up two
 real single-node Ceph clusters with rbd-mirror between them and one OpenNebula stand-in per site,
-creates VMs with persistent RBD disks holding data on site A, simulates a disaster (unplanned by
-default: site B force-promoted, the VMs recreated there and writing new data), then runs the
-failback with :class:`~ceph_failback.failback.Failback` (plan, progress, report with per-VM
-downtime), checks that site A holds B's last writes, says what would differ in production (the
-waits that depend on rbd-mirror's intervals, the checks that would stop the run), and tears
-everything down.
+creates VMs with persistent RBD disks holding data on site A (by default a OneFlow service,
+``shop``: vm-0 its database, the others its application, started after the database is READY,
+with two hooks), simulates a disaster (unplanned by default: site B force-promoted, the VMs
+recreated there and writing new data), then runs the failback with
+:class:`~ceph_failback.failback.Failback` (plan, progress, report with per-VM downtime), checks
+that site A holds B's last writes, says what would differ in production (the waits that depend
+on rbd-mirror's intervals, the checks that would stop the run), and tears everything down.
 
 Options shape the rehearsal like the failback you expect: the number of VMs and disks, the image
 size and how much is written, the mirroring mode, the kind of disaster, rbd-mirror's production
@@ -31,6 +32,7 @@ from rich.console import RenderableType
 
 from ..errors import ConfigurationError, FailbackError
 from ..failback import WAIVABLE, Event, EventKind, Failback, Plan, Progress, Report, Timeouts
+from ..failback.hooks import Hook
 from ..failback.render import show
 from .cluster import TEST_SPEED_SETTINGS
 from .lab import Lab, MirrorKind, unique_journal
@@ -132,6 +134,10 @@ class RehearsalOptions:
             first VM gets one more disk there, and the failback covers both pools.
         dr_history: site B keeps a DONE VM per VM from an earlier DR test, using the same
             images (oned keeps DONE VMs); the failback must pair only the live ones.
+        service: (two VMs or more) the VMs form a OneFlow service on A: vm-0 its ``db`` role,
+            the others its ``app`` role (after ``db``, with the ready status gate: each guest
+            reports ``READY=YES`` through OneGate a second into its boot), with two hooks
+            (before the app stops on B, after the database is up on A).
     """
 
     mode: MirrorKind = "journal"
@@ -151,6 +157,7 @@ class RehearsalOptions:
     pipeline: bool = True
     second_pool: str | None = None
     dr_history: bool = False
+    service: bool = True
 
 
 def parse_size(text: str) -> int:
@@ -331,6 +338,7 @@ def rehearse(options: RehearsalOptions) -> int:
                          other_pool=o.second_pool if i == 0 else None)
         world.wait_replicated(timeout=600)
         print(f"   mirrored to site B in {time.monotonic() - t:.1f}s")
+        hooks = _service(world) if o.service and o.vms >= 2 else []
 
         _say(f"disaster ({o.disaster}): VMs fail over to site B and write new data there"
              + (" (B keeps a DONE VM per VM from an earlier DR test)" if o.dr_history else ""))
@@ -346,7 +354,8 @@ def rehearse(options: RehearsalOptions) -> int:
         progress = Progress(sys.stdout)
         fb = Failback(world.site("a"), world.site("b"), pools, journal=journal,
                       timeouts=timeouts, concurrency=o.concurrency,
-                      vm_concurrency=o.vm_concurrency, listeners=[progress, timer])
+                      vm_concurrency=o.vm_concurrency, listeners=[progress, timer],
+                      hooks=hooks)
         _say("the VM/image mapping between the sites")
         for pair in fb.pairs:
             print(f"   VM {pair.vm_b.id} on {fb.site_b.name} -> VM {pair.vm_a.id} on "
@@ -391,6 +400,26 @@ def rehearse(options: RehearsalOptions) -> int:
             lab.down()
             print(f"   down in {time.monotonic() - t:.1f}s; lab daemons left: "
                   f"{lab.running_pids() or 'none'}")
+
+
+def _service(world: World) -> list[Hook]:
+    """vm-0 and the others as a OneFlow service on A (``shop``: ``db`` <- ``app``, with the
+    ready status gate and guests that report READY=YES), and the rehearsal's two hooks."""
+    db, *app = world.vms
+    world.oned_a.add_service("shop", {"db": [db.vm_a], "app": [v.vm_a for v in app]},
+                             parents={"app": ["db"]}, ready_status_gate=True)
+    for vm in world.vms:
+        world.oned_a.guest_reports_ready(vm.vm_a, after=1.0)
+    print(f"   OneFlow service 'shop' on A: db = {db.name}, app = "
+          f"{', '.join(v.name for v in app)} (app starts after db, once db's guest is READY)")
+    say = "import os; print(os.environ['FAILBACK_WHEN'], os.environ['FAILBACK_GROUP'], "
+    hooks = [Hook("before_terminate", [sys.executable, "-c", say + "'drained')"],
+                  group="shop/app", name="drain-app", timeout=30),
+             Hook("after_resume", [sys.executable, "-c", say + "'database checked')"],
+                  group="shop/db", name="check-db", timeout=30)]
+    print("   hooks: drain-app (before the app stops on B), check-db (after the database is "
+          "up on A)")
+    return hooks
 
 
 def run(mode: MirrorKind = "journal", vms: int = 3, disaster: Disaster = "unplanned",
@@ -442,6 +471,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dr-history", action="store_true",
                         help="site B keeps a DONE VM per VM from an earlier DR test, using the "
                              "same images: the failback must pair only the live ones")
+    parser.add_argument("--no-service", dest="service", action="store_false",
+                        help="no OneFlow service (start order, readiness) and no hooks: every "
+                             "VM moves as soon as its images are ready")
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
 
 
@@ -459,7 +491,8 @@ def options_from(args: argparse.Namespace) -> RehearsalOptions:
         disaster=cast(Disaster, args.disaster), production_speed=args.production_speed,
         oned_delay=args.oned_delay, ips=args.ips, directory=args.directory, reuse=args.reuse,
         keep=args.keep, concurrency=args.concurrency, vm_concurrency=args.vm_concurrency,
-        pipeline=args.pipeline, second_pool=args.second_pool, dr_history=args.dr_history)
+        pipeline=args.pipeline, second_pool=args.second_pool, dr_history=args.dr_history,
+        service=args.service)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ceph_failback.lab.demo") -> int:

@@ -12,6 +12,7 @@ import sys
 
 from ceph_failback.ceph import CephConfig, CephSite
 from ceph_failback.failback import Event, EventKind, Failback, Site, Timeouts
+from ceph_failback.failback.hooks import Hook
 from ceph_failback.opennebula import OpenNebulaSite
 
 
@@ -36,8 +37,10 @@ def main() -> int:
             if seen[0] >= kill_at[1]:
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    hooks = [Hook(h["when"], h["command"], vm=h.get("vm")) for h in cfg.get("hooks", [])]
     fb = Failback(_site(cfg["a"]), _site(cfg["b"]), cfg["pool"], journal=cfg["journal"],
-                  timeouts=Timeouts(**cfg["timeouts"]), listeners=[listener])
+                  timeouts=Timeouts(**cfg["timeouts"]), listeners=[listener], hooks=hooks,
+                  vm_concurrency=cfg.get("vm_concurrency", 10))
     report = fb.run()
     print(json.dumps(report.to_dict()))
     return 0

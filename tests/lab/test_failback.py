@@ -296,13 +296,25 @@ def _child(world: World, journal: Path, **kw) -> subprocess.CompletedProcess[str
         cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path) -> None:
+def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     expected = build(world, 2)
     journal = tmp_path / f"{tmp_path.name}-j.jsonl"
+    # Command hooks at every point, for the failback and for each VM: each notes its run. One VM
+    # at a time, so that no hook is running when a step's end kills the process (a hook killed
+    # mid-run has no outcome journaled and runs again: at least once, documented).
+    ran = tmp_path / "hooks.log"
+    note = [sys.executable, "-c", "import os; open(os.environ['NOTE'], 'a').write("
+            "os.environ['FAILBACK_WHEN'] + ' ' + os.environ.get('FAILBACK_VM_B', '-') + '\\n')"]
+    monkeypatch.setenv("NOTE", str(ran))  # the children inherit it, and so do their hooks
+    hooks = [{"when": w, "command": note} for w in ("before_run", "before_terminate",
+                                                     "after_resume", "after_run")]
+    hooks += [{"when": w, "command": note, "vm": p.vm_b} for p in world.vms
+              for w in ("before_terminate", "after_resume")]
     for step in STEPS[:-1]:
-        done = _child(world, journal, kill_after=step)
+        done = _child(world, journal, kill_after=step, hooks=hooks, vm_concurrency=1)
         assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
-    final = _child(world, journal)
+    final = _child(world, journal, hooks=hooks, vm_concurrency=1)
     assert final.returncode == 0, final.stderr[-3000:]
     assert json.loads(final.stdout.splitlines()[-1])["complete"]
     j = Journal(journal)
@@ -317,6 +329,10 @@ def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path) -> No
         sent = [a for a in world.oned_b.actions
                 if a[0] == p.vm_b and a[1].startswith("terminate") and a[2]]
         assert len(sent) == 1, (p, world.oned_b.actions)
+    # Each hook ran exactly once across the kills and resumptions.
+    assert Counter(ran.read_text().splitlines()) == Counter(
+        ["before_run -", "before_terminate -", "after_resume -", "after_run -"]
+        + [f"{w} {p.vm_b}" for p in world.vms for w in ("before_terminate", "after_resume")])
 
 
 @pytest.mark.parametrize("kind", ["unplanned", "planned"])

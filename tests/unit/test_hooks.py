@@ -93,7 +93,12 @@ def test_each_hook_runs_once_at_its_point(web: MemoryWorld, tmp_path: Path,
     assert names[0] == "start" and names[-1] == "end"
     assert names.index("drain-all") == 1  # before the first VM stops
     running, done = ("ACTIVE", "RUNNING"), ("DONE", "LCM_INIT")
-    assert by["drain-app"][1] == app.vm_b and by["drain-app"][2] == running  # before its stop
+    assert by["drain-app"][1] is None  # a group's hook runs for the group, told no VM
+    drained = fb.journal.last(step="hook", event="done",
+                              target="hook:before_terminate:drain-app@group:web/app")
+    stopped = fb.journal.last(step="terminate_b", event="intent", target=f"vm:site-b:{app.vm_b}")
+    assert drained is not None and stopped is not None and drained.time <= stopped.time
+    assert by["drain-all"][1] is None
     assert by["stop-mail"][2] == running
     assert by["check-db"][3] == running  # after db runs on A
     assert by["web-up"][1] is None and by["web-up"][4]["app"] == running  # the group's, after

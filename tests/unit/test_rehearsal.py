@@ -65,7 +65,8 @@ def test_options() -> None:
     defaults = options_from(parse())
     assert (defaults.vms, defaults.disks, defaults.mode, defaults.disaster) == (
         3, None, "journal", "unplanned")
-    assert (defaults.second_pool, defaults.dr_history) == (None, False)
+    assert (defaults.second_pool, defaults.dr_history, defaults.service) == (None, False, True)
+    assert not options_from(parse("--no-service")).service
     for argv in (["--vms", "0"], ["--disks", "0"], ["--image-size", "1M", "--write", "2M"]):
         with pytest.raises(ConfigurationError):
             options_from(parse(*argv))
