@@ -237,12 +237,15 @@ class HookRunner:
             self._once(hook, f"vm:{pair.vm_b.id}", pair=pair,
                        group=group.name if group else None)
         # The last VM of a group (of the failback) to start sees all of them started; two that
-        # finish together both do, and the hook's own lock runs it once.
-        if group is not None and all(started(v) for v in group.vms):
-            for hook in self._at(When.AFTER_RESUME, f"group:{group.name}"):
-                self._once(hook, f"group:{group.name}", group=group.name)
-        if all(started(p.vm_b.id) for p in pairs):
-            for hook in self._at(When.AFTER_RESUME, "failback"):
+        # finish together both do, and the hook's own lock runs it once. Asked only where a hook
+        # waits for the answer.
+        if group is not None and (hooks := self._at(When.AFTER_RESUME, f"group:{group.name}")):
+            if all(started(v) for v in group.vms):
+                for hook in hooks:
+                    self._once(hook, f"group:{group.name}", group=group.name)
+        if (hooks := self._at(When.AFTER_RESUME, "failback")) and all(
+                started(p.vm_b.id) for p in pairs):
+            for hook in hooks:
                 self._once(hook, "failback")
 
     # -- running one ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ Where the groups come from, first match wins for each VM:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..opennebula.mapping import Pair
@@ -60,8 +60,17 @@ class StartOrder:
     groups: tuple[Group, ...] = ()
     _of: dict[int, Group] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    _first: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False,
+                                         compare=False)
+    _then: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False,
+                                        compare=False)
+
     def __post_init__(self) -> None:
         self._of.update({vm: g for g in self.groups for vm in g.vms})
+        named = {g.name: g for g in self.groups}
+        for g in self.groups:  # each group's lists once: a VM's question is then a lookup
+            self._first[g.name] = [v for a in g.after if a in named for v in named[a].vms]
+            self._then[g.name] = [v for h in self.groups if g.name in h.after for v in h.vms]
 
     def __bool__(self) -> bool:
         return any(g.after for g in self.groups)
@@ -69,9 +78,6 @@ class StartOrder:
     def group_of(self, vm_b: int) -> Group | None:
         """The group of a VM (id on B), if any."""
         return self._of.get(vm_b)
-
-    def _named(self, names: Iterable[str]) -> list[Group]:
-        return [g for g in self.groups if g.name in set(names)]
 
     def needs_ready(self, vm_b: int) -> bool:
         """The VM (id on B) counts as started on A only once its guest reports ready."""
@@ -81,15 +87,13 @@ class StartOrder:
     def starts_after(self, vm_b: int) -> list[int]:
         """The VMs (ids on B) whose partners must run on A before this VM's partner resumes."""
         group = self._of.get(vm_b)
-        return [] if group is None else [v for g in self._named(group.after) for v in g.vms]
+        return [] if group is None else list(self._first[group.name])
 
     def stops_after(self, vm_b: int) -> list[int]:
         """The VMs (ids on B) that must be DONE on B before this VM is terminated: those of the
         groups that start after this VM's group."""
         group = self._of.get(vm_b)
-        if group is None:
-            return []
-        return [v for g in self.groups if group.name in g.after for v in g.vms]
+        return [] if group is None else list(self._then[group.name])
 
     def waves(self, pairs: Sequence[Pair], *, stopping: bool = False) -> list[list[Pair]]:
         """``pairs`` in waves: each wave's VMs only after the wave before it (to resume on A;

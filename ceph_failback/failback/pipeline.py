@@ -65,9 +65,11 @@ def run_pipelined(fb: Failback) -> None:
         if fb.verification is not None:
             fb.verification.check(fb.pool_a(), fb.pool_b(), p.images)
 
+    up = started(fb, pairs)
+
     def start(p: Pair) -> None:
         fb.resume_site_a(vms=[p.vm_b.id])
-        fb.hooks.after_resume(p, order, lambda vm: started(fb, vm), pairs)
+        fb.hooks.after_resume(p, order, up, pairs)
 
     dispatch_when_ready(
         pairs, (stage(stop, on_b), stage(move, on_b),
@@ -95,6 +97,7 @@ def run_in_sequence(fb: Failback) -> None:
     by wave in the start order, with the hooks around each VM."""
     fb.resync_site_a()
     pairs, order = fb.pairs, fb.start_order()
+    up = started(fb, pairs)
     for wave in order.waves(pairs, stopping=True) or [[]]:
         for p in wave:
             fb.hooks.before_terminate(p, order)
@@ -113,18 +116,27 @@ def run_in_sequence(fb: Failback) -> None:
         go = [p for p in wave if not any(image_target(i) in differ for i in p.images)]
         fb.resume_site_a(vms=[p.vm_b.id for p in go])
         for p in go:
-            fb.hooks.after_resume(p, order, lambda vm: started(fb, vm), pairs)
+            fb.hooks.after_resume(p, order, up, pairs)
     if differ:
         raise StepFailedError(f"{len(differ)} image(s) differ between the sites",
                               failures=differ, pool=fb.pool, hint="fix the cause and run again")
 
 
-def started(fb: Failback, vm_b: int) -> bool:
-    """The VM on B's partner was resumed on A by this failback's journal (or found running),
-    and reported ready where its group waits for that."""
-    pair = next((p for p in fb.pairs if p.vm_b.id == vm_b), None)
-    if pair is None:
-        return False
+def started(fb: Failback, pairs: Sequence[Pair]) -> Callable[[int], bool]:
+    """Whether a VM on B's partner was resumed on A by this failback's journal (or found
+    running), and reported ready where its group waits for that; once true, it stays so."""
+    by_b = {p.vm_b.id: p for p in pairs}
+    seen: set[int] = set()
+
+    def ask(vm_b: int) -> bool:
+        if vm_b not in seen and vm_b in by_b and _started(fb, by_b[vm_b]):
+            seen.add(vm_b)
+        return vm_b in seen
+    return ask
+
+
+def _started(fb: Failback, pair: Pair) -> bool:
+    vm_b = pair.vm_b.id
     t = vm_target(fb.site_a.name, pair.vm_a.id)
     journal = fb.journal
     resumed = any(journal.last(step=Step.RESUME_A, event=mark, target=t) is not None

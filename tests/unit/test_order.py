@@ -315,3 +315,29 @@ def test_the_stand_in_s_vm_update_as_oned_does_it() -> None:
             site.update_user_template(999, 'READY="YES"')
         with pytest.raises(Err, match="single attributes"):
             site.update_user_template(vm_id, 'V = [ A = "1" ]')
+
+
+def test_many_vms_in_a_group_are_read_in_one_call() -> None:
+    # db's terminate asks about every app VM (they must be DONE first), and each app VM's
+    # resume about db: four or more VMs are one vmpool.infoset call, not a call each; one the
+    # listing leaves out is read by itself (and raises if it is gone).
+    from ceph_failback.failback.steps.base import read_vms
+
+    class Site:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def vm(self, i: int) -> VM:
+            self.calls.append(f"vm {i}")
+            return VM(i, f"v{i}", "DONE")
+
+        def vms_by_id(self, ids) -> list[VM]:
+            self.calls.append(f"by_id {sorted(ids)}")
+            return [VM(i, f"v{i}", "DONE") for i in ids if i != 7]
+
+    site = Site()
+    assert [v.id for v in read_vms(site, [1, 2])] == [1, 2]  # type: ignore[arg-type]
+    assert site.calls == ["vm 1", "vm 2"]
+    site.calls.clear()
+    assert [v.id for v in read_vms(site, [5, 6, 7, 8])] == [5, 6, 7, 8]  # type: ignore[arg-type]
+    assert site.calls == ["by_id [5, 6, 7, 8]", "vm 7"]

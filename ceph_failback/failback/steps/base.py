@@ -24,11 +24,13 @@ _log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from ...ceph.seams import MirrorSide
     from ...opennebula.mapping import Pair
+    from ...opennebula.records import VM
+    from ...opennebula.seams import CloudSite
     from ..core import Site, Timeouts
     from ..order import StartOrder
 
 __all__ = ["Choice", "Decision", "StepResult", "Recorder", "StepContext", "STEP_TITLES",
-           "parallel", "registered_in_a"]
+           "parallel", "read_vms", "registered_in_a"]
 
 
 class Choice(StrEnum):
@@ -242,6 +244,15 @@ def guarded(recorder: Recorder, target: str, fn: Callable[[], None]) -> None:
         fn()
     except FailbackError as exc:
         recorder.fail(target, exc)
+
+
+def read_vms(one: CloudSite, ids: Sequence[int]) -> list[VM]:
+    """The VMs with these ids as the site shows them now: one by one for a few, else in one
+    ``vms_by_id`` call (a VM it leaves out is read by itself, which raises if it is gone)."""
+    if len(ids) <= 3:
+        return [one.vm(i) for i in ids]
+    found = {vm.id: vm for vm in one.vms_by_id(ids)}
+    return [found.get(i) or one.vm(i) for i in ids]
 
 
 def registered_in_a(ctx: StepContext, name: str, b_uuid: str) -> Registered:

@@ -24,7 +24,7 @@ from ..safety import (
     start_order,
     unreadable_disks,
 )
-from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel
+from .base import Choice, Decision, Recorder, StepContext, StepResult, guarded, parallel, read_vms
 
 STEP = Step.RESUME_A
 
@@ -75,8 +75,9 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
     if not vm.is_running:
         infos = ctx.pool_a().infos(pair.images)
         first = set(order.starts_after(pair.vm_b.id))
-        earlier = [(ctx.site_a.one.vm(p.vm_a.id), order.needs_ready(p.vm_b.id))
-                   for p in ctx.scope_pairs() if p.vm_b.id in first]
+        before = [p for p in ctx.scope_pairs() if p.vm_b.id in first] if first else []
+        earlier = list(zip(read_vms(ctx.site_a.one, [p.vm_a.id for p in before]),
+                           [order.needs_ready(p.vm_b.id) for p in before], strict=True))
     decision = decide(vm, pair.images, infos, ctx.names, earlier)
     if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None

@@ -36,6 +36,7 @@ from .base import (
     StepResult,
     guarded,
     parallel,
+    read_vms,
     registered_in_a,
 )
 
@@ -121,7 +122,7 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
             images = [(ImageView(i, None, None), histories[i]) for i in pair.images]
     later: list[VM] = []
     if not vm.is_done and not terminating(vm):
-        later = [one_b.vm(v) for v in ctx.start_order().stops_after(vm.id)]
+        later = read_vms(one_b, ctx.start_order().stops_after(vm.id))
     decision = decide(vm, images, ctx.names, ctx.waive, later)
     if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None
