@@ -589,5 +589,6 @@ class Failback:
         """What this failback did, from the journal: per image outcome, per VM downtime."""
         scope = self.scope()
         return build_report(self.journal, scope.pairs, list(scope.images),
-                            site_a=self.site_a.name, site_b=self.site_b.name, pool=self.pool)
+                            site_a=self.site_a.name, site_b=self.site_b.name, pool=self.pool,
+                            hooks=self.hooks.targets())
 

@@ -196,6 +196,11 @@ class HookRunner:
     def __bool__(self) -> bool:
         return bool(self.hooks)
 
+    def targets(self) -> set[str]:
+        """The journal targets of these hooks (a group's or the failback's: one each; a VM's:
+        one each)."""
+        return {self.target(h, h.scope) for h in self.hooks}
+
     def blockers(self, order: StartOrder, pairs: Sequence[Pair]) -> list[Blocker]:
         """Hooks naming a group or a VM this failback does not have (the plan's
         ``hook-target-unknown``)."""

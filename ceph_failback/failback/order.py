@@ -20,15 +20,17 @@ Where the groups come from, first match wins for each VM:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..errors import ConfigurationError
 from ..opennebula.mapping import Pair
 from ..opennebula.services import Service
 from .ledger import vm_target
 from .observed import Blocker
 
-__all__ = ["Group", "StartOrder", "build_order", "NO_ORDER"]
+__all__ = ["Group", "StartOrder", "build_order", "explicit_order", "recorded_order", "NO_ORDER"]
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,20 @@ class StartOrder:
                                          compare=False)
     _then: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False,
                                         compare=False)
+    _above: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False,
+                                         compare=False)
 
     def __post_init__(self) -> None:
         self._of.update({vm: g for g in self.groups for vm in g.vms})
         named = {g.name: g for g in self.groups}
+        ancestors: dict[str, set[str]] = {}
         for g in self.groups:  # each group's lists once: a VM's question is then a lookup
             self._first[g.name] = [v for a in g.after if a in named for v in named[a].vms]
             self._then[g.name] = [v for h in self.groups if g.name in h.after for v in h.vms]
+            # In start order, a group's ``after`` groups come before it.
+            ancestors[g.name] = {a for a in g.after if a in named}.union(
+                *(ancestors.get(a, set()) for a in g.after))
+            self._above[g.name] = [v for a in sorted(ancestors[g.name]) for v in named[a].vms]
 
     def __bool__(self) -> bool:
         return any(g.after for g in self.groups)
@@ -88,6 +97,12 @@ class StartOrder:
         """The VMs (ids on B) whose partners must run on A before this VM's partner resumes."""
         group = self._of.get(vm_b)
         return [] if group is None else list(self._first[group.name])
+
+    def all_before(self, vm_b: int) -> list[int]:
+        """Every VM (id on B) of every group this VM's group starts after, transitively: until
+        they all run on A, it cannot start there."""
+        group = self._of.get(vm_b)
+        return [] if group is None else list(self._above[group.name])
 
     def stops_after(self, vm_b: int) -> list[int]:
         """The VMs (ids on B) that must be DONE on B before this VM is terminated: those of the
@@ -117,6 +132,17 @@ class StartOrder:
 
 #: No order: every VM moves as soon as its images are ready.
 NO_ORDER = StartOrder()
+
+
+def recorded_order(recorded: Sequence[Mapping[str, object]], pairs: Sequence[Pair]
+                   ) -> StartOrder:
+    """The order a journal recorded (:meth:`StartOrder.to_dict`), for the VMs of ``pairs``."""
+    in_scope = {p.vm_b.id for p in pairs}
+    drafts = [_Draft(str(g["name"]), [int(v) for v in _list(g.get("vms"))
+                                      if int(v) in in_scope],
+                     [str(a) for a in _list(g.get("after"))], str(g.get("source", "order")),
+                     bool(g.get("ready", False))) for g in recorded]
+    return StartOrder(_contract(drafts))
 
 
 def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
@@ -150,6 +176,8 @@ def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
                     f"on {site_b} (an id on {site_b}, or a VM name on either site)"))
                 continue
             for vm in found:
+                if vm in members:
+                    continue  # named twice in the same group: once is enough
                 if vm in chosen:
                     blockers.append(Blocker(
                         "order-duplicate", vm_target(site_b, vm),
@@ -161,18 +189,32 @@ def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
         groups.append(_Draft(name, members, [f"group {index}"] if index else [], "order",
                              wait_ready))
     by_a = {p.vm_a.id: p.vm_b.id for p in pairs}
+    explicit_vms = set(chosen)
+    names = [s.name for s in services]
     for service in services:
+        # OneFlow does not make names unique (another user's service): the id tells them apart.
+        label = service.name if names.count(service.name) == 1 else f"{service.name}#{service.id}"
+        members_of = {r.name: [by_a[v] for v in r.vms if v in by_a
+                               and by_a[v] not in explicit_vms] for r in service.roles}
+        if not any(members_of.values()):
+            continue  # none of its VMs is failed back here (or the explicit order has them all)
         roles = {r.name for r in service.roles}
         for role in service.roles:
-            name = f"{service.name}/{role.name}"
-            members = [by_a[v] for v in role.vms if v in by_a and by_a[v] not in chosen]
-            for vm in members:
-                chosen[vm] = name
-            after = [f"{service.name}/{p}" for p in role.parents] if service.ordered else []
-            for parent in role.parents:
-                if parent not in roles:
+            name = f"{label}/{role.name}"
+            members = []
+            for vm in members_of[role.name]:
+                if vm in chosen:
                     blockers.append(Blocker(
-                        "order-unknown-role", f"service:{service.name}",
+                        "order-duplicate", vm_target(site_b, vm),
+                        f"VM {vm} on {site_b} is in two OneFlow roles ({chosen[vm]} and {name})"))
+                    continue
+                chosen[vm] = name
+                members.append(vm)
+            after = [f"{label}/{p}" for p in role.parents] if service.ordered else []
+            for parent in role.parents:
+                if parent not in roles and members_of[role.name]:
+                    blockers.append(Blocker(
+                        "order-unknown-role", f"service:{label}",
                         f"OneFlow service {service.name!r} (document {service.id} on {site_a}): "
                         f"role {role.name!r} names the parent role {parent!r}, which the "
                         "service does not have"))
@@ -183,6 +225,37 @@ def build_order(pairs: Sequence[Pair], known: Sequence[Pair],
             "order-cycle", "order", f"the start order has a cycle: {' -> '.join(cycle)} (each "
             "group starts only after the one before it)"))
     return StartOrder(_contract(ordered)), blockers
+
+
+def _list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def explicit_order(order: object) -> list[list[int | str]] | None:
+    """``order=`` checked: a list of groups, each a non-empty list of VM ids (on B, not
+    negative) or names.
+
+    Raises:
+        ConfigurationError: anything else (a list of names is not a list of groups).
+    """
+    if order is None:
+        return None
+    shape = "a list of groups, each a list of VM ids or names: [['db'], ['app', 17]]"
+    if isinstance(order, str | bytes) or not isinstance(order, Iterable):
+        raise ConfigurationError(f"order must be {shape}, not {order!r}")
+    groups: list[list[int | str]] = []
+    for index, group in enumerate(order, 1):
+        if isinstance(group, str | bytes) or not isinstance(group, Iterable):
+            raise ConfigurationError(f"order: group {index} is {group!r}; the order must be "
+                                     f"{shape}")
+        entries = list(group)
+        if not entries or not all(
+                (isinstance(e, int) and not isinstance(e, bool) and e >= 0)
+                or (isinstance(e, str) and e) for e in entries):
+            raise ConfigurationError(f"order: group {index} ({entries!r}) must hold VM ids "
+                                     "(site B's, not negative) or names, at least one")
+        groups.append(entries)
+    return groups
 
 
 def _resolve(entry: int | str, known: Sequence[Pair]) -> list[int]:

@@ -155,25 +155,30 @@ def dispatch_when_ready(pairs: Sequence[Pair], stages: Sequence[Stage],
     may:
 
     - a pair's first stage once all its images are ready, and (start ``order``) once every VM of
-      the groups that start after it passed its first stage (stopped on B);
+      the groups that start after it passed its first stage (stopped on B), and the images of
+      every VM of the groups it starts after (transitively) are ready too: it would otherwise
+      stay down while a slow resync of theirs goes on;
     - each later stage once the pair's stage before it succeeded; the last one also once every
       VM of the groups it starts after passed it (runs on A).
 
     A later stage goes before a first one (a stopped VM is down: it comes back first), so a VM
     whose images are ready never waits behind one whose resync is slow. A step 2 failure is
     added to ``failures``; a pair the order held back because another VM failed is added too,
-    naming that VM (``sites``: A's and B's names for the targets). An interruption of step 2
-    starts no pair's first stage; pairs already stopped go on."""
+    naming that VM (``sites``: A's and B's names for the targets). An interruption (of step 2
+    or of the wait after it) starts no pair's first stage; pairs already stopped go on."""
     runner = _Runner(pairs, stages, workers, order)
     try:
-        resync(runner.ready)
-    except StepFailedError as exc:
-        failures.update(exc.failures)
+        try:
+            resync(runner.ready)
+        except StepFailedError as exc:
+            failures.update(exc.failures)
+        runner.finish()
     except BaseException:
-        # Interrupted (Ctrl-C) or step 2 could not run: no VM not yet stopped is stopped.
+        # Interrupted (Ctrl-C, during step 2 or the wait after it) or step 2 could not run:
+        # no VM not yet stopped is stopped; those stopped come back; then it is raised.
         runner.finish(stopping=True)
         raise
-    runner.finish()
+    runner.raise_error()
     runner.held(failures, *sites)
 
 
@@ -198,10 +203,17 @@ class _Runner:
         self.index_of = index_of = {p.vm_b.id: i for i, p in enumerate(self.pairs)}
         self.need: dict[tuple[int, int], int] = {}
         self.then: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        by_b = {p.vm_b.id: p for p in self.pairs}
+        self.waits_for: dict[int, set[str]] = {}  # pair index -> the images its stop waits for
         for i, pair in enumerate(self.pairs):
-            for name in dict.fromkeys(pair.images):
+            # Its own images, and those of the VMs it starts after: until those replay, it would
+            # only wait, stopped, for them.
+            names = set(pair.images).union(*(by_b[v].images for v in order.all_before(
+                pair.vm_b.id) if v in by_b))
+            self.waits_for[i] = names
+            for name in names:
                 self.images.setdefault(name, []).append(i)
-            self._needs((0, i), len(set(pair.images)))
+            self._needs((0, i), len(names))
             for stage in range(1, len(stages)):
                 self._requires((stage, i), (stage - 1, i))
             for vm in order.stops_after(pair.vm_b.id):
@@ -243,8 +255,8 @@ class _Runner:
             _, index, stage = heapq.heappop(self.heap)
             if stage == 0 and self.stopping:
                 continue
-            self.running += 1
             self.pool.submit(self._run, (stage, index))
+            self.running += 1  # after: an interrupt inside submit leaves it unchanged
 
     def _run(self, task: tuple[int, int]) -> None:
         stage, index = task
@@ -271,25 +283,41 @@ class _Runner:
             while self.running or self.heap:  # _pump drops first stages when stopping
                 self.cond.wait()
         self.pool.shutdown(wait=True)
+
+    def raise_error(self) -> None:
+        """Raise what a stage raised that it should not have (not a failure it reported)."""
         if self.error is not None:
             raise self.error
 
     def held(self, failures: dict[str, str], site_a: str, site_b: str) -> None:
-        """Add to ``failures`` each pair the start order held back because a VM it waits for
-        did not get there (a pair whose images never got ready is there by its images)."""
+        """Add to ``failures`` each pair the start order held back: its stop, because VMs it
+        waits for did not stop or their images did not get ready; its start, because VMs it
+        starts after did not. A pair whose own images never got ready is there by them."""
+        def within(vms: list[int], stage: int) -> list[int]:
+            return [v for v in vms if v in self.index_of
+                    and not self.outcome.get((stage, self.index_of[v]))]
+
         for i, pair in enumerate(self.pairs):
             if (0, i) not in self.outcome:
                 if any(name in self.images for name in pair.images):
                     continue  # step 2's failure of its images says why
-                waits = [v for v in self.order.stops_after(pair.vm_b.id)
-                         if not self.outcome.get((0, self.index_of.get(v, -1)))]
+                if any(name in self.images for name in self.waits_for[i]):
+                    before = [v for v in self.order.all_before(pair.vm_b.id) if v in self.index_of
+                              and any(n in self.images for n in self.pairs[
+                                  self.index_of[v]].images)]
+                    failures.setdefault(vm_target(site_b, pair.vm_b.id), (
+                        f"not terminated on {site_b}: in the start order it starts after VMs "
+                        f"{before} on {site_b}, whose images did not get ready (see their "
+                        "failures); stopped before them it would only wait, down. Fix them, "
+                        "then run again"))
+                    continue
+                waits = within(self.order.stops_after(pair.vm_b.id), 0)
                 failures.setdefault(vm_target(site_b, pair.vm_b.id), (
                     f"not terminated on {site_b}: in the start order it stops only once VMs "
                     f"{waits} on {site_b} are stopped, and they are not (see their failures); "
                     "fix that, then run again"))
             elif self.outcome.get((self.last - 1, i)) and (self.last, i) not in self.outcome:
-                waits = [v for v in self.order.starts_after(pair.vm_b.id)
-                         if not self.outcome.get((self.last, self.index_of.get(v, -1)))]
+                waits = within(self.order.starts_after(pair.vm_b.id), self.last)
                 failures.setdefault(vm_target(site_a, pair.vm_a.id), (
                     f"terminated on {site_b} and not resumed on {site_a}: in the start order "
                     f"it resumes only once the partners of VMs {waits} (ids on {site_b}) run on "

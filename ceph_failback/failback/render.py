@@ -419,8 +419,9 @@ def report_view(report: Report) -> RenderableType:
                           f"{' -> '.join(map(str, stops)) or '-'}; {report.site_a} resumed VMs "
                           f"{' -> '.join(map(str, starts)) or '-'}"))
     if report.hooks:
-        rows = [[cell(h.target), cell(h.outcome, outcome_tone(h.outcome) if h.outcome != "failed"
-                                      or h.on_error == "stop" else "busy"),
+        rows = [[cell(h.target + ("" if h.configured else " (no longer configured)")),
+                 cell(h.outcome, outcome_tone(h.outcome) if h.outcome != "failed"
+                      or (h.on_error == "stop" and h.configured) else "busy"),
                  cell(f"{h.seconds:.1f}s" if h.seconds is not None else "-"),
                  cell(h.on_error), cell(h.error or "", "bad")] for h in report.hooks]
         parts.append(table("HOOK", "OUTCOME", "TIME", "ON ERROR", "ERROR", rows=rows,

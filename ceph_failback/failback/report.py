@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from rich.console import RenderableType
@@ -89,6 +89,7 @@ class HookOutcome:
     seconds: float | None
     error: str | None
     on_error: str
+    configured: bool = True  # still among the failback's hooks (one removed counts no more)
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,13 @@ class Report(Rendered):
         ``Timeouts.protect``: see :meth:`~ceph_failback.failback.Failback.reprotect`), and
         every VM whose start order group waits for readiness seen ready, no image whose copies
         a verification found different, and no hook with
-        ``on_error="stop"`` failed or cut off as its last outcome."""
+        ``on_error="stop"`` (still configured) failed or cut off as its last outcome."""
         return (all(i.promoted and i.protected is not False and i.verified is not False
                     for i in self.images)
                 and all(v.resumed and (v.ready is not None or not v.needs_ready)
                         for v in self.vms)
-                and not any(h.outcome != "done" and h.on_error == "stop" for h in self.hooks))
+                and not any(h.outcome != "done" and h.on_error == "stop" and h.configured
+                            for h in self.hooks))
 
     def order_followed(self) -> tuple[list[int], list[int]]:
         """The order actually followed: the VMs on B in the order they stopped, and the VMs on A
@@ -167,8 +169,10 @@ class Report(Rendered):
 
 
 def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str], *,
-                 site_a: str, site_b: str, pool: str) -> Report:
-    """Build the report from ``journal`` for the given scope."""
+                 site_a: str, site_b: str, pool: str,
+                 hooks: Collection[str] | None = None) -> Report:
+    """Build the report from ``journal`` for the given scope (``hooks``: the journal targets of
+    the hooks configured now; ``None``: every hook the journal names)."""
     def last_error(target: str) -> str | None:
         failed = journal.last(event=Mark.FAILED, target=target)
         if failed is None:
@@ -231,7 +235,8 @@ def build_report(journal: Journal, pairs: Sequence[Pair], images: Sequence[str],
     seen = journal.last(step=Step.RUN, event=Mark.OBSERVED, target="pool")
     unprotected = dict(seen.data.get("unprotected") or {}) if seen is not None else {}
     return Report(pool, site_a, site_b, tuple(image_outcomes), tuple(vm_outcomes),
-                  len(journal.runs()), wall, tuple(unprotected.items()), _hooks(journal))
+                  len(journal.runs()), wall, tuple(unprotected.items()),
+                  _hooks(journal, hooks))
 
 
 def _verification(journal: Journal, target: str) -> tuple[str | None, bool | None]:
@@ -244,7 +249,7 @@ def _verification(journal: Journal, target: str) -> tuple[str | None, bool | Non
     return str(last.data.get("detail" if done else "error")), done
 
 
-def _hooks(journal: Journal) -> tuple[HookOutcome, ...]:
+def _hooks(journal: Journal, configured: Collection[str] | None) -> tuple[HookOutcome, ...]:
     last: dict[str, HookOutcome] = {}
     for r in journal.find(step=Step.HOOK):
         outcome = {"intent": "running", "done": "done", "failed": "failed"}.get(r.event)
@@ -254,5 +259,6 @@ def _hooks(journal: Journal) -> tuple[HookOutcome, ...]:
                                                   else "stop"))
         seconds = r.data.get("seconds")
         last[r.target] = HookOutcome(r.target, outcome, float(seconds) if seconds is not None
-                                     else None, r.data.get("error"), on_error)
+                                     else None, r.data.get("error"), on_error,
+                                     configured is None or r.target in configured)
     return tuple(last.values())

@@ -17,7 +17,7 @@ from ..errors import CephError, FailbackError, JournalError, VMNotFoundError
 from ..opennebula.mapping import FindingKind, Mapping, Pair, Severity, map_sites
 from ..opennebula.records import VM
 from .ledger import Ledger, Mark, Step, image_target, vm_target
-from .order import StartOrder, build_order
+from .order import StartOrder, build_order, explicit_order, recorded_order
 from .plan import Blocker, unique
 from .safety import Names, history_on_b, recorded_history, resumed_by_us
 
@@ -63,34 +63,46 @@ class ScopeReader:
         self.pools = tuple(pools)
         self.pool = "+".join(self.pools)
         self.image_filter, self.vm_filter, self.explicit_pairs = images, vms, pairs
-        self.explicit_order = [list(g) for g in order] if order is not None else None
+        self.explicit_order = explicit_order(order)
         self.oneflow = oneflow
         self.wait_ready = wait_ready
         self.cached: Scope | None = None
-        self._order: tuple[Scope, StartOrder, list[Blocker]] | None = None
+        self._order: tuple[Scope, StartOrder, list[Blocker], list[str]] | None = None
 
-    def order(self, scope: Scope) -> tuple[StartOrder, list[Blocker]]:
-        """The scope's start order (:mod:`.order`), and what is wrong with it (read once per
-        scope: site A's OneFlow services, when ``oneflow``)."""
+    def order(self, scope: Scope) -> tuple[StartOrder, list[Blocker], list[str]]:
+        """The scope's start order (:mod:`.order`), what is wrong with it, and warnings. A
+        failback whose first ``run()`` recorded an order follows that one, as it works on its
+        recorded scope; otherwise it is built from the explicit order and (``oneflow``) site
+        A's OneFlow services, read once per scope."""
         if self._order is not None and self._order[0] is scope:
-            return self._order[1], list(self._order[2])
+            return self._order[1], list(self._order[2]), list(self._order[3])
         blockers: list[Blocker] = []
-        services = []
-        if self.oneflow:
-            try:
-                services = self.site_a.one.services()
-            except FailbackError as exc:
-                blockers.append(Blocker(
-                    "oneflow-unreadable", f"services@{self.site_a.name}",
-                    f"cannot read the OneFlow services of {self.site_a.name} ({exc}): the start "
-                    "order would leave their roles out", waivable=True))
-        known = list(scope.mapping.pairs) if scope.mapping is not None else list(scope.pairs)
-        order, found = build_order(scope.pairs, known, self.explicit_order, services,
-                                   site_a=self.site_a.name, site_b=self.site_b.name,
-                                   wait_ready=self.wait_ready)
-        blockers += found
-        self._order = (scope, order, blockers)
-        return order, list(blockers)
+        warnings: list[str] = []
+        first = next((r for r in self.ledger.journal.find(step=Step.RUN, event=Mark.STARTED)
+                      if "order" in r.data), None)
+        if first is not None:
+            order = recorded_order(first.data["order"], scope.pairs)
+            if self.explicit_order is not None or not self.oneflow:
+                warnings.append("this failback follows the start order its journal recorded at "
+                                "its first run; the order given now is not used (a new order "
+                                "needs a new failback, with a new journal)")
+        else:
+            services = []
+            if self.oneflow:
+                try:
+                    services = self.site_a.one.services()
+                except FailbackError as exc:
+                    blockers.append(Blocker(
+                        "oneflow-unreadable", f"services@{self.site_a.name}",
+                        f"cannot read the OneFlow services of {self.site_a.name} ({exc}): the "
+                        "start order would leave their roles out", waivable=True))
+            known = list(scope.mapping.pairs) if scope.mapping is not None else list(scope.pairs)
+            order, found = build_order(scope.pairs, known, self.explicit_order, services,
+                                       site_a=self.site_a.name, site_b=self.site_b.name,
+                                       wait_ready=self.wait_ready)
+            blockers += found
+        self._order = (scope, order, blockers, warnings)
+        return order, list(blockers), list(warnings)
 
     def mapping(self) -> Mapping:
         """The cross-site VM/image mapping as OpenNebula shows it now."""

@@ -51,8 +51,9 @@ def survey(fb: Failback) -> Plan:
         scope = fb.scope()
         found, noted = fb._scope.blockers(scope)
         blockers += found
-        order, problems = fb._scope.order(scope)
+        order, problems, noted = fb._scope.order(scope)
         blockers += problems + fb.hooks.blockers(order, scope.pairs)
+        warnings += noted
         warnings += noted
         if not scope.images:
             warnings.append("nothing in scope: no VM on site B uses a mirrored image of the pool")

@@ -341,3 +341,70 @@ def test_many_vms_in_a_group_are_read_in_one_call() -> None:
     site.calls.clear()
     assert [v.id for v in read_vms(site, [5, 6, 7, 8])] == [5, 6, 7, 8]  # type: ignore[arg-type]
     assert site.calls == ["by_id [5, 6, 7, 8]", "vm 7"]
+
+
+def test_two_services_of_the_same_name_stay_apart() -> None:
+    # OneFlow does not make service names unique (two users' "web"): the document id tells them
+    # apart, and neither loses its order.
+    other = Service(9, "web", (Role("front", (), (13,)),))
+    order, blockers = order_of(services=[WEB, other])
+    assert not blockers
+    assert [g.name for g in order.groups] == ["web#7/db", "web#9/front", "web#7/app",
+                                              "web#7/lb"]
+    assert order.starts_after(21) == [20]
+
+
+def test_an_explicit_order_for_all_of_a_broken_service_s_vms_lifts_its_blockers() -> None:
+    loop = Service(3, "loop", (Role("x", ("y",), (10,)), Role("y", ("x", "nosuch"), (11,))))
+    _, blockers = order_of(services=[loop])
+    assert {b.kind for b in blockers} == {"order-cycle", "order-unknown-role"}
+    order, blockers = order_of([["db"], ["app"]], [loop])
+    assert not blockers and [g.name for g in order.groups] == ["group 1", "group 2"]
+
+
+def test_a_vm_in_two_roles_is_a_blocker() -> None:
+    other = Service(9, "mail", (Role("smtp", (), (10,)),))  # VM 10 on A is web's db too
+    _, blockers = order_of(services=[WEB, other])
+    assert [(b.kind, b.target) for b in blockers] == [("order-duplicate", "vm:site-b:20")]
+
+
+def test_the_same_vm_twice_in_one_group_is_once() -> None:
+    order, blockers = order_of([["db", 20]])
+    assert not blockers and order.groups[0].vms == (20,)
+
+
+@pytest.mark.parametrize("bad", [["db", "app"], [[-1]], [[]], "db", [[True]], [["db", None]]])
+def test_an_order_that_is_not_a_list_of_groups_is_refused(tmp_path: Path, bad) -> None:
+    from ceph_failback.errors import ConfigurationError
+
+    with MemoryWorld() as world, pytest.raises(ConfigurationError, match="order"):
+        world.failback(tmp_path / "j.jsonl", order=bad)
+
+
+def test_a_resumed_failback_follows_the_order_it_recorded(three_tier: MemoryWorld,
+                                                          tmp_path: Path) -> None:
+    from ceph_failback.failback.hooks import Hook
+
+    world = three_tier
+    db, app, lb, _ = world.vms
+
+    def fail(call) -> None:
+        raise RuntimeError("not yet")
+
+    fb = world.failback(tmp_path / "j.jsonl", order=[["db"], ["app"], ["lb"]], oneflow=False,
+                        hooks=[Hook("after_resume", fail, vm=db.vm_b)])
+    with pytest.raises(StepFailedError):
+        fb.run()
+    assert world.oned_a.vm_state(app.vm_a) == ("POWEROFF", "LCM_INIT")
+    # Resumed with another order (and OneFlow's): the recorded one is kept, and the plan says so.
+    again = world.failback(tmp_path / "j.jsonl", order=[["lb"], ["app"], ["db"]])
+    plan = again.plan()
+    assert [g.name for g in plan.order.groups] == ["group 1", "group 2", "group 3"]
+    assert plan.order.group_of(db.vm_b).name == "group 1"  # type: ignore[union-attr]
+    assert any("recorded at its first run" in w for w in plan.warnings)
+    report = again.run()
+    assert report.complete, report  # the failed hook is no longer configured: shown, not counted
+    assert [h.configured for h in report.hooks] == [False]
+    resumes = [vm for vm, act, ok in world.oned_a.actions if ok and act == "resume"]
+    assert [v for v in resumes if v in (db.vm_a, app.vm_a, lb.vm_a)] == [db.vm_a, app.vm_a,
+                                                                         lb.vm_a]

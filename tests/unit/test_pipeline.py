@@ -4,7 +4,10 @@ scripted; the real thing runs on the lab in tests/lab)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -150,3 +153,65 @@ def test_a_vm_whose_images_never_got_ready_is_not_reported_twice() -> None:
 
     dispatch_when_ready([pair(0, "one-0")], Log().stages, failures, resync=resync, workers=1)
     assert failures == {"image:one-0": "timed out"}
+
+
+def test_a_vm_is_not_stopped_before_the_images_of_the_vms_it_starts_after_are_ready() -> None:
+    # db's image (often the largest) resyncs slowly, then fails: lb and app must not be stopped
+    # meanwhile, since they could only wait, down, for db to come back first.
+    log = Log()
+    seen_before_db: list[int] = []
+
+    def resync(on_ready):
+        on_ready("one-1")
+        on_ready("one-2")
+        time.sleep(0.2)
+        seen_before_db.extend(log.of(STOP))
+        raise StepFailedError("step resync_a failed", failures={"image:one-0": "timed out"})
+
+    failures: dict[str, str] = {}
+    dispatch_when_ready([pair(n, f"one-{n}") for n in range(3)], log.stages, failures,
+                        resync=resync, workers=3, order=THREE_TIER, sites=("site-a", "site-b"))
+    assert seen_before_db == [] and log.calls == []
+    assert set(failures) == {"image:one-0", "vm:site-b:1", "vm:site-b:2"}
+    assert "whose images did not get ready" in failures["vm:site-b:2"]
+    assert "VMs [0] on site-b" in failures["vm:site-b:1"] and "VMs [0] on" in failures["vm:site-b:2"]
+
+
+def test_once_the_early_images_are_ready_the_order_goes_on() -> None:
+    log = Log()
+    order_seen: list[str] = []
+
+    def resync(on_ready):
+        on_ready("one-2")
+        on_ready("one-1")
+        time.sleep(0.1)
+        order_seen.append(f"before db: {log.of(STOP)}")
+        on_ready("one-0")
+
+    dispatch_when_ready([pair(n, f"one-{n}") for n in range(3)], log.stages, {}, resync=resync,
+                        workers=3, order=THREE_TIER)
+    assert order_seen == ["before db: []"]
+    assert log.of(STOP) == [2, 1, 0] and log.of(START) == [0, 1, 2]
+
+
+def test_an_interruption_while_waiting_after_step_2_stops_no_more_vms() -> None:
+    # Ctrl-C while the pipeline waits for its VMs (step 2 done): the VM being stopped comes
+    # back, no other VM is stopped, and nothing runs on once the interruption is raised.
+    gate = threading.Event()
+    log = Log()
+    stop = log.stage(STOP)
+
+    def slow_stop(p: Pair) -> bool:
+        stop(p)
+        return gate.wait(5)
+
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    threading.Timer(0.8, gate.set).start()
+    with pytest.raises(KeyboardInterrupt):
+        dispatch_when_ready([pair(0, "one-0"), pair(1, "one-1")],
+                            (slow_stop, log.stage(MOVE), log.stage(START)), {},
+                            resync=all_ready(["one-0", "one-1"]), workers=1)
+    calls = list(log.calls)
+    assert calls == [(STOP, 0), (MOVE, 0), (START, 0)]
+    time.sleep(0.3)
+    assert log.calls == calls  # nothing went on in the background
