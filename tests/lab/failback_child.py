@@ -41,7 +41,7 @@ def main() -> int:
     fb = Failback(_site(cfg["a"]), _site(cfg["b"]), cfg["pool"], journal=cfg["journal"],
                   timeouts=Timeouts(**cfg["timeouts"]), listeners=[listener], hooks=hooks,
                   vm_concurrency=cfg.get("vm_concurrency", 10))
-    report = fb.run()
+    report = fb.run(pipeline=cfg.get("pipeline", True))
     print(json.dumps(report.to_dict()))
     return 0
 

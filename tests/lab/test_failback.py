@@ -296,13 +296,10 @@ def _child(world: World, journal: Path, **kw) -> subprocess.CompletedProcess[str
         cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    expected = build(world, 2)
-    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
-    # Command hooks at every point, for the failback and for each VM: each notes its run. One VM
-    # at a time, so that no hook is running when a step's end kills the process (a hook killed
-    # mid-run has no outcome journaled and runs again: at least once, documented).
+def _hook_notes(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> tuple[Path, list[dict]]:
+    """Command hooks at every point, for the failback and for each VM: each notes its run in a
+    file (``<when> <vm on B or ->``)."""
     ran = tmp_path / "hooks.log"
     note = [sys.executable, "-c", "import os; open(os.environ['NOTE'], 'a').write("
             "os.environ['FAILBACK_WHEN'] + ' ' + os.environ.get('FAILBACK_VM_B', '-') + '\\n')"]
@@ -311,10 +308,18 @@ def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path,
                                                      "after_resume", "after_run")]
     hooks += [{"when": w, "command": note, "vm": p.vm_b} for p in world.vms
               for w in ("before_terminate", "after_resume")]
+    return ran, hooks
+
+
+def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = build(world, 2)
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
+    ran, hooks = _hook_notes(world, tmp_path, monkeypatch)
     for step in STEPS[:-1]:
-        done = _child(world, journal, kill_after=step, hooks=hooks, vm_concurrency=1)
+        done = _child(world, journal, kill_after=step, hooks=hooks)
         assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
-    final = _child(world, journal, hooks=hooks, vm_concurrency=1)
+    final = _child(world, journal, hooks=hooks)
     assert final.returncode == 0, final.stderr[-3000:]
     assert json.loads(final.stdout.splitlines()[-1])["complete"]
     j = Journal(journal)
@@ -329,7 +334,37 @@ def test_killed_after_each_step_then_resumed(world: World, tmp_path: Path,
         sent = [a for a in world.oned_b.actions
                 if a[0] == p.vm_b and a[1].startswith("terminate") and a[2]]
         assert len(sent) == 1, (p, world.oned_b.actions)
-    # Each hook ran exactly once across the kills and resumptions.
+    # Every hook is done once. A kill at a step's end can land while another VM's hook runs
+    # (step 2 goes on beside the VMs' stages): that hook has an intent and no outcome, and runs
+    # again; so each ran at least once and at most once per intent, never after its "done".
+    intents = Counter(_note_of(r.target) for r in j.find(step="hook", event="intent"))
+    dones = Counter(_note_of(r.target) for r in j.find(step="hook", event="done"))
+    notes = Counter(ran.read_text().splitlines())
+    assert dones == Counter(dict.fromkeys(intents, 1)) and len(dones) == 8, dones
+    assert all(1 <= notes[k] <= intents[k] for k in intents) and set(notes) == set(intents), (
+        notes, intents)
+
+
+def _note_of(target: str) -> str:
+    """``hook:<when>:<name>@vm:<id>`` -> ``<when> <id>`` (``-`` for the failback's)."""
+    when = target.split(":")[1]
+    return f"{when} {target.rsplit('@vm:', 1)[1] if '@vm:' in target else '-'}"
+
+
+def test_hooks_run_exactly_once_across_kills_and_resumptions(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each step for every VM in turn (pipeline=False): a kill at a step's end never lands in a
+    # hook, and each hook runs exactly once across the kills and the resumptions.
+    expected = build(world, 2)
+    journal = tmp_path / f"{tmp_path.name}-j.jsonl"
+    ran, hooks = _hook_notes(world, tmp_path, monkeypatch)
+    for step in STEPS[:-1]:
+        done = _child(world, journal, kill_after=step, hooks=hooks, pipeline=False)
+        assert done.returncode == -9, (step, done.stdout, done.stderr[-3000:])
+    final = _child(world, journal, hooks=hooks, pipeline=False)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert json.loads(final.stdout.splitlines()[-1])["complete"]
+    assert_failed_back(world, expected, make_failback(world, journal))
     assert Counter(ran.read_text().splitlines()) == Counter(
         ["before_run -", "before_terminate -", "after_resume -", "after_run -"]
         + [f"{w} {p.vm_b}" for p in world.vms for w in ("before_terminate", "after_resume")])
