@@ -517,6 +517,7 @@ class Failback:
             self._scope.record(self.pool_b())
             self.ledger.write(Step.RUN, Mark.STARTED, pipeline=pipeline,
                               order=self.start_order().to_dict())
+            self.hooks.reset()
             try:
                 self.hooks.around_run(When.BEFORE_RUN)
                 self.demote_site_a()

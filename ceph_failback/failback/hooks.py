@@ -13,14 +13,16 @@ A hook is a Python callable (given a :class:`HookCall`) or a command (run withou
 the ``FAILBACK_*`` environment variables of :meth:`HookCall.environment`), with a time limit
 and an error policy: ``stop`` (its failure fails the VM's stage that triggered it, which holds
 back what waits for it, and everything stays resumable) or ``continue`` (the failure is
-journaled and shown, the failback goes on). Each run of a hook is journaled (its intent, then
-its outcome and output), and a hook done is never run again when the failback is resumed. A
+journaled and shown, the failback goes on, and that hook is not run again). Each run of a hook is
+journaled (its intent, then its outcome and output), and a hook done is never run again when the
+failback is resumed. A
 hook the process was killed in the middle of (its intent journaled, no outcome) may or may not
 have done its work: it runs again on the next run, so write hooks that may run twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -184,7 +186,17 @@ class HookRunner:
 
     def __init__(self, hooks: Iterable[Hook], ledger: Ledger, events: Emitter, *,
                  call: Callable[..., HookCall], fence: Callable[[], None]) -> None:
-        self.hooks = tuple(hooks)
+        # Two hooks of one point and scope with one name would share a journal target (the
+        # second would pass for done): the later ones are numbered (``notify-2``).
+        named: list[Hook] = []
+        for hook in hooks:
+            label, n = hook.label, 1
+            while any(h.label == label and h.point is hook.point and h.scope == hook.scope
+                      for h in named):
+                n += 1
+                label = f"{hook.label}-{n}"
+            named.append(hook if label == hook.label else dataclasses.replace(hook, name=label))
+        self.hooks = tuple(named)
         self.ledger = ledger
         self.events = events
         self._call = call
@@ -195,6 +207,12 @@ class HookRunner:
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
+
+    def reset(self) -> None:
+        """At the start of a run: a hook that failed in an earlier run of this object runs
+        again (unless its policy was ``continue``: that failure is final)."""
+        with self._lock:
+            self._failed.clear()
 
     def targets(self) -> set[str]:
         """The journal targets of these hooks (a group's or the failback's: one each; a VM's:
@@ -271,6 +289,9 @@ class HookRunner:
         with lock:  # a VM waits while its group's hook runs for a sibling
             if self.ledger.journal.last(step=Step.HOOK, event=Mark.DONE, target=t) is not None:
                 return
+            if hook.on_error == "continue" and self.ledger.journal.last(
+                    step=Step.HOOK, event=Mark.FAILED, target=t) is not None:
+                return  # its failure was journaled and accepted: it is not run again
             if t in self._failed:
                 raise HookFailedError(f"hook {hook.label!r} ({hook.point.value}, {scope}) failed "
                                       f"earlier in this run: {self._failed[t]}",

@@ -185,7 +185,7 @@ class Ledger:
         resync_intent = j.last(step=Step.RESYNC_A, event=Mark.INTENT, target=t)
         attempted = max((r for r in (resync_done, resync_intent) if r is not None),
                         key=lambda r: r.time, default=None)
-        proof = j.last(event=Mark.OBSERVED, target=t)
+        proof = j.last(step=Step.RESYNC_A, event=Mark.OBSERVED, target=t)  # Ledger.prove's
         promoted = j.last(step=Step.PROMOTE_A, event=Mark.DONE, target=t)
         every_check = self.protection_checks(name)
         checked = every_check[-1] if every_check else None

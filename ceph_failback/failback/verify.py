@@ -153,9 +153,14 @@ class Verifier:
         return [i for i in images if self.ledger.journal.last(
             step=Step.VERIFY, event=Mark.DONE, target=image_target(i)) is None]
 
+    def _promoted(self, name: str) -> bool:
+        return self.ledger.attempted(Step.PROMOTE_A, image_target(name))
+
     def read_b(self, pool_b: MirrorSide, images: Sequence[str]) -> None:
-        """After step 4: B's digests (kept for :meth:`check`, journaled)."""
-        todo = self.pending(images)
+        """After step 4, before step 5: B's digests (kept for :meth:`check`, journaled with
+        what :meth:`check` needs to compare without B). Never once A's promote was attempted:
+        B then follows A, and reading it would prove nothing (a copy altered on A would pass)."""
+        todo = [n for n in self.pending(images) if not self._promoted(n)]
         if not todo:
             return
         digests = read_digests(pool_b, todo, self.options, self.throttle)
@@ -163,46 +168,80 @@ class Verifier:
             self._b.update(digests)
         for name, d in digests.items():
             self.ledger.write(Step.VERIFY, Mark.OBSERVED, image_target(name), site=self.site_b,
-                              size=d.size, chunks=len(d.chunks), digest=d.combined())
+                              size=d.size, chunk=d.chunk, chunks=len(d.chunks),
+                              sample=self.options.sample, digest=d.combined())
+
+    def _recorded_b(self, name: str) -> dict[str, object] | None:
+        """B's digest as journaled before A's promote (a run resumed after step 5)."""
+        t = image_target(name)
+        j = self.ledger.journal
+        promote = j.find(step=Step.PROMOTE_A, target=t)
+        first = min((r.time for r in promote), default=None)
+        seen = [r for r in j.find(step=Step.VERIFY, event=Mark.OBSERVED, target=t)
+                if first is None or r.time <= first]
+        return dict(seen[-1].data) if seen else None
 
     def check(self, pool_a: MirrorSide, pool_b: MirrorSide, images: Sequence[str]
               ) -> dict[str, ImageCheck]:
-        """After step 5: A's digests against B's; raises :class:`StepFailedError` naming each
-        image whose copies differ (its VM must not be resumed). B's digest missing (a run
-        resumed after step 5) is read now: B follows A once A is promoted, so that proves less,
-        and the check says so."""
+        """After step 5: A's digests against B's taken after step 4; raises
+        :class:`StepFailedError` naming each image whose copies differ (its VM must not be
+        resumed). A run resumed after step 5 compares with B's digest journaled before the
+        promote (never with B now, which follows A); without one, the image fails: nothing can
+        prove its copy any more."""
         todo = self.pending(images)
         if not todo:
             return {}
         with self._lock:
-            missing = [n for n in todo if n not in self._b]
-        late = set(missing)
-        if missing:
-            self.read_b(pool_b, missing)
-        with self._lock:
-            b = {n: self._b[n] for n in todo}
-        a = read_digests(pool_a, todo, self.options, self.throttle, like=b)
-        checks = {n: compare(n, b[n], a[n], site_a=self.site_a, site_b=self.site_b)
-                  for n in todo}
+            b = {n: self._b[n] for n in todo if n in self._b}
+        checks: dict[str, ImageCheck] = {}
+        if b:
+            a = read_digests(pool_a, list(b), self.options, self.throttle, like=b)
+            checks = {n: compare(n, b[n], a[n], site_a=self.site_a, site_b=self.site_b)
+                      for n in b}
+        for name in (n for n in todo if n not in b):
+            checks[name] = self._against_record(pool_a, name)
         failures = {}
-        for name, c in checks.items():
-            t = image_target(name)
-            detail = c.detail + (f" ({self.site_b} read after the promote: a resumed run)"
-                                 if name in late else "")
+        for name in todo:
+            c, t = checks[name], image_target(name)
             if c.equal:
-                self.ledger.write(Step.VERIFY, Mark.DONE, t, detail=detail, read=c.read)
-                self.events.emit(EventKind.ACTION, f"{t}: verified, {detail}",
+                self.ledger.write(Step.VERIFY, Mark.DONE, t, detail=c.detail, read=c.read)
+                self.events.emit(EventKind.ACTION, f"{t}: verified, {c.detail}",
                                  step=Step.VERIFY.value, target=t, outcome="done")
             else:
-                self.ledger.write(Step.VERIFY, Mark.FAILED, t, error=detail, read=c.read)
-                self.events.emit(EventKind.WARNING, f"{t}: VERIFICATION FAILED: {detail}",
+                self.ledger.write(Step.VERIFY, Mark.FAILED, t, error=c.detail, read=c.read)
+                self.events.emit(EventKind.WARNING, f"{t}: VERIFICATION FAILED: {c.detail}",
                                  step=Step.VERIFY.value, target=t, outcome="failed")
-                failures[t] = (f"verification: {detail}; its VM is not resumed (compare the "
-                               "copies, then run again, or fail back without verify)")
+                failures[t] = (f"verification: {c.detail}; its VM is not resumed (compare the "
+                               "copies; to resume it anyway, run again without verify)")
         if failures:
             raise StepFailedError(f"{len(failures)} image(s) differ between the sites",
                                   failures=failures, pool=self.pool, site=self.site_a)
         return checks
+
+    def _against_record(self, pool_a: MirrorSide, name: str) -> ImageCheck:
+        """A's copy against B's digest journaled before the promote."""
+        record = self._recorded_b(name)
+        if record is None or not isinstance(record.get("digest"), str):
+            return ImageCheck(name, False, 0, f"cannot be verified: no digest of {self.site_b}'s "
+                                              "copy was taken before the promote (the run "
+                                              "stopped between them), and B now follows A")
+        size, chunk = int(str(record["size"])), int(str(record.get("chunk") or CHUNK))
+        sample = record.get("sample")
+        offsets = (None if sample is None else
+                   sample_offsets(size, int(str(sample)), name, chunk))
+        a = pool_a.digest(name, chunk=chunk, offsets=offsets, throttle=self.throttle)
+        if a.size != size:
+            return ImageCheck(name, False, a.read, f"sizes differ: {size} bytes on "
+                                                   f"{self.site_b} (its digest taken before the "
+                                                   f"promote), {a.size} on {self.site_a}")
+        if a.combined() != record["digest"]:
+            return ImageCheck(name, False, a.read, f"content differs from {self.site_b}'s "
+                                                   "digest taken before the promote: "
+                                                   f"{self.site_a}'s copy is not {self.site_b}'s "
+                                                   "last data")
+        return ImageCheck(name, True, a.read, f"equal to {self.site_b}'s digest taken before the "
+                                              f"promote ({_size(a.read)} read on "
+                                              f"{self.site_a})")
 
 
 def verify_now(pool_a: MirrorSide, pool_b: MirrorSide, images: Sequence[str], options: Verify,

@@ -237,3 +237,34 @@ def test_hooks_from_the_configuration_file_and_the_command_line(tmp_path: Path) 
                                       "--hook", "after_run=/usr/bin/notify done"])
     (cli_hook,) = args.hook
     assert cli_hook.argv == ["/usr/bin/notify", "done"] and cli_hook.point.value == "after_run"
+
+
+def test_a_continue_hook_that_fails_runs_once_not_once_per_vm(web: MemoryWorld,
+                                                               tmp_path: Path) -> None:
+    rec = Recorder(web)
+    rec.fail.add("drain-all")
+    hooks = [rec.hook("before_terminate", "drain-all", on_error="continue")]
+    assert web.failback(tmp_path / "j.jsonl", hooks=hooks).run().complete
+    web.failback(tmp_path / "j.jsonl", hooks=hooks).run()
+    assert rec.names() == ["drain-all"]  # three VMs, two runs: its failure was accepted once
+
+
+def test_hooks_of_one_name_at_one_point_are_told_apart(web: MemoryWorld, tmp_path: Path) -> None:
+    ran: list[str] = []
+    hooks = [Hook("before_run", lambda c: ran.append("one"), name="x"),
+             Hook("before_run", lambda c: ran.append("two"), name="x")]
+    report = web.failback(tmp_path / "j.jsonl", hooks=hooks).run()
+    assert sorted(ran) == ["one", "two"]
+    assert [h.target for h in report.hooks] == ["hook:before_run:x@failback",
+                                                 "hook:before_run:x-2@failback"]
+
+
+def test_a_fixed_hook_runs_again_on_the_same_failback(web: MemoryWorld, tmp_path: Path) -> None:
+    rec = Recorder(web)
+    rec.fail.add("start")
+    fb = web.failback(tmp_path / "j.jsonl", hooks=[rec.hook("before_run", "start")])
+    with pytest.raises(HookFailedError):
+        fb.run()
+    rec.fail.clear()
+    assert fb.run().complete  # the same object, as in a notebook
+    assert rec.names() == ["start", "start"]

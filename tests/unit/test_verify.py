@@ -135,3 +135,44 @@ def test_the_command_line_s_verify_options(tmp_path: Path) -> None:
     assert _verify(parse(["run", "--config", "x", "--verify"]), None) == Verify()
     assert _verify(parse(["run", "--config", "x", "--verify-sample", "8"]),
                    Verify(bandwidth=1e6)) == Verify(sample=8, bandwidth=1e6)
+
+
+def test_a_rerun_does_not_accept_a_copy_the_verification_rejected(world: MemoryWorld,
+                                                                  tmp_path: Path) -> None:
+    # After A's promote, B follows A: reading B again would make the altered copy pass. The
+    # rerun compares A with B's digest journaled before the promote, and the VM stays down.
+    db, _ = world.vms
+    victim = db.images[1]
+
+    def tamper(event: Event) -> None:
+        if (event.kind is EventKind.ACTION and event.step == "promote_a"
+                and event.target == f"image:{victim}" and event.data.get("outcome") == "done"):
+            world.ceph.write("site-a", victim, b"tampered on A")
+
+    with pytest.raises(StepFailedError):
+        world.failback(tmp_path / "j.jsonl", verify=Verify(), listeners=[tamper]).run()
+    assert world.ceph.data("site-b", victim) == b"tampered on A"  # B followed A
+    again = world.failback(tmp_path / "j.jsonl", verify=Verify())
+    with pytest.raises(StepFailedError) as info:
+        again.run()
+    assert "before the promote" in info.value.failures[f"image:{victim}"]
+    assert world.oned_a.vm_state(db.vm_a) == ("POWEROFF", "LCM_INIT")
+
+
+def test_a_rerun_verifies_an_unaltered_copy_against_b_s_earlier_digest(
+        world: MemoryWorld, tmp_path: Path) -> None:
+    # A crash between the promote and the check: the rerun compares with the journaled digest.
+    calls: list[str] = []
+
+    def crash(event: Event) -> None:
+        if event.kind is EventKind.ACTION and event.step == "promote_a" and not calls:
+            calls.append("x")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        world.failback(tmp_path / "j.jsonl", verify=Verify(sample=1), listeners=[crash]).run(
+            pipeline=False)
+    report = world.failback(tmp_path / "j.jsonl", verify=Verify(sample=1)).run(pipeline=False)
+    assert report.complete, report
+    assert any("digest taken before the promote" in (i.verification or "")
+               for i in report.images), report
