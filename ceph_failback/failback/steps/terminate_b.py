@@ -111,7 +111,9 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
     one_b = ctx.site_b.one
     vm = one_b.vm(pair.vm_b.id)
     images: list[tuple[ImageView, ImageHistory]] = []
+    later: list[VM] = []  # the VMs on B that must be DONE first (the start order)
     if not vm.is_done and not terminating(vm):
+        later = read_vms(one_b, ctx.start_order().stops_after(vm.id))
         histories = ctx.ledger.images(pair.images)
         if not all(h.proven or h.demote_b_attempted for h in histories.values()):
             # Only then does the rule need the images' roles (are they home already?).
@@ -120,9 +122,6 @@ def _one(ctx: StepContext, rec: Recorder, pair: Pair) -> None:
                       for i in pair.images]
         else:
             images = [(ImageView(i, None, None), histories[i]) for i in pair.images]
-    later: list[VM] = []
-    if not vm.is_done and not terminating(vm):
-        later = read_vms(one_b, ctx.start_order().stops_after(vm.id))
     decision = decide(vm, images, ctx.names, ctx.waive, later)
     if decision.choice is Choice.REFUSE:
         assert decision.refusal is not None
